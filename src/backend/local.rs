@@ -1,0 +1,226 @@
+//! A repository in a local directory.
+//!
+//! Layout: `config`, `keys/<id>`, `snapshots/<id>`, `locks/<id>`,
+//! `data/<first two hex digits>/<id>`. A write goes to a temporary file in
+//! the destination directory, is synced, renamed into place, and the
+//! directory is synced, so a crash leaves either the old state or the whole
+//! new file (plus perhaps a `.tmp-` file that nothing reads).
+
+use super::{Backend, FileType};
+use crate::error::{Error, IoContext, Result};
+use memmap2::Mmap;
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const OPEN_PACKS: usize = 64;
+
+/// A local directory backend.
+pub struct LocalBackend {
+    root: PathBuf,
+    maps: Mutex<HashMap<String, Arc<Mmap>>>,
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend {
+            root: root.into(),
+            maps: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the directory layout.
+    pub fn create_layout(&self) -> Result<()> {
+        for d in ["keys", "snapshots", "locks", "data"] {
+            fs::create_dir_all(self.root.join(d)).at(self.root.join(d))?;
+        }
+        for i in 0..=255u8 {
+            let d = self.root.join("data").join(format!("{i:02x}"));
+            fs::create_dir_all(&d).at(&d)?;
+        }
+        Ok(())
+    }
+
+    fn dir(&self, t: FileType) -> PathBuf {
+        match t {
+            FileType::Config => self.root.clone(),
+            FileType::Key => self.root.join("keys"),
+            FileType::Pack => self.root.join("data"),
+            FileType::Snapshot => self.root.join("snapshots"),
+            FileType::Lock => self.root.join("locks"),
+        }
+    }
+
+    fn path(&self, t: FileType, name: &str) -> PathBuf {
+        match t {
+            FileType::Config => self.root.join("config"),
+            FileType::Pack => self.dir(t).join(name.get(..2).unwrap_or("00")).join(name),
+            _ => self.dir(t).join(name),
+        }
+    }
+
+    fn map(&self, name: &str) -> Result<Arc<Mmap>> {
+        if let Some(m) = self.maps.lock().expect("map cache").get(name) {
+            return Ok(m.clone());
+        }
+        let p = self.path(FileType::Pack, name);
+        let f = File::open(&p).at(&p)?;
+        // SAFETY: packs are immutable once renamed into place; they are only
+        // ever removed whole, which leaves an existing mapping valid.
+        let m = Arc::new(unsafe { Mmap::map(&f) }.at(&p)?);
+        let mut cache = self.maps.lock().expect("map cache");
+        if cache.len() >= OPEN_PACKS {
+            cache.clear();
+        }
+        cache.insert(name.to_string(), m.clone());
+        Ok(m)
+    }
+
+    fn list_dir(&self, dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        for e in rd {
+            let e = e.at(dir)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") {
+                continue;
+            }
+            let md = e.metadata().at(e.path())?;
+            if md.is_file() {
+                out.push((name, md.len()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&self, t: FileType) -> Result<Vec<String>> {
+        Ok(self.list_sizes(t)?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    fn list_sizes(&self, t: FileType) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        match t {
+            FileType::Config => {
+                if let Ok(md) = fs::metadata(self.path(t, "config")) {
+                    out.push(("config".into(), md.len()));
+                }
+            }
+            FileType::Pack => {
+                let rd = fs::read_dir(self.dir(t)).at(self.dir(t))?;
+                for sub in rd {
+                    let sub = sub.at(self.dir(t))?;
+                    if sub.file_type().at(sub.path())?.is_dir() {
+                        self.list_dir(&sub.path(), &mut out)?;
+                    }
+                }
+            }
+            _ => self.list_dir(&self.dir(t), &mut out)?,
+        }
+        Ok(out)
+    }
+
+    fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+        let p = self.path(t, name);
+        fs::read(&p).at(&p)
+    }
+
+    fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        if t == FileType::Pack {
+            let m = self.map(name)?;
+            let end = offset
+                .checked_add(len)
+                .filter(|&e| e <= m.len() as u64)
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        format!("pack {name}"),
+                        format!(
+                            "range {offset}+{len} is past its {} bytes (truncated?)",
+                            m.len()
+                        ),
+                    )
+                })?;
+            return Ok(m[offset as usize..end as usize].to_vec());
+        }
+        let p = self.path(t, name);
+        let f = File::open(&p).at(&p)?;
+        let mut buf = vec![0u8; len as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, offset).at(&p)?;
+        Ok(buf)
+    }
+
+    fn size(&self, t: FileType, name: &str) -> Result<u64> {
+        let p = self.path(t, name);
+        Ok(fs::metadata(&p).at(&p)?.len())
+    }
+
+    fn exists(&self, t: FileType, name: &str) -> Result<bool> {
+        Ok(self.path(t, name).exists())
+    }
+
+    fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let p = self.path(t, name);
+        let dir = p.parent().expect("files live in a directory").to_path_buf();
+        if t != FileType::Lock && p.exists() {
+            return Err(Error::io(
+                &p,
+                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "refusing to overwrite"),
+            ));
+        }
+        let tmp = dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let res = (|| -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &p)
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&p, e));
+        }
+        sync_dir(&dir)
+    }
+
+    fn remove(&self, t: FileType, name: &str) -> Result<()> {
+        self.maps.lock().expect("map cache").remove(name);
+        let p = self.path(t, name);
+        fs::remove_file(&p).at(&p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance_local() {
+        let d = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(d.path().join("r"));
+        b.create_layout().unwrap();
+        crate::backend::conformance::run(&b);
+    }
+}

@@ -1,0 +1,82 @@
+//! Backends store opaque bytes under a file type and a name.
+//!
+//! They know nothing of packs, trees or snapshots. Writes are atomic (a
+//! reader sees the whole file or none of it) and durable when they return.
+
+pub mod local;
+
+use crate::error::Result;
+
+/// The kinds of files a repository holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileType {
+    /// The config file.
+    Config,
+    /// Key files.
+    Key,
+    /// Packs.
+    Pack,
+    /// Snapshot files.
+    Snapshot,
+    /// Lock files.
+    Lock,
+}
+
+/// Storage for a repository's files.
+pub trait Backend: Send + Sync {
+    /// Where the repository is, for messages.
+    fn location(&self) -> String;
+    /// Names of all files of type `t`.
+    fn list(&self, t: FileType) -> Result<Vec<String>>;
+    /// Names and sizes of all files of type `t`.
+    fn list_sizes(&self, t: FileType) -> Result<Vec<(String, u64)>>;
+    /// A whole file.
+    fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>>;
+    /// `len` bytes at `offset`.
+    fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// The size of a file.
+    fn size(&self, t: FileType, name: &str) -> Result<u64>;
+    /// Whether a file exists.
+    fn exists(&self, t: FileType, name: &str) -> Result<bool>;
+    /// Writes a file atomically and durably; an existing file is an error
+    /// unless `t` is [`FileType::Lock`].
+    fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
+    /// Removes a file.
+    fn remove(&self, t: FileType, name: &str) -> Result<()>;
+}
+
+/// The suite every backend must pass.
+#[cfg(test)]
+pub mod conformance {
+    use super::*;
+
+    /// Runs the suite against `b`, which must be empty.
+    pub fn run(b: &dyn Backend) {
+        let name = "ab".repeat(32);
+        assert!(b.list(FileType::Pack).unwrap().is_empty());
+        b.write(FileType::Pack, &name, b"0123456789").unwrap();
+        assert!(b.exists(FileType::Pack, &name).unwrap());
+        assert_eq!(b.read(FileType::Pack, &name).unwrap(), b"0123456789");
+        assert_eq!(b.read_range(FileType::Pack, &name, 2, 3).unwrap(), b"234");
+        assert!(b.read_range(FileType::Pack, &name, 8, 3).is_err());
+        assert_eq!(b.size(FileType::Pack, &name).unwrap(), 10);
+        assert_eq!(
+            b.list_sizes(FileType::Pack).unwrap(),
+            vec![(name.clone(), 10)]
+        );
+        assert!(
+            b.write(FileType::Pack, &name, b"other").is_err(),
+            "packs are never overwritten"
+        );
+        assert_eq!(b.read(FileType::Pack, &name).unwrap(), b"0123456789");
+        b.write(FileType::Lock, "l", b"1").unwrap();
+        b.write(FileType::Lock, "l", b"2").unwrap();
+        assert_eq!(b.read(FileType::Lock, "l").unwrap(), b"2");
+        b.write(FileType::Snapshot, "s", b"snap").unwrap();
+        assert_eq!(b.list(FileType::Snapshot).unwrap(), vec!["s".to_string()]);
+        b.remove(FileType::Pack, &name).unwrap();
+        assert!(!b.exists(FileType::Pack, &name).unwrap());
+        assert!(b.read(FileType::Pack, &name).is_err());
+        assert!(b.list(FileType::Pack).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,57 @@
+//! `snap check [--read-data]`
+
+use super::Ctx;
+use anyhow::Result;
+use snap::ops::check;
+use snap::repo::Mode;
+
+/// Verify the repository.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Also read every pack, decrypt every blob and re-hash it.
+    #[arg(long)]
+    read_data: bool,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let repo = ctx.open(Mode::Read, "check")?;
+    let progress = ctx.progress(None);
+    let r = check::check(&repo, a.read_data, &progress)?;
+    progress.finish();
+    if ctx.json {
+        super::print_json(&r)?;
+    } else {
+        for w in &r.warnings {
+            eprintln!("snap: note: {w}");
+        }
+        for e in &r.errors {
+            println!("error: {}: {}", e.object, e.message);
+        }
+        for a in &r.affected {
+            println!(
+                "damaged: snapshot {} path {}: {}",
+                a.snapshot, a.path, a.reason
+            );
+        }
+        println!(
+            "checked {} snapshots, {} trees, {} packs{}: {}",
+            r.snapshots,
+            r.trees,
+            r.packs,
+            if a.read_data {
+                format!(" ({} read in full)", r.packs_read)
+            } else {
+                String::new()
+            },
+            if r.ok() {
+                "no errors".to_string()
+            } else {
+                format!("{} error(s)", r.errors.len() + r.affected.len())
+            }
+        );
+    }
+    if !r.ok() {
+        anyhow::bail!("the repository is damaged; see the errors above (`snap repair index` helps when only the index is wrong)");
+    }
+    Ok(0)
+}

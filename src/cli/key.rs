@@ -1,0 +1,66 @@
+//! `snap key add | list | remove`
+
+use super::{kdf_params, password, Ctx};
+use anyhow::Result;
+use snap::repo::Mode;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a password (read from SNAP_NEW_PASSWORD_FILE, SNAP_NEW_PASSWORD or the terminal).
+    Add,
+    /// List key files.
+    List,
+    /// Remove a key file by id (prefix); not the one in use.
+    Remove {
+        /// Key id or unique prefix.
+        id: String,
+    },
+}
+
+pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
+    let repo = ctx.open(Mode::Read, "key")?;
+    match c {
+        KeyCommand::Add => {
+            let pw = password(
+                "SNAP_NEW_PASSWORD",
+                "SNAP_NEW_PASSWORD_FILE",
+                "new password: ",
+            )?;
+            if pw.is_empty() {
+                anyhow::bail!("refusing an empty password");
+            }
+            let id = repo.add_key(pw.as_bytes(), kdf_params())?;
+            if ctx.json {
+                super::print_json(&serde_json::json!({ "added": id }))?;
+            } else {
+                println!("added key {id}");
+            }
+        }
+        KeyCommand::List => {
+            let keys = repo.list_keys()?;
+            if ctx.json {
+                super::print_json(&keys)?;
+            } else {
+                for k in keys {
+                    println!(
+                        "{} {:<32} {} {}@{}",
+                        if k.current { "*" } else { " " },
+                        k.id,
+                        k.created,
+                        k.user,
+                        k.host
+                    );
+                }
+            }
+        }
+        KeyCommand::Remove { id } => {
+            let removed = repo.remove_key(&id)?;
+            if ctx.json {
+                super::print_json(&serde_json::json!({ "removed": removed }))?;
+            } else {
+                println!("removed key {removed}");
+            }
+        }
+    }
+    Ok(0)
+}

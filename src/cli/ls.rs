@@ -1,0 +1,81 @@
+//! `snap ls SNAPSHOT [PATH]`
+
+use super::{Ctx, FilterArgs};
+use anyhow::Result;
+use snap::ops::{restore, select};
+use snap::repo::Mode;
+use std::io::Write;
+
+/// List the files of a snapshot.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Snapshot id (prefix) or `latest`.
+    snapshot: String,
+    /// Path inside the snapshot.
+    #[arg(default_value = "/")]
+    path: String,
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+fn mode_text(kind: snap::format::tree::NodeKind, mode: u32) -> String {
+    use snap::format::tree::NodeKind::*;
+    let t = match kind {
+        Dir => 'd',
+        Symlink => 'l',
+        Fifo => 'p',
+        Chardev => 'c',
+        Blockdev => 'b',
+        File => '-',
+    };
+    let mut s = String::from(t);
+    for shift in [6, 3, 0] {
+        let b = (mode >> shift) & 7;
+        s.push(if b & 4 != 0 { 'r' } else { '-' });
+        s.push(if b & 2 != 0 { 'w' } else { '-' });
+        s.push(if b & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let repo = ctx.open(Mode::Read, "ls")?;
+    let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter())?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut items = Vec::new();
+    let mut werr = None;
+    restore::list(&repo, &snap, &id.short(), &a.path, &mut |l| {
+        if ctx.json {
+            items.push(l);
+        } else if werr.is_none() {
+            let target = l
+                .target
+                .as_ref()
+                .map(|t| format!(" -> {t}"))
+                .unwrap_or_default();
+            if let Err(e) = writeln!(
+                out,
+                "{} {:>5} {:>5} {:>12} {} {}{}",
+                mode_text(l.kind, l.mode),
+                l.uid,
+                l.gid,
+                l.size,
+                l.mtime,
+                l.path,
+                target
+            ) {
+                werr = Some(e);
+            }
+        }
+    })?;
+    if let Some(e) = werr {
+        return Err(e.into());
+    }
+    if ctx.json {
+        drop(out);
+        super::print_json(&items)?;
+    } else {
+        out.flush()?;
+    }
+    Ok(0)
+}

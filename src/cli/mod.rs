@@ -1,0 +1,252 @@
+//! The command line: argument definitions, password and repository lookup,
+//! output helpers, exit codes. One file per subcommand.
+
+mod cat;
+mod check;
+mod init;
+mod key;
+mod ls;
+mod push;
+mod repair;
+mod restore;
+mod snapshots;
+mod term;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use snap::error::Error;
+use snap::format::crypto::KdfParams;
+use snap::repo::{Mode, Repository};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Exit code: saved, but some files could not be read.
+pub const EXIT_INCOMPLETE: i32 = 3;
+
+/// snap: deduplicating, encrypted snapshots of client sites and their databases.
+#[derive(Parser, Debug)]
+#[command(name = "snap", version, about, long_about = None)]
+pub struct Cli {
+    /// Repository directory [default: /var/lib/snap/repo as root, else ~/.local/share/snap/repo]
+    #[arg(long, global = true, env = "SNAP_REPO")]
+    repo: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bars or notes; errors and warnings still go to stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Seconds to wait for another snap process that is writing the index.
+    #[arg(long, global = true, default_value_t = 1800)]
+    lock_wait: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a repository.
+    Init(init::Args),
+    /// Manage the passwords that open the repository.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Save directories, a piped dump, or a command's output as a snapshot.
+    Push(push::Args),
+    /// List snapshots.
+    Snapshots(snapshots::Args),
+    /// List the files of a snapshot.
+    Ls(ls::Args),
+    /// Write one file of a snapshot to stdout.
+    Cat(cat::Args),
+    /// Restore a snapshot, or some paths of it, into a directory.
+    Restore(restore::Args),
+    /// Verify the repository.
+    Check(check::Args),
+    /// Rebuild what can be rebuilt.
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
+}
+
+/// Global settings every subcommand can use.
+pub struct Ctx {
+    repo: PathBuf,
+    json: bool,
+    quiet: bool,
+    lock_wait: Duration,
+}
+
+impl Ctx {
+    fn open(&self, mode: Mode, command: &str) -> Result<Repository> {
+        let pw = password(
+            "SNAP_PASSWORD",
+            "SNAP_PASSWORD_FILE",
+            "repository password: ",
+        )?;
+        Ok(Repository::open(&self.repo, pw.as_bytes(), mode, command)?)
+    }
+
+    fn write_mode(&self) -> Mode {
+        Mode::Write(self.lock_wait)
+    }
+
+    fn progress(&self, total_files: Option<u64>) -> term::TermProgress {
+        term::TermProgress::new(self.quiet || self.json, total_files)
+    }
+}
+
+fn default_repo() -> PathBuf {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/snap/repo");
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("snap/repo")
+}
+
+/// Reads a password from `file_var`, `var`, or the terminal.
+fn password(var: &str, file_var: &str, prompt: &str) -> Result<String> {
+    if let Some(f) = std::env::var_os(file_var) {
+        let s = std::fs::read_to_string(&f).with_context(|| {
+            format!(
+                "reading the password file {} ({file_var})",
+                PathBuf::from(&f).display()
+            )
+        })?;
+        return Ok(s
+            .strip_suffix('\n')
+            .map(|x| x.strip_suffix('\r').unwrap_or(x))
+            .unwrap_or(&s)
+            .to_string());
+    }
+    if let Ok(p) = std::env::var(var) {
+        return Ok(p);
+    }
+    if std::io::stderr().is_terminal() {
+        return rpassword::prompt_password(prompt)
+            .context("reading the password from the terminal");
+    }
+    anyhow::bail!("no password: set {file_var} to a file holding it, or {var}, or run on a terminal to be asked")
+}
+
+fn kdf_params() -> KdfParams {
+    // Tests may lower the cost; the parameters are stored in each key file.
+    match std::env::var("SNAP_KDF_MEMORY_KIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(m) => KdfParams {
+            memory_kib: m,
+            iterations: 1,
+            parallelism: 1,
+        },
+        None => KdfParams::default(),
+    }
+}
+
+/// Prints `v` as pretty JSON on stdout.
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let ctx = Ctx {
+        repo: cli.repo.unwrap_or_else(default_repo),
+        json: cli.json,
+        quiet: cli.quiet,
+        lock_wait: Duration::from_secs(cli.lock_wait),
+    };
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Key(a) => key::run(&ctx, a),
+        Command::Push(a) => push::run(&ctx, a),
+        Command::Snapshots(a) => snapshots::run(&ctx, a),
+        Command::Ls(a) => ls::run(&ctx, a),
+        Command::Cat(a) => cat::run(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
+        Command::Check(a) => check::run(&ctx, a),
+        Command::Repair(a) => repair::run(&ctx, a),
+    }
+}
+
+/// The exit code for an error (documented in the README).
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    match e.downcast_ref::<Error>() {
+        Some(Error::NoRepository { .. }) => 10,
+        Some(Error::Locked { .. }) => 11,
+        Some(Error::WrongPassword { .. }) => 12,
+        _ => 1,
+    }
+}
+
+/// Whether the error is a closed stdout (`snap ls | head`): not a failure.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Shared snapshot filter flags.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// Only snapshots of this site.
+    #[arg(long)]
+    site: Option<String>,
+    /// Only this kind (files or db).
+    #[arg(long, value_parser = parse_kind)]
+    kind: Option<snap::format::snapshot::Kind>,
+    /// Only this plan level.
+    #[arg(long)]
+    level: Option<u8>,
+    /// Only snapshots with this tag (repeatable: all must match).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    host: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> snap::ops::select::Filter {
+        snap::ops::select::Filter {
+            site: self.site.clone(),
+            kind: self.kind,
+            level: self.level,
+            tags: self.tags.clone(),
+            host: self.host.clone(),
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> std::result::Result<snap::format::snapshot::Kind, String> {
+    match s {
+        "files" => Ok(snap::format::snapshot::Kind::Files),
+        "db" => Ok(snap::format::snapshot::Kind::Db),
+        _ => Err(format!("{s:?} is not a kind: use files or db")),
+    }
+}
+
+/// Human-readable byte count.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

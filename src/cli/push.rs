@@ -1,0 +1,225 @@
+//! `snap push`: directories, a piped dump (`--stdin`), or a command's output
+//! (`--from-command -- CMD ARGS...`).
+
+use super::{Ctx, EXIT_INCOMPLETE};
+use anyhow::{Context, Result};
+use snap::format::snapshot::Kind;
+use snap::ops::push::{PushOptions, PushOutcome, Pusher};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// Save a snapshot.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Directories or files to save.
+    paths: Vec<PathBuf>,
+    /// Client site this snapshot belongs to (omit for global snapshots).
+    #[arg(long)]
+    site: Option<String>,
+    /// files or db [default: files for paths, db for --stdin and --from-command]
+    #[arg(long, value_parser = super::parse_kind)]
+    kind: Option<Kind>,
+    /// Backup plan level.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    level: u8,
+    /// Tag (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Leave out paths matching this glob (repeatable). A pattern with a '/'
+    /// matches the whole path, one without matches any file or directory name.
+    #[arg(long = "exclude")]
+    excludes: Vec<String>,
+    /// Read exclude patterns from a file, one per line ('#' starts a comment).
+    #[arg(long = "exclude-file")]
+    exclude_files: Vec<PathBuf>,
+    /// Save standard input as one file named --name.
+    #[arg(long, conflicts_with = "from_command")]
+    stdin: bool,
+    /// Run the command after `--` and save its output as one file named
+    /// --name; the snapshot is recorded only if the command exits 0.
+    #[arg(long)]
+    from_command: bool,
+    /// File name for --stdin or --from-command (e.g. client_a.sql).
+    #[arg(long)]
+    name: Option<String>,
+    /// Read every file again, even those unchanged since the parent snapshot.
+    #[arg(long)]
+    force: bool,
+    /// Take unchanged entries from this snapshot instead of the latest match.
+    #[arg(long)]
+    parent: Option<String>,
+    /// Record this time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local).
+    #[arg(long)]
+    time: Option<String>,
+    /// Record this host name instead of this machine's.
+    #[arg(long)]
+    host: Option<String>,
+    /// The command for --from-command.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+/// Parses a user-given time.
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+    use chrono::TimeZone;
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(n) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+            if let Some(t) = chrono::Local.from_local_datetime(&n).earliest() {
+                return Ok(t.fixed_offset());
+            }
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = chrono::Local
+            .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+            .earliest()
+        {
+            return Ok(t.fixed_offset());
+        }
+    }
+    anyhow::bail!("--time {s:?} is not a time: use RFC 3339 (2026-11-25T03:00:00+01:00) or \"2026-11-25 03:00:00\"")
+}
+
+fn read_excludes(a: &Args) -> Result<Vec<String>> {
+    let mut out = a.excludes.clone();
+    for f in &a.exclude_files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading exclude file {}", f.display()))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok(out)
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let stream = a.stdin || a.from_command;
+    if stream && !a.paths.is_empty() {
+        anyhow::bail!("give either paths, or --stdin / --from-command, not both");
+    }
+    if !stream && a.paths.is_empty() {
+        anyhow::bail!("nothing to push: give directories, or --stdin / --from-command -- CMD");
+    }
+    if a.from_command && a.command.is_empty() {
+        anyhow::bail!("--from-command needs the command after `--`, e.g. snap push --from-command --name db.sql -- mysqldump client_a");
+    }
+    if !a.from_command && !a.command.is_empty() {
+        anyhow::bail!("arguments after `--` are only for --from-command");
+    }
+    let name = match (stream, &a.name) {
+        (true, Some(n)) => Some(n.clone()),
+        (true, None) => {
+            anyhow::bail!("--stdin and --from-command need --name FILE (e.g. --name client_a.sql)")
+        }
+        (false, Some(_)) => anyhow::bail!("--name is only for --stdin and --from-command"),
+        (false, None) => None,
+    };
+    let abs: Vec<PathBuf> = a
+        .paths
+        .iter()
+        .map(|p| std::path::absolute(p).with_context(|| format!("resolving {}", p.display())))
+        .collect::<Result<_>>()?;
+    for p in &abs {
+        std::fs::symlink_metadata(p).with_context(|| format!("cannot push {}", p.display()))?;
+    }
+    let repo = ctx.open(ctx.write_mode(), "push")?;
+    let parent = match &a.parent {
+        Some(p) => Some(snap::ops::select::resolve(&repo, p, &Default::default())?.0),
+        None => None,
+    };
+    let opts = PushOptions {
+        site: a.site.clone(),
+        kind: Some(
+            a.kind
+                .unwrap_or(if stream { Kind::Db } else { Kind::Files }),
+        ),
+        level: a.level,
+        tags: a.tags.clone(),
+        excludes: read_excludes(&a)?,
+        force: a.force,
+        parent,
+        time: a.time.as_deref().map(parse_time).transpose()?,
+        host: a.host.clone().unwrap_or_else(snap::repo::lock::host_name),
+    };
+    let progress = ctx.progress(None);
+    let pusher = Pusher::new(&repo, opts, &progress)?;
+    let outcome = if let Some(name) = name {
+        if a.from_command {
+            let mut child = Command::new(&a.command[0])
+                .args(&a.command[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("starting {:?}", a.command[0]))?;
+            let out = child.stdout.take().expect("stdout is piped");
+            let tree = pusher.save_stream(&name, out);
+            let status = child.wait().context("waiting for the command")?;
+            let tree = tree?;
+            if !status.success() {
+                progress.finish();
+                anyhow::bail!(
+                    "{} exited with {status}; no snapshot was recorded (a failed dump is not a backup)",
+                    a.command.join(" ")
+                );
+            }
+            pusher.commit(tree, vec![name], None, Some(a.command.clone()))?
+        } else {
+            let tree = pusher.save_stream(&name, std::io::stdin().lock())?;
+            pusher.commit(tree, vec![name], None, None)?
+        }
+    } else {
+        let paths: Vec<String> = abs.iter().map(|p| p.display().to_string()).collect();
+        let parent = pusher.find_parent(&paths)?;
+        let parent_tree = match &parent {
+            Some((_, s)) => Some(repo.load_tree(&s.tree)?),
+            None => None,
+        };
+        let tree = pusher.save_paths(&abs, parent_tree.as_ref())?;
+        pusher.commit(tree, paths, parent.map(|(id, _)| id), None)?
+    };
+    progress.finish();
+    report(ctx, &outcome)?;
+    Ok(if outcome.snapshot.complete {
+        0
+    } else {
+        EXIT_INCOMPLETE
+    })
+}
+
+fn report(ctx: &Ctx, o: &PushOutcome) -> Result<()> {
+    let s = &o.snapshot;
+    if ctx.json {
+        let mut v = serde_json::to_value(s)?;
+        v["id"] = serde_json::Value::String(o.id.to_hex());
+        v["short_id"] = serde_json::Value::String(o.id.short());
+        return super::print_json(&v);
+    }
+    if ctx.quiet {
+        return Ok(());
+    }
+    let m = &s.summary;
+    println!(
+        "snapshot {} saved: {} files new, {} changed, {} unchanged; {} read, {} added ({} stored) in {:.2}s",
+        o.id.short(),
+        m.files_new,
+        m.files_changed,
+        m.files_unchanged,
+        super::bytes(m.bytes_read),
+        super::bytes(m.bytes_added),
+        super::bytes(m.bytes_stored),
+        m.duration_ms as f64 / 1000.0
+    );
+    if !s.complete {
+        println!(
+            "{} path(s) could not be saved; the snapshot is marked incomplete (exit code 3)",
+            s.errors.len()
+        );
+    }
+    Ok(())
+}

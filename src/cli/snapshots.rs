@@ -1,0 +1,56 @@
+//! `snap snapshots`
+
+use super::{Ctx, FilterArgs};
+use anyhow::Result;
+use snap::ops::select;
+use snap::repo::Mode;
+
+/// List snapshots.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let repo = ctx.open(Mode::Read, "snapshots")?;
+    let snaps = select::list(&repo, &a.filter.filter())?;
+    if ctx.json {
+        let v: Vec<serde_json::Value> = snaps
+            .iter()
+            .map(|(id, s)| {
+                let mut v = serde_json::to_value(s).expect("snapshot serialises");
+                v["id"] = serde_json::Value::String(id.to_hex());
+                v["short_id"] = serde_json::Value::String(id.short());
+                v
+            })
+            .collect();
+        return super::print_json(&v).map(|_| 0);
+    }
+    println!(
+        "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>2}  {:>10}  paths",
+        "id", "time", "host", "site", "kind", "lv", "size"
+    );
+    for (id, s) in &snaps {
+        let flag = if s.complete { "" } else { " (incomplete)" };
+        println!(
+            "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>2}  {:>10}  {}{}{}",
+            id.short(),
+            s.timestamp().format("%Y-%m-%d %H:%M:%S%:z"),
+            s.host,
+            s.site.as_deref().unwrap_or("-"),
+            s.kind.to_string(),
+            s.level,
+            super::bytes(s.summary.bytes_total),
+            s.paths.join(" "),
+            if s.tags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", s.tags.join(","))
+            },
+            flag
+        );
+    }
+    println!("{} snapshot(s)", snaps.len());
+    Ok(0)
+}

@@ -1,0 +1,9 @@
+//! Pure encodings of everything stored: bytes in, bytes out, no I/O.
+
+pub mod blob;
+pub mod chunker;
+pub mod config;
+pub mod crypto;
+pub mod pack;
+pub mod snapshot;
+pub mod tree;

@@ -1,0 +1,50 @@
+//! The index: where each blob lives. A cache of what pack headers say.
+//!
+//! Nothing is in the index that is not in a pack on the backend; a lost or
+//! damaged index is rebuilt from the packs (`snap repair index`).
+
+pub mod rocks;
+
+use crate::error::Result;
+use crate::format::pack::PackEntry;
+use crate::id::{BlobRef, PackId};
+
+/// Where a blob is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack.
+    pub pack: PackId,
+    /// Offset of the sealed blob in the pack.
+    pub offset: u64,
+    /// Sealed length.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_len: u32,
+}
+
+/// What the index records about a pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackInfo {
+    /// Holds trees and chunk lists rather than file data.
+    pub metadata: bool,
+    /// Number of blobs.
+    pub blobs: u32,
+    /// Size of the pack file.
+    pub size: u64,
+}
+
+/// Lookups and updates of blob locations.
+pub trait Index: Send + Sync {
+    /// Where `b` is.
+    fn get(&self, b: &BlobRef) -> Result<Option<BlobLocation>>;
+    /// Whether `b` is stored.
+    fn contains(&self, b: &BlobRef) -> Result<bool> {
+        Ok(self.get(b)?.is_some())
+    }
+    /// Records a pack and all its blobs, atomically.
+    fn add_pack(&self, pack: &PackId, info: PackInfo, entries: &[PackEntry]) -> Result<()>;
+    /// All packs the index knows.
+    fn packs(&self) -> Result<Vec<(PackId, PackInfo)>>;
+    /// Makes everything added so far durable.
+    fn sync(&self) -> Result<()>;
+}

@@ -1,0 +1,323 @@
+//! The RocksDB index: the only module that names `rocksdb`.
+//!
+//! Column families:
+//! - `blobs`: key `kind (u8) || id (32)`, value `pack id (32) || offset (u64 LE)
+//!   || sealed length (u32 LE) || plaintext length (u32 LE)`;
+//! - `packs`: key `pack id (32)`, value `metadata flag (u8) || blob count (u32 LE)
+//!   || size (u64 LE)`;
+//! - `meta`: `repo-id` (32 bytes) and `index-version` (u32 LE).
+//!
+//! A pack's entries and its `packs` row are written in one batch, so the
+//! index never lists half a pack.
+
+use super::{BlobLocation, Index, PackInfo};
+use crate::error::{Error, Result};
+use crate::format::pack::PackEntry;
+use crate::id::{BlobRef, PackId, RepoId};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options,
+    WriteBatch, DB,
+};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const CF_BLOBS: &str = "blobs";
+const CF_PACKS: &str = "packs";
+const CF_META: &str = "meta";
+const INDEX_VERSION: u32 = 1;
+
+/// How the index is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Shared reading; does not wait for writers.
+    ReadOnly,
+    /// One writer at a time; waits up to the duration for the previous one.
+    ReadWrite(Duration),
+}
+
+/// The index in a RocksDB database.
+pub struct RocksIndex {
+    db: DB,
+    path: PathBuf,
+}
+
+fn err(path: &Path, e: rocksdb::Error) -> Error {
+    Error::Index {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    }
+}
+
+fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.create_missing_column_families(true);
+    o.set_compression_type(DBCompressionType::None);
+    o.set_max_open_files(256);
+    o.set_keep_log_file_num(3);
+    o.set_write_buffer_size(32 << 20);
+    let cache = Cache::new_lru_cache(32 << 20);
+    let mut bb = BlockBasedOptions::default();
+    bb.set_block_cache(&cache);
+    bb.set_bloom_filter(10.0, false);
+    bb.set_cache_index_and_filter_blocks(true);
+    let mut blobs = Options::default();
+    blobs.set_block_based_table_factory(&bb);
+    blobs.set_compression_type(DBCompressionType::None);
+    blobs.set_write_buffer_size(32 << 20);
+    let cfs = vec![
+        ColumnFamilyDescriptor::new(CF_BLOBS, blobs),
+        ColumnFamilyDescriptor::new(CF_PACKS, Options::default()),
+        ColumnFamilyDescriptor::new(CF_META, Options::default()),
+    ];
+    (o, cfs)
+}
+
+fn is_lock_error(e: &rocksdb::Error) -> bool {
+    let s = e.to_string();
+    s.contains("LOCK") || s.contains("lock hold") || s.contains("Resource temporarily unavailable")
+}
+
+impl RocksIndex {
+    /// Whether an index exists at `path`.
+    pub fn exists(path: &Path) -> bool {
+        path.join("CURRENT").exists()
+    }
+
+    /// Opens (creating when writable) the index at `path` for repository `repo`.
+    pub fn open(path: &Path, repo: &RepoId, access: Access) -> Result<Self> {
+        let (o, cfs) = options();
+        let db = match access {
+            Access::ReadOnly => {
+                DB::open_cf_for_read_only(&o, path, [CF_BLOBS, CF_PACKS, CF_META], false)
+                    .map_err(|e| err(path, e))?
+            }
+            Access::ReadWrite(wait) => {
+                let start = Instant::now();
+                loop {
+                    let (o, cfs) = (o.clone(), options().1);
+                    match DB::open_cf_descriptors(&o, path, cfs) {
+                        Ok(db) => break db,
+                        Err(e) if is_lock_error(&e) && start.elapsed() < wait => {
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                        Err(e) if is_lock_error(&e) => {
+                            return Err(Error::Locked {
+                                detail: format!(
+                                    "the local index {} is in use by another snap process (waited {}s; raise --lock-wait to wait longer)",
+                                    path.display(),
+                                    wait.as_secs()
+                                ),
+                            })
+                        }
+                        Err(e) => return Err(err(path, e)),
+                    }
+                }
+            }
+        };
+        drop(cfs);
+        let idx = RocksIndex {
+            db,
+            path: path.to_path_buf(),
+        };
+        idx.check_meta(repo, access)?;
+        Ok(idx)
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+
+    fn check_meta(&self, repo: &RepoId, access: Access) -> Result<()> {
+        let meta = self.cf(CF_META);
+        let stored = self
+            .db
+            .get_cf(meta, b"repo-id")
+            .map_err(|e| err(&self.path, e))?;
+        match stored {
+            Some(v) if v == repo.0 => {}
+            Some(_) => {
+                return Err(Error::Index {
+                    path: self.path.clone(),
+                    why: "belongs to another repository; run `snap repair index` to rebuild it"
+                        .into(),
+                })
+            }
+            None if matches!(access, Access::ReadWrite(_)) => {
+                let mut b = WriteBatch::default();
+                b.put_cf(meta, b"repo-id", repo.0);
+                b.put_cf(meta, b"index-version", INDEX_VERSION.to_le_bytes());
+                self.db.write(b).map_err(|e| err(&self.path, e))?;
+            }
+            None => {}
+        }
+        if let Some(v) = self
+            .db
+            .get_cf(meta, b"index-version")
+            .map_err(|e| err(&self.path, e))?
+        {
+            let v = u32::from_le_bytes(v.as_slice().try_into().unwrap_or([0; 4]));
+            if v != INDEX_VERSION {
+                return Err(Error::Index {
+                    path: self.path.clone(),
+                    why: format!(
+                        "index version {v} is not {INDEX_VERSION}; run `snap repair index`"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn blob_key(b: &BlobRef) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = b.kind.to_byte();
+    k[1..].copy_from_slice(&b.id);
+    k
+}
+
+fn decode_location(v: &[u8]) -> Option<BlobLocation> {
+    if v.len() != 48 {
+        return None;
+    }
+    Some(BlobLocation {
+        pack: PackId::from_slice(&v[..32])?,
+        offset: u64::from_le_bytes(v[32..40].try_into().ok()?),
+        length: u32::from_le_bytes(v[40..44].try_into().ok()?),
+        raw_len: u32::from_le_bytes(v[44..48].try_into().ok()?),
+    })
+}
+
+impl Index for RocksIndex {
+    fn get(&self, b: &BlobRef) -> Result<Option<BlobLocation>> {
+        let v = self
+            .db
+            .get_pinned_cf(self.cf(CF_BLOBS), blob_key(b))
+            .map_err(|e| err(&self.path, e))?;
+        match v {
+            None => Ok(None),
+            Some(v) => decode_location(&v).map(Some).ok_or_else(|| Error::Index {
+                path: self.path.clone(),
+                why: "a blob entry is damaged; run `snap repair index`".into(),
+            }),
+        }
+    }
+
+    fn add_pack(&self, pack: &PackId, info: PackInfo, entries: &[PackEntry]) -> Result<()> {
+        let mut b = WriteBatch::default();
+        let blobs = self.cf(CF_BLOBS);
+        for e in entries {
+            let mut v = Vec::with_capacity(48);
+            v.extend_from_slice(&pack.0);
+            v.extend_from_slice(&e.offset.to_le_bytes());
+            v.extend_from_slice(&e.length.to_le_bytes());
+            v.extend_from_slice(&e.raw_len.to_le_bytes());
+            b.put_cf(blobs, blob_key(&e.blob), v);
+        }
+        let mut p = Vec::with_capacity(13);
+        p.push(info.metadata as u8);
+        p.extend_from_slice(&info.blobs.to_le_bytes());
+        p.extend_from_slice(&info.size.to_le_bytes());
+        b.put_cf(self.cf(CF_PACKS), pack.0, p);
+        self.db.write(b).map_err(|e| err(&self.path, e))
+    }
+
+    fn packs(&self) -> Result<Vec<(PackId, PackInfo)>> {
+        let mut out = Vec::new();
+        for kv in self.db.iterator_cf(self.cf(CF_PACKS), IteratorMode::Start) {
+            let (k, v) = kv.map_err(|e| err(&self.path, e))?;
+            let bad = || Error::Index {
+                path: self.path.clone(),
+                why: "a pack entry is damaged; run `snap repair index`".into(),
+            };
+            if v.len() != 13 {
+                return Err(bad());
+            }
+            let id = PackId::from_slice(&k).ok_or_else(bad)?;
+            out.push((
+                id,
+                PackInfo {
+                    metadata: v[0] == 1,
+                    blobs: u32::from_le_bytes(v[1..5].try_into().expect("4 bytes")),
+                    size: u64::from_le_bytes(v[5..13].try_into().expect("8 bytes")),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(|e| err(&self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::BlobKind;
+
+    #[test]
+    fn add_get_list_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = RepoId([1; 32]);
+        let pack = PackId([2; 32]);
+        let e = PackEntry {
+            blob: BlobRef {
+                kind: BlobKind::Data,
+                id: [3; 32],
+            },
+            offset: 10,
+            length: 20,
+            raw_len: 30,
+        };
+        {
+            let i = RocksIndex::open(d.path(), &repo, Access::ReadWrite(Duration::ZERO)).unwrap();
+            assert!(!i.contains(&e.blob).unwrap());
+            i.add_pack(
+                &pack,
+                PackInfo {
+                    metadata: false,
+                    blobs: 1,
+                    size: 99,
+                },
+                &[e],
+            )
+            .unwrap();
+            i.sync().unwrap();
+            let l = i.get(&e.blob).unwrap().unwrap();
+            assert_eq!((l.pack, l.offset, l.length, l.raw_len), (pack, 10, 20, 30));
+            assert!(!i
+                .contains(&BlobRef {
+                    kind: BlobKind::Tree,
+                    id: [3; 32]
+                })
+                .unwrap());
+            // A second writer waits, then reports the lock.
+            let second = RocksIndex::open(
+                d.path(),
+                &repo,
+                Access::ReadWrite(Duration::from_millis(300)),
+            );
+            assert!(matches!(second, Err(Error::Locked { .. })));
+            // Readers do not wait.
+            let r = RocksIndex::open(d.path(), &repo, Access::ReadOnly).unwrap();
+            assert!(r.contains(&e.blob).unwrap());
+        }
+        let i = RocksIndex::open(d.path(), &repo, Access::ReadOnly).unwrap();
+        assert_eq!(
+            i.packs().unwrap(),
+            vec![(
+                pack,
+                PackInfo {
+                    metadata: false,
+                    blobs: 1,
+                    size: 99
+                }
+            )]
+        );
+        assert!(RocksIndex::open(d.path(), &RepoId([9; 32]), Access::ReadOnly).is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! The `snap` command: parses arguments, runs, maps errors to exit codes.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() {
+    let args = cli::Cli::parse();
+    // Deep directory trees recurse on the worker threads: give them room.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .stack_size(64 << 20)
+        .build_global();
+    let code = match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = cli::exit_code(&e);
+            if !cli::is_broken_pipe(&e) {
+                eprintln!("snap: error: {e:#}");
+            }
+            if cli::is_broken_pipe(&e) {
+                0
+            } else {
+                code
+            }
+        }
+    };
+    std::process::exit(code);
+}

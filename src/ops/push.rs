@@ -1,0 +1,594 @@
+//! Push: walk sources (or read a stream), store what is new, record a snapshot.
+//!
+//! Files whose size, mtime, ctime and inode match the parent snapshot's entry
+//! are not read again: the parent's chunk list is reused. Everything else is
+//! read in windows, cut into chunks, hashed and sealed in parallel (Rayon)
+//! and handed to the [`BlobWriter`]. Memory is bounded by the window size
+//! times the number of threads plus the open packs, whatever the input.
+//!
+//! Sources are read with ordinary reads, not memory maps: a file truncated
+//! while mapped would kill the process with SIGBUS, and a 3 a.m. backup must
+//! survive logrotate. Packs, which never change, are the ones memory-mapped.
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::chunker::{Chunker, StreamChunker};
+use crate::format::snapshot::{Kind, PushError, Snapshot, Summary, SNAPSHOT_VERSION};
+use crate::format::tree::{
+    encode_records, ends_group, split_groups, Content, ListRef, Node, NodeKind, Tree, INLINE_MAX,
+};
+use crate::id::{BlobKind, BlobRef, ChunkId, ListId, SnapshotId, TreeId};
+use crate::progress::Progress;
+use crate::repo::writer::BlobWriter;
+use crate::repo::Repository;
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Files up to this size are read whole; larger ones in windows.
+const SMALL_FILE: u64 = 4 * 1024 * 1024;
+/// Bytes read per window of a large file or stream.
+const WINDOW: usize = 16 * 1024 * 1024;
+
+/// What to record about a push.
+#[derive(Clone, Debug, Default)]
+pub struct PushOptions {
+    /// Client site, if the push is per site.
+    pub site: Option<String>,
+    /// Files or db.
+    pub kind: Option<Kind>,
+    /// Plan level.
+    pub level: u8,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Glob patterns of paths to leave out.
+    pub excludes: Vec<String>,
+    /// Read every file even when the parent says it is unchanged.
+    pub force: bool,
+    /// Use this parent instead of the latest matching snapshot.
+    pub parent: Option<SnapshotId>,
+    /// Snapshot time instead of now.
+    pub time: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Host name to record.
+    pub host: String,
+}
+
+impl PushOptions {
+    fn kind(&self) -> Kind {
+        self.kind.unwrap_or(Kind::Files)
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    new: AtomicU64,
+    changed: AtomicU64,
+    unchanged: AtomicU64,
+    dirs: AtomicU64,
+    read: AtomicU64,
+    total: AtomicU64,
+}
+
+/// One push in progress.
+pub struct Pusher<'a> {
+    repo: &'a Repository,
+    writer: BlobWriter,
+    chunker: Chunker,
+    opts: PushOptions,
+    excludes: GlobSet,
+    excludes_by_name: GlobSet,
+    counters: Counters,
+    errors: Mutex<Vec<PushError>>,
+    skipped: Mutex<Vec<PushError>>,
+    progress: &'a dyn Progress,
+    started: Instant,
+}
+
+fn build_globs(patterns: &[String], with_slash: bool) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns.iter().filter(|p| p.contains('/') == with_slash) {
+        let p = p.trim_end_matches('/');
+        let g = GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::Usage(format!("bad --exclude pattern {p:?}: {e}")))?;
+        b.add(g);
+    }
+    b.build()
+        .map_err(|e| Error::Usage(format!("bad --exclude patterns: {e}")))
+}
+
+/// The outcome of a push.
+#[derive(Clone, Debug)]
+pub struct PushOutcome {
+    /// The new snapshot's id.
+    pub id: SnapshotId,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+}
+
+impl<'a> Pusher<'a> {
+    /// Starts a push into `repo`, which must be open for writing.
+    pub fn new(
+        repo: &'a Repository,
+        opts: PushOptions,
+        progress: &'a dyn Progress,
+    ) -> Result<Self> {
+        let params = match opts.kind() {
+            Kind::Files => repo.config.chunking.files,
+            Kind::Db => repo.config.chunking.db,
+        };
+        Ok(Pusher {
+            repo,
+            writer: BlobWriter::new(repo),
+            chunker: Chunker::new(params, repo.keys().gear()),
+            excludes: build_globs(&opts.excludes, true)?,
+            excludes_by_name: build_globs(&opts.excludes, false)?,
+            opts,
+            counters: Counters::default(),
+            errors: Mutex::default(),
+            skipped: Mutex::default(),
+            progress,
+            started: Instant::now(),
+        })
+    }
+
+    fn problem(&self, path: &Path, message: impl Into<String>) {
+        let message = message.into();
+        let path = path.display().to_string();
+        self.progress.warn(&path, &message);
+        self.errors
+            .lock()
+            .expect("errors")
+            .push(PushError { path, message });
+    }
+
+    fn skip(&self, path: &Path, message: &str) {
+        let path = path.display().to_string();
+        self.progress.warn(&path, message);
+        self.skipped.lock().expect("skipped").push(PushError {
+            path,
+            message: message.into(),
+        });
+    }
+
+    /// The snapshot a push of `paths` should take unchanged entries from.
+    pub fn find_parent(&self, paths: &[String]) -> Result<Option<(SnapshotId, Snapshot)>> {
+        if self.opts.force {
+            return Ok(None);
+        }
+        if let Some(id) = self.opts.parent {
+            return Ok(Some((id, self.repo.load_snapshot(&id)?)));
+        }
+        let kind = self.opts.kind();
+        Ok(self.repo.snapshots()?.into_iter().rev().find(|(_, s)| {
+            s.host == self.opts.host
+                && s.site == self.opts.site
+                && s.kind == kind
+                && s.paths == paths
+                && s.command.is_none()
+        }))
+    }
+
+    fn excluded(&self, path: &Path, name: &OsStr) -> bool {
+        self.excludes.is_match(path) || self.excludes_by_name.is_match(Path::new(name))
+    }
+
+    /// Saves directories and files; returns the root tree. One directory is
+    /// saved as the root itself; several paths become entries of the root,
+    /// named by their last component.
+    pub fn save_paths(&self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<TreeId> {
+        if let [one] = paths {
+            let md = std::fs::symlink_metadata(one).at(one)?;
+            if md.is_dir() {
+                self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+                return self.save_dir(one, parent);
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in paths {
+            let name = p.file_name().ok_or_else(|| {
+                Error::Usage(format!(
+                    "{} has no file name to store it under",
+                    p.display()
+                ))
+            })?;
+            if !names.insert(name.to_os_string()) {
+                return Err(Error::Usage(format!(
+                    "two sources are named {name:?}; push them separately"
+                )));
+            }
+            std::fs::symlink_metadata(p).at(p)?;
+        }
+        let nodes: Vec<Node> = paths
+            .par_iter()
+            .filter_map(|p| {
+                let name = p.file_name().expect("checked above");
+                self.save_entry(p, name, parent.and_then(|t| t.get(name.as_bytes())))
+            })
+            .collect();
+        self.store_tree(Tree::new(nodes))
+    }
+
+    fn store_tree(&self, t: Tree) -> Result<TreeId> {
+        let (id, _) = self.writer.store_new(BlobKind::Tree, &t.encode())?;
+        Ok(TreeId(id))
+    }
+
+    fn save_dir(&self, dir: &Path, parent: Option<&Tree>) -> Result<TreeId> {
+        let mut entries = Vec::new();
+        for e in std::fs::read_dir(dir).at(dir)? {
+            match e {
+                Ok(e) => {
+                    let (name, path) = (e.file_name(), e.path());
+                    if !self.excluded(&path, &name) {
+                        entries.push((name, path));
+                    }
+                }
+                Err(err) => self.problem(dir, format!("reading the directory: {err}")),
+            }
+        }
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let nodes: Vec<Node> = entries
+            .par_iter()
+            .filter_map(|(name, path)| {
+                self.save_entry(path, name, parent.and_then(|t| t.get(name.as_bytes())))
+            })
+            .collect();
+        self.store_tree(Tree::new(nodes))
+    }
+
+    fn save_entry(&self, path: &Path, name: &OsStr, prev: Option<&Node>) -> Option<Node> {
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) => {
+                self.problem(path, format!("cannot read metadata ({e}); not saved"));
+                return None;
+            }
+        };
+        let ft = md.file_type();
+        let mut node = node_from_metadata(name.as_bytes(), &md);
+        if ft.is_dir() {
+            self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+            let prev_tree = prev
+                .filter(|n| n.kind == NodeKind::Dir)
+                .and_then(|n| n.subtree)
+                .and_then(|id| self.repo.load_tree(&id).ok());
+            match self.save_dir(path, prev_tree.as_ref()) {
+                Ok(id) => node.subtree = Some(id),
+                Err(e) => {
+                    self.problem(path, format!("directory not saved: {e}"));
+                    node.subtree = Some(self.store_tree(Tree::new(Vec::new())).ok()?);
+                    node.error = Some(e.to_string());
+                }
+            }
+        } else if ft.is_symlink() {
+            node.kind = NodeKind::Symlink;
+            match std::fs::read_link(path) {
+                Ok(t) => node.target = Some(t.as_os_str().as_bytes().to_vec()),
+                Err(e) => {
+                    self.problem(path, format!("cannot read symlink ({e}); not saved"));
+                    return None;
+                }
+            }
+        } else if ft.is_file() {
+            return self.save_file(path, &md, prev, node);
+        } else if ft.is_fifo() {
+            node.kind = NodeKind::Fifo;
+        } else if ft.is_char_device() || ft.is_block_device() {
+            node.kind = if ft.is_char_device() {
+                NodeKind::Chardev
+            } else {
+                NodeKind::Blockdev
+            };
+            node.rdev = Some(md.rdev());
+        } else {
+            self.skip(path, "socket: skipped (a socket has no contents to save)");
+            return None;
+        }
+        Some(node)
+    }
+
+    fn save_file(
+        &self,
+        path: &Path,
+        md: &Metadata,
+        prev: Option<&Node>,
+        mut node: Node,
+    ) -> Option<Node> {
+        let unchanged = !self.opts.force
+            && prev.is_some_and(|p| {
+                p.kind == NodeKind::File
+                    && p.error.is_none()
+                    && p.content.is_some()
+                    && p.size == node.size
+                    && (p.mtime, p.mtime_ns) == (node.mtime, node.mtime_ns)
+                    && (p.ctime, p.ctime_ns) == (node.ctime, node.ctime_ns)
+                    && p.inode == node.inode
+            });
+        self.counters.total.fetch_add(node.size, Ordering::Relaxed);
+        if unchanged {
+            node.content = prev.and_then(|p| p.content.clone());
+            self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
+            self.progress.file_done();
+            return Some(node);
+        }
+        let counter = if prev.is_some() {
+            &self.counters.changed
+        } else {
+            &self.counters.new
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.problem(path, format!("cannot open ({e}); not saved"));
+                return None;
+            }
+        };
+        let res = if md.len() <= SMALL_FILE {
+            self.store_small(file, md.len())
+        } else {
+            self.store_stream(file)
+        };
+        match res {
+            Ok((content, len)) => {
+                node.content = Some(content);
+                if len != md.len() {
+                    node.size = len;
+                }
+                if let Ok(after) = std::fs::symlink_metadata(path) {
+                    if after.len() != md.len()
+                        || after.mtime() != md.mtime()
+                        || after.mtime_nsec() != md.mtime_nsec()
+                    {
+                        let msg =
+                            "changed while being read; the saved copy may mix old and new contents";
+                        self.problem(path, msg);
+                        node.error = Some(msg.into());
+                    }
+                }
+                self.progress.file_done();
+                Some(node)
+            }
+            Err(e) => {
+                self.problem(path, format!("read failed ({e}); not saved"));
+                None
+            }
+        }
+    }
+
+    fn store_small(&self, mut f: File, size: u64) -> Result<(Content, u64)> {
+        let mut buf = Vec::with_capacity(size as usize + 1);
+        f.read_to_end(&mut buf)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        self.counters
+            .read
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.progress.bytes(buf.len() as u64);
+        let mut list = ListBuilder::default();
+        let lens = self.chunker.lengths(&buf);
+        for rec in self.store_chunks(&buf, &lens)? {
+            list.push(rec, &self.writer)?;
+        }
+        Ok((list.finish(&self.writer)?, buf.len() as u64))
+    }
+
+    /// Reads a stream to its end and stores it; returns its chunk list and length.
+    pub fn store_stream(&self, r: impl Read) -> Result<(Content, u64)> {
+        let mut sc = StreamChunker::new(r, self.chunker.clone(), WINDOW);
+        let mut list = ListBuilder::default();
+        let mut total = 0u64;
+        loop {
+            let (buf, lens) = sc.next_batch().map_err(|e| Error::Usage(e.to_string()))?;
+            if lens.is_empty() {
+                break;
+            }
+            total += buf.len() as u64;
+            self.counters
+                .read
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            self.progress.bytes(buf.len() as u64);
+            for rec in self.store_chunks(buf, &lens)? {
+                list.push(rec, &self.writer)?;
+            }
+        }
+        Ok((list.finish(&self.writer)?, total))
+    }
+
+    fn store_chunks(&self, buf: &[u8], lens: &[usize]) -> Result<Vec<(ChunkId, u32)>> {
+        let mut slices = Vec::with_capacity(lens.len());
+        let mut pos = 0;
+        for &l in lens {
+            slices.push(&buf[pos..pos + l]);
+            pos += l;
+        }
+        let store = |s: &&[u8]| -> Result<(ChunkId, u32)> {
+            let id = ChunkId(self.repo.keys().blob_id(s));
+            self.writer.store(BlobRef::from(id), s)?;
+            Ok((id, s.len() as u32))
+        };
+        if slices.len() == 1 {
+            return slices.iter().map(store).collect();
+        }
+        slices.par_iter().map(store).collect()
+    }
+
+    /// Saves a stream (a database dump) as a single file named `name`.
+    pub fn save_stream(&self, name: &str, r: impl Read) -> Result<TreeId> {
+        if name.is_empty() || name.contains('/') {
+            return Err(Error::Usage(format!(
+                "--name {name:?} must be a plain file name, such as client_a.sql"
+            )));
+        }
+        let (content, len) = self.store_stream(r)?;
+        self.counters.new.fetch_add(1, Ordering::Relaxed);
+        self.counters.total.fetch_add(len, Ordering::Relaxed);
+        let now = self.snapshot_time();
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let node = Node {
+            name: name.as_bytes().to_vec(),
+            kind: NodeKind::File,
+            mode: 0o600,
+            uid,
+            gid,
+            mtime: now.timestamp(),
+            mtime_ns: now.timestamp_subsec_nanos(),
+            ctime: now.timestamp(),
+            ctime_ns: now.timestamp_subsec_nanos(),
+            inode: 0,
+            dev: 0,
+            nlink: 1,
+            size: len,
+            content: Some(content),
+            subtree: None,
+            target: None,
+            rdev: None,
+            error: None,
+        };
+        self.store_tree(Tree::new(vec![node]))
+    }
+
+    fn snapshot_time(&self) -> chrono::DateTime<chrono::FixedOffset> {
+        self.opts
+            .time
+            .unwrap_or_else(|| chrono::Local::now().fixed_offset())
+    }
+
+    /// Flushes every pack and writes the snapshot file.
+    pub fn commit(
+        self,
+        tree: TreeId,
+        paths: Vec<String>,
+        parent: Option<SnapshotId>,
+        command: Option<Vec<String>>,
+    ) -> Result<PushOutcome> {
+        let time = self.snapshot_time();
+        let ws = self.writer.finish()?;
+        let c = &self.counters;
+        let errors = self.errors.into_inner().expect("errors");
+        let skipped = self.skipped.into_inner().expect("skipped");
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            time: time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
+            host: self.opts.host.clone(),
+            site: self.opts.site.clone(),
+            kind: self.opts.kind(),
+            level: self.opts.level,
+            tags: self.opts.tags.clone(),
+            paths,
+            tree,
+            parent,
+            command,
+            complete: errors.is_empty(),
+            errors,
+            skipped,
+            summary: Summary {
+                files_new: c.new.load(Ordering::Relaxed),
+                files_changed: c.changed.load(Ordering::Relaxed),
+                files_unchanged: c.unchanged.load(Ordering::Relaxed),
+                dirs: c.dirs.load(Ordering::Relaxed),
+                bytes_read: c.read.load(Ordering::Relaxed),
+                bytes_total: c.total.load(Ordering::Relaxed),
+                bytes_added: ws.raw_bytes,
+                bytes_stored: ws.stored_bytes,
+                blobs_added: ws.blobs,
+                duration_ms: self.started.elapsed().as_millis() as u64,
+            },
+        };
+        let id = self.repo.save_snapshot(&snapshot)?;
+        Ok(PushOutcome { id, snapshot })
+    }
+}
+
+fn node_from_metadata(name: &[u8], md: &Metadata) -> Node {
+    Node {
+        name: name.to_vec(),
+        kind: if md.is_dir() {
+            NodeKind::Dir
+        } else {
+            NodeKind::File
+        },
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: md.mtime(),
+        mtime_ns: md.mtime_nsec() as u32,
+        ctime: md.ctime(),
+        ctime_ns: md.ctime_nsec() as u32,
+        inode: md.ino(),
+        dev: md.dev(),
+        nlink: md.nlink(),
+        size: if md.is_file() { md.len() } else { 0 },
+        content: None,
+        subtree: None,
+        target: None,
+        rdev: None,
+        error: None,
+    }
+}
+
+/// Accumulates a file's chunk records; spills them into List blobs once the
+/// list is too long to keep inline, so memory stays bounded.
+#[derive(Default)]
+struct ListBuilder {
+    current: Vec<(ChunkId, u32)>,
+    groups: Vec<ListRef>,
+    spilled: bool,
+}
+
+impl ListBuilder {
+    fn push(&mut self, rec: (ChunkId, u32), w: &BlobWriter) -> Result<()> {
+        self.current.push(rec);
+        if !self.spilled {
+            if self.current.len() <= INLINE_MAX {
+                return Ok(());
+            }
+            self.spilled = true;
+            let all = std::mem::take(&mut self.current);
+            let groups = split_groups(&all);
+            let (last, done) = groups.split_last().expect("more than INLINE_MAX records");
+            for g in done {
+                self.flush(g, w)?;
+            }
+            self.current = last.to_vec();
+        }
+        if ends_group(
+            self.current.len(),
+            &self.current.last().expect("just pushed").0,
+        ) {
+            let g = std::mem::take(&mut self.current);
+            self.flush(&g, w)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, g: &[(ChunkId, u32)], w: &BlobWriter) -> Result<()> {
+        let (id, _) = w.store_new(BlobKind::List, &encode_records(g))?;
+        self.groups.push(ListRef {
+            id: ListId(id),
+            bytes: g.iter().map(|(_, l)| *l as u64).sum(),
+            chunks: g.len() as u32,
+        });
+        Ok(())
+    }
+
+    fn finish(mut self, w: &BlobWriter) -> Result<Content> {
+        if !self.spilled {
+            return Ok(Content::Inline(encode_records(&self.current)));
+        }
+        if !self.current.is_empty() {
+            let g = std::mem::take(&mut self.current);
+            self.flush(&g, w)?;
+        }
+        Ok(Content::Groups(self.groups))
+    }
+}

@@ -1,0 +1,471 @@
+//! One repository: a backend, the keys, the config and the index.
+//!
+//! The order in which things are written lives here and in [`writer`]:
+//! packs, then their index entries, then (in the operations) the snapshot
+//! file last. A crash before the snapshot file leaves only unreferenced
+//! packs, which cost space but never correctness.
+
+pub mod lock;
+pub mod writer;
+
+use crate::backend::local::LocalBackend;
+use crate::backend::{Backend, FileType};
+use crate::error::{Error, Result};
+use crate::format::blob;
+use crate::format::config::{Chunking, Config};
+use crate::format::crypto::{KdfParams, KeyFile, Keys};
+use crate::format::pack;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{decode_records, Content, Tree};
+use crate::id::{BlobRef, ChunkId, KeyId, PackId, SnapshotId, TreeId};
+use crate::index::rocks::{Access, RocksIndex};
+use crate::index::{Index, PackInfo};
+use lock::Lock;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a repository is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Reading only; a shared lock.
+    Read,
+    /// Adding data; a shared lock, and the index for writing (waiting for
+    /// another writer at most the duration).
+    Write(Duration),
+    /// Rewriting; an exclusive lock.
+    Exclusive,
+}
+
+/// An open, unlocked repository.
+pub struct Repository {
+    /// The storage.
+    pub backend: Arc<dyn Backend>,
+    /// The decoded config.
+    pub config: Config,
+    keys: Arc<Keys>,
+    key_id: String,
+    index: Arc<dyn Index>,
+    root: PathBuf,
+    _lock: Lock,
+}
+
+/// What `snap key list` shows.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KeyListing {
+    /// Key file name.
+    pub id: String,
+    /// Whether it is the key this session opened with.
+    pub current: bool,
+    /// When it was added.
+    pub created: String,
+    /// Host and user that added it.
+    pub host: String,
+    /// User that added it.
+    pub user: String,
+}
+
+fn user_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn index_path(root: &Path) -> PathBuf {
+    root.join("index")
+}
+
+/// Whether `root` holds something that is not a snap repository.
+fn check_is_repository(root: &Path) -> Result<()> {
+    if root.join("config").is_file() {
+        return Ok(());
+    }
+    match std::fs::read_dir(root) {
+        Err(_) => Err(Error::NoRepository {
+            path: root.to_path_buf(),
+        }),
+        Ok(mut rd) => {
+            if rd.next().is_none() {
+                Err(Error::NoRepository {
+                    path: root.to_path_buf(),
+                })
+            } else {
+                Err(Error::ForeignRepository {
+                    path: root.to_path_buf(),
+                    why: "it has no config file".into(),
+                })
+            }
+        }
+    }
+}
+
+impl Repository {
+    /// Creates a repository at `root` (missing or empty directory).
+    pub fn init(root: &Path, password: &[u8], kdf: KdfParams, chunking: Chunking) -> Result<Self> {
+        if root.join("config").exists() {
+            return Err(Error::AlreadyExists {
+                path: root.to_path_buf(),
+            });
+        }
+        if let Ok(mut rd) = std::fs::read_dir(root) {
+            if rd.next().is_some() {
+                return Err(Error::ForeignRepository {
+                    path: root.to_path_buf(),
+                    why: "the directory is not empty".into(),
+                });
+            }
+        }
+        let lb = LocalBackend::new(root);
+        lb.create_layout()?;
+        let backend: Arc<dyn Backend> = Arc::new(lb);
+        let keys = Keys::generate();
+        let mut config = Config::new();
+        config.chunking = chunking;
+        let kf = KeyFile::wrap(
+            &keys,
+            password,
+            kdf,
+            chrono::Local::now().to_rfc3339(),
+            lock::host_name(),
+            user_name(),
+        )?;
+        let key_name = format!(
+            "{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        backend.write(
+            FileType::Key,
+            &key_name,
+            &serde_json::to_vec_pretty(&kf).expect("key file serialises"),
+        )?;
+        // The config goes last: a directory without it is not a repository yet.
+        backend.write(FileType::Config, "config", &config.encode(&keys))?;
+        drop(backend);
+        Self::open(root, password, Mode::Write(Duration::ZERO), "init")
+    }
+
+    /// Opens the repository at `root` with `password`.
+    pub fn open(root: &Path, password: &[u8], mode: Mode, command: &str) -> Result<Self> {
+        check_is_repository(root)?;
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(root));
+        let cfg_bytes = backend.read(FileType::Config, "config")?;
+        Config::check_header(&cfg_bytes)?;
+        let names = backend.list(FileType::Key)?;
+        let mut found = None;
+        for name in &names {
+            let bytes = backend.read(FileType::Key, name)?;
+            let kf: KeyFile = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::corrupt(format!("key file keys/{name}"), e.to_string()))?;
+            if let Some(k) = kf.unwrap(password, name)? {
+                found = Some((k, name.clone()));
+                break;
+            }
+        }
+        let (keys, key_id) = found.ok_or(Error::WrongPassword { keys: names.len() })?;
+        let config = Config::decode(&cfg_bytes, &keys)?;
+        let lock = Lock::acquire(backend.clone(), mode == Mode::Exclusive, command)?;
+        let ipath = index_path(root);
+        let mut repo = Repository {
+            backend,
+            config,
+            keys: Arc::new(keys),
+            key_id,
+            index: Arc::new(NoIndex),
+            root: root.to_path_buf(),
+            _lock: lock,
+        };
+        let fresh = !RocksIndex::exists(&ipath);
+        let access = match mode {
+            Mode::Read => Access::ReadOnly,
+            Mode::Write(w) => Access::ReadWrite(w),
+            Mode::Exclusive => Access::ReadWrite(Duration::from_secs(60)),
+        };
+        if fresh {
+            // A missing index is rebuilt from the packs before anything reads it.
+            let idx = RocksIndex::open(
+                &ipath,
+                &repo.config.id,
+                Access::ReadWrite(Duration::from_secs(600)),
+            )?;
+            repo.index = Arc::new(idx);
+            repo.rebuild_index_into()?;
+            repo.index = Arc::new(NoIndex);
+        }
+        repo.index = Arc::new(RocksIndex::open(&ipath, &repo.config.id, access)?);
+        Ok(repo)
+    }
+
+    /// The repository directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub(crate) fn keys_arc(&self) -> Arc<Keys> {
+        self.keys.clone()
+    }
+
+    /// The index.
+    pub fn index(&self) -> &dyn Index {
+        &*self.index
+    }
+
+    pub(crate) fn index_arc(&self) -> Arc<dyn Index> {
+        self.index.clone()
+    }
+
+    /// Reads and opens one blob.
+    pub fn read_blob(&self, b: &BlobRef) -> Result<Vec<u8>> {
+        let loc = self.index.get(b)?.ok_or_else(|| Error::Missing {
+            object: format!("{:?} blob {}", b.kind, hex::encode(b.id)),
+        })?;
+        let sealed = self.backend.read_range(
+            FileType::Pack,
+            &loc.pack.to_hex(),
+            loc.offset,
+            loc.length as u64,
+        )?;
+        blob::open(&self.keys, b, &sealed, loc.raw_len)
+    }
+
+    /// Loads a tree.
+    pub fn load_tree(&self, id: &TreeId) -> Result<Tree> {
+        Tree::decode(&self.read_blob(&(*id).into())?, id)
+    }
+
+    /// A file's whole chunk list.
+    pub fn chunk_list(&self, content: &Content) -> Result<Vec<(ChunkId, u32)>> {
+        match content {
+            Content::Inline(r) => decode_records(r, &|| "inline chunk list".into()),
+            Content::Groups(gs) => {
+                let mut out = Vec::new();
+                for g in gs {
+                    let bytes = self.read_blob(&g.id.into())?;
+                    out.extend(decode_records(&bytes, &|| format!("chunk list {}", g.id))?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Ids of all snapshots.
+    pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
+        let mut out = Vec::new();
+        for n in self.backend.list(FileType::Snapshot)? {
+            match SnapshotId::from_hex(&n) {
+                Ok(id) => out.push(id),
+                Err(_) => {
+                    return Err(Error::corrupt(
+                        format!("snapshots/{n}"),
+                        "file name is not a snapshot id",
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads one snapshot.
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        Snapshot::decode(
+            id,
+            &self.backend.read(FileType::Snapshot, &id.to_hex())?,
+            &self.keys,
+        )
+    }
+
+    /// All snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let ids = self.snapshot_ids()?;
+        let mut out: Vec<(SnapshotId, Snapshot)> = ids
+            .par_iter()
+            .map(|id| Ok((*id, self.load_snapshot(id)?)))
+            .collect::<Result<_>>()?;
+        out.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Writes a snapshot file: the last step of a push.
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
+        self.index.sync()?;
+        let (id, bytes) = s.encode(&self.keys);
+        self.backend
+            .write(FileType::Snapshot, &id.to_hex(), &bytes)?;
+        Ok(id)
+    }
+
+    /// Reads the header of one pack from the backend.
+    pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<pack::PackEntry>> {
+        let name = id.to_hex();
+        if size < pack::TRAILER_LEN as u64 {
+            return Err(Error::corrupt(
+                format!("pack {id}"),
+                format!("{size} bytes is too short (truncated?)"),
+            ));
+        }
+        let trailer = self.backend.read_range(
+            FileType::Pack,
+            &name,
+            size - pack::TRAILER_LEN as u64,
+            pack::TRAILER_LEN as u64,
+        )?;
+        let hl = pack::decode_trailer(id, size, &trailer)? as u64;
+        let sealed = self.backend.read_range(
+            FileType::Pack,
+            &name,
+            size - pack::TRAILER_LEN as u64 - hl,
+            hl,
+        )?;
+        pack::decode_header(&self.keys, id, size, &sealed)
+    }
+
+    fn rebuild_index_into(&self) -> Result<RebuildReport> {
+        let packs = self.backend.list_sizes(FileType::Pack)?;
+        let results: Vec<(String, Result<()>)> = packs
+            .par_iter()
+            .map(|(name, size)| {
+                let r = (|| {
+                    let id = PackId::from_hex(name)
+                        .map_err(|_| Error::corrupt(format!("data/{name}"), "not a pack name"))?;
+                    let entries = self.read_pack_header(&id, *size)?;
+                    let metadata = entries.first().is_some_and(|e| e.blob.kind.is_metadata());
+                    self.index.add_pack(
+                        &id,
+                        PackInfo {
+                            metadata,
+                            blobs: entries.len() as u32,
+                            size: *size,
+                        },
+                        &entries,
+                    )
+                })();
+                (name.clone(), r)
+            })
+            .collect();
+        self.index.sync()?;
+        let mut report = RebuildReport::default();
+        for (name, r) in results {
+            match r {
+                Ok(()) => report.packs += 1,
+                Err(e) => report.damaged.push((name, e.to_string())),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Deletes the local index and rebuilds it from the pack headers.
+    /// Needs an exclusive open.
+    pub fn rebuild_index(&mut self) -> Result<RebuildReport> {
+        self.index = Arc::new(NoIndex);
+        let ipath = index_path(&self.root);
+        if ipath.exists() {
+            std::fs::remove_dir_all(&ipath).map_err(|e| Error::io(&ipath, e))?;
+        }
+        self.index = Arc::new(RocksIndex::open(
+            &ipath,
+            &self.config.id,
+            Access::ReadWrite(Duration::from_secs(60)),
+        )?);
+        self.rebuild_index_into()
+    }
+
+    /// Adds a key file for `password`.
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
+        let kf = KeyFile::wrap(
+            &self.keys,
+            password,
+            kdf,
+            chrono::Local::now().to_rfc3339(),
+            lock::host_name(),
+            user_name(),
+        )?;
+        let name = KeyId(rand::random()).to_hex()[..32].to_string();
+        self.backend.write(
+            FileType::Key,
+            &name,
+            &serde_json::to_vec_pretty(&kf).expect("key file serialises"),
+        )?;
+        Ok(name)
+    }
+
+    /// Lists key files.
+    pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
+        let mut out = Vec::new();
+        for name in self.backend.list(FileType::Key)? {
+            let kf: KeyFile = serde_json::from_slice(&self.backend.read(FileType::Key, &name)?)
+                .map_err(|e| Error::corrupt(format!("key file keys/{name}"), e.to_string()))?;
+            out.push(KeyListing {
+                current: name == self.key_id,
+                id: name,
+                created: kf.created,
+                host: kf.host,
+                user: kf.user,
+            });
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(out)
+    }
+
+    /// Removes a key file (by name prefix); the current key and the last key
+    /// cannot be removed.
+    pub fn remove_key(&self, prefix: &str) -> Result<String> {
+        let names: Vec<String> = self
+            .backend
+            .list(FileType::Key)?
+            .into_iter()
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        let name = match names.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(Error::Usage(format!(
+                    "no key file starts with {prefix:?}; see `snap key list`"
+                )))
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "{prefix:?} matches {} key files; give more characters",
+                    names.len()
+                )))
+            }
+        };
+        if name == self.key_id {
+            return Err(Error::Usage(format!("key {name} is the one this session opened with; open with another password to remove it")));
+        }
+        self.backend.remove(FileType::Key, &name)?;
+        Ok(name)
+    }
+}
+
+/// What a rebuild of the index found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RebuildReport {
+    /// Packs indexed.
+    pub packs: u64,
+    /// Packs whose header could not be read, with the reason.
+    pub damaged: Vec<(String, String)>,
+}
+
+/// Stands in while the real index is being replaced.
+struct NoIndex;
+
+impl Index for NoIndex {
+    fn get(&self, _: &BlobRef) -> Result<Option<crate::index::BlobLocation>> {
+        Ok(None)
+    }
+    fn add_pack(&self, _: &PackId, _: PackInfo, _: &[pack::PackEntry]) -> Result<()> {
+        Err(Error::Usage("the index is not open".into()))
+    }
+    fn packs(&self) -> Result<Vec<(PackId, PackInfo)>> {
+        Ok(Vec::new())
+    }
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+}
