@@ -9,9 +9,37 @@
 use crate::error::{Error, Result};
 use crate::format::crypto::Keys;
 use crate::id::BlobRef;
+use std::cell::RefCell;
 
 const STORED: u8 = 0;
 const ZSTD: u8 = 1;
+
+thread_local! {
+    // Creating a zstd context costs more than compressing a 4 KiB chunk, so
+    // each thread keeps one of each.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(plaintext: &[u8], level: i32) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        c.as_mut()?.1.compress(plaintext).ok()
+    })
+}
+
+fn decompress(body: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("just set").decompress(body, raw_len)
+    })
+}
 
 fn aad(r: &BlobRef) -> [u8; 33] {
     let mut a = [0u8; 33];
@@ -24,7 +52,7 @@ fn aad(r: &BlobRef) -> [u8; 33] {
 pub fn seal(keys: &Keys, r: &BlobRef, plaintext: &[u8], zstd_level: i32) -> Vec<u8> {
     let mut framed = Vec::with_capacity(plaintext.len() + 1);
     let compressed = if plaintext.len() >= 64 {
-        zstd::bulk::compress(plaintext, zstd_level).ok()
+        compress(plaintext, zstd_level)
     } else {
         None
     };
@@ -50,7 +78,7 @@ pub fn open(keys: &Keys, r: &BlobRef, sealed: &[u8], raw_len: u32) -> Result<Vec
         .ok_or_else(|| Error::corrupt(what(), "empty frame"))?;
     let out = match *flag {
         STORED => body.to_vec(),
-        ZSTD => zstd::bulk::decompress(body, raw_len as usize)
+        ZSTD => decompress(body, raw_len as usize)
             .map_err(|e| Error::corrupt(what(), format!("zstd: {e}")))?,
         f => {
             return Err(Error::corrupt(

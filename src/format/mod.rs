@@ -5,5 +5,7 @@ pub mod chunker;
 pub mod config;
 pub mod crypto;
 pub mod pack;
+#[cfg(test)]
+mod robustness;
 pub mod snapshot;
 pub mod tree;
