@@ -18,7 +18,14 @@ pub enum KeyCommand {
 }
 
 pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
-    let repo = ctx.open(Mode::Read, "key")?;
+    // Removing a key rewrites who can open the repository: nobody else may
+    // be working meanwhile.
+    let mode = if matches!(c, KeyCommand::Remove { .. }) {
+        Mode::Exclusive
+    } else {
+        Mode::Read
+    };
+    let repo = ctx.open(mode, "key")?;
     match c {
         KeyCommand::Add => {
             let pw = password(

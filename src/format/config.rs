@@ -145,6 +145,15 @@ impl Config {
         }
         c.chunking.files.validate()?;
         c.chunking.db.validate()?;
+        if !(1..=22).contains(&c.zstd_level) || !(1 << 20..=1 << 30).contains(&c.pack_size) {
+            return Err(Error::corrupt(
+                "config",
+                format!(
+                    "zstd level {} or pack size {} out of range",
+                    c.zstd_level, c.pack_size
+                ),
+            ));
+        }
         Ok(c)
     }
 }

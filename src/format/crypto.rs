@@ -173,7 +173,24 @@ pub struct KeyFile {
     pub user: String,
 }
 
+/// Largest Argon2id costs a key file may ask for: a planted key file must
+/// not make unlocking exhaust memory or time.
+pub const KDF_MAX: KdfParams = KdfParams {
+    memory_kib: 4 * 1024 * 1024,
+    iterations: 64,
+    parallelism: 16,
+};
+
 fn kek(password: &[u8], salt: &[u8], p: KdfParams) -> Result<XChaCha20Poly1305> {
+    if p.memory_kib > KDF_MAX.memory_kib
+        || p.iterations > KDF_MAX.iterations
+        || p.parallelism > KDF_MAX.parallelism
+    {
+        return Err(Error::corrupt(
+            "key file",
+            format!("Argon2id costs {p:?} exceed the limits {KDF_MAX:?}"),
+        ));
+    }
     let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
         .map_err(|e| Error::corrupt("key file", format!("bad Argon2id parameters: {e}")))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);

@@ -47,4 +47,8 @@ pub trait Index: Send + Sync {
     fn packs(&self) -> Result<Vec<(PackId, PackInfo)>>;
     /// Makes everything added so far durable.
     fn sync(&self) -> Result<()>;
+    /// Whether the index holds every pack (a rebuild ran to its end).
+    fn is_complete(&self) -> Result<bool>;
+    /// Records, durably, that the index holds every pack.
+    fn mark_complete(&self) -> Result<()>;
 }

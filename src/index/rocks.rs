@@ -252,6 +252,22 @@ impl Index for RocksIndex {
     fn sync(&self) -> Result<()> {
         self.db.flush_wal(true).map_err(|e| err(&self.path, e))
     }
+
+    fn is_complete(&self) -> Result<bool> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), b"complete")
+            .map_err(|e| err(&self.path, e))?
+            .is_some())
+    }
+
+    fn mark_complete(&self) -> Result<()> {
+        self.sync()?;
+        self.db
+            .put_cf(self.cf(CF_META), b"complete", [1u8])
+            .map_err(|e| err(&self.path, e))?;
+        self.sync()
+    }
 }
 
 #[cfg(test)]

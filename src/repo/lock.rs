@@ -21,6 +21,9 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 /// What a lock file says.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LockInfo {
+    /// Lock file format version (1).
+    #[serde(default = "lock_version")]
+    pub version: u32,
     /// Host name.
     pub host: String,
     /// Process id.
@@ -43,6 +46,10 @@ impl LockInfo {
             && unsafe { libc::kill(self.pid as i32, 0) } != 0
             && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
     }
+}
+
+fn lock_version() -> u32 {
+    1
 }
 
 /// A held lock; released on drop.
@@ -73,6 +80,7 @@ impl Lock {
             rand::random::<u64>()
         );
         let info = LockInfo {
+            version: 1,
             host: host.clone(),
             pid: std::process::id(),
             time: now(),
@@ -180,6 +188,7 @@ mod tests {
         drop(x);
         // A lock of a dead process on this host is stale.
         let dead = LockInfo {
+            version: 1,
             host: host_name(),
             pid: 999_999_999,
             time: now(),
@@ -189,6 +198,7 @@ mod tests {
         b.write(FileType::Lock, "dead", &serde_json::to_vec(&dead).unwrap())
             .unwrap();
         let old = LockInfo {
+            version: 1,
             host: "elsewhere".into(),
             pid: 1,
             time: now() - 3 * 3600,

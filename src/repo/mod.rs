@@ -48,6 +48,7 @@ pub struct Repository {
     key_id: String,
     index: Arc<dyn Index>,
     root: PathBuf,
+    visible: Option<std::collections::HashSet<String>>,
     _lock: Lock,
 }
 
@@ -155,10 +156,15 @@ impl Repository {
         let names = backend.list(FileType::Key)?;
         let mut found = None;
         for name in &names {
-            let bytes = backend.read(FileType::Key, name)?;
-            let kf: KeyFile = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::corrupt(format!("key file keys/{name}"), e.to_string()))?;
-            if let Some(k) = kf.unwrap(password, name)? {
+            // A key file that cannot be used (damaged, unknown version, absurd
+            // costs) is skipped: it must not lock out the other passwords.
+            let Ok(bytes) = backend.read(FileType::Key, name) else {
+                continue;
+            };
+            let Ok(kf) = serde_json::from_slice::<KeyFile>(&bytes) else {
+                continue;
+            };
+            if let Ok(Some(k)) = kf.unwrap(password, name) {
                 found = Some((k, name.clone()));
                 break;
             }
@@ -167,6 +173,13 @@ impl Repository {
         let config = Config::decode(&cfg_bytes, &keys)?;
         let lock = Lock::acquire(backend.clone(), mode == Mode::Exclusive, command)?;
         let ipath = index_path(root);
+        // A reader sees the index as it is when opened. Snapshots listed
+        // before that moment had all their blobs indexed before they were
+        // written, so a reader only considers those.
+        let visible = match mode {
+            Mode::Read => Some(backend.list(FileType::Snapshot)?.into_iter().collect()),
+            _ => None,
+        };
         let mut repo = Repository {
             backend,
             config,
@@ -174,23 +187,30 @@ impl Repository {
             key_id,
             index: Arc::new(NoIndex),
             root: root.to_path_buf(),
+            visible,
             _lock: lock,
         };
-        let fresh = !RocksIndex::exists(&ipath);
+        let wait = match mode {
+            Mode::Read => Duration::from_secs(600),
+            Mode::Write(w) => w,
+            Mode::Exclusive => Duration::from_secs(60),
+        };
         let access = match mode {
             Mode::Read => Access::ReadOnly,
-            Mode::Write(w) => Access::ReadWrite(w),
-            Mode::Exclusive => Access::ReadWrite(Duration::from_secs(60)),
+            _ => Access::ReadWrite(wait),
         };
-        if fresh {
-            // A missing index is rebuilt from the packs before anything reads it.
-            let idx = RocksIndex::open(
-                &ipath,
-                &repo.config.id,
-                Access::ReadWrite(Duration::from_secs(600)),
-            )?;
-            repo.index = Arc::new(idx);
-            repo.rebuild_index_into()?;
+        let complete = RocksIndex::exists(&ipath)
+            && RocksIndex::open(&ipath, &repo.config.id, Access::ReadOnly)
+                .and_then(|i| i.is_complete())
+                .unwrap_or(false);
+        if !complete {
+            // A missing index, or one whose rebuild was interrupted, is
+            // rebuilt from the packs before anything reads it.
+            let idx = RocksIndex::open(&ipath, &repo.config.id, Access::ReadWrite(wait))?;
+            if !idx.is_complete()? {
+                repo.index = Arc::new(idx);
+                repo.rebuild_index_into()?;
+            }
             repo.index = Arc::new(NoIndex);
         }
         repo.index = Arc::new(RocksIndex::open(&ipath, &repo.config.id, access)?);
@@ -258,6 +278,9 @@ impl Repository {
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
         let mut out = Vec::new();
         for n in self.backend.list(FileType::Snapshot)? {
+            if self.visible.as_ref().is_some_and(|v| !v.contains(&n)) {
+                continue;
+            }
             match SnapshotId::from_hex(&n) {
                 Ok(id) => out.push(id),
                 Err(_) => {
@@ -348,7 +371,7 @@ impl Repository {
                 (name.clone(), r)
             })
             .collect();
-        self.index.sync()?;
+        self.index.mark_complete()?;
         let mut report = RebuildReport::default();
         for (name, r) in results {
             match r {
@@ -467,5 +490,11 @@ impl Index for NoIndex {
     }
     fn sync(&self) -> Result<()> {
         Ok(())
+    }
+    fn is_complete(&self) -> Result<bool> {
+        Ok(false)
+    }
+    fn mark_complete(&self) -> Result<()> {
+        Err(Error::Usage("the index is not open".into()))
     }
 }

@@ -31,6 +31,10 @@ pub struct WriterStats {
     pub packs: u64,
 }
 
+/// Largest plaintext a blob may have: lengths in pack headers are u32, and
+/// sealing adds a little.
+const MAX_BLOB: usize = u32::MAX as usize - 1024;
+
 struct Open {
     data: PackBuilder,
     meta: PackBuilder,
@@ -131,6 +135,13 @@ impl BlobWriter {
     /// Seals `plaintext` (whose id is `b`) and adds it unless already stored.
     /// Returns whether it was added.
     pub fn store(&self, b: BlobRef, plaintext: &[u8]) -> Result<bool> {
+        if plaintext.len() > MAX_BLOB {
+            return Err(Error::Usage(format!(
+                "a {:?} blob of {} bytes is over the {MAX_BLOB}-byte limit of the pack format",
+                b.kind,
+                plaintext.len()
+            )));
+        }
         if !self.needs(&b)? {
             return Ok(false);
         }
