@@ -28,12 +28,15 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 /// Files up to this size are read whole; larger ones in windows.
 const SMALL_FILE: u64 = 4 * 1024 * 1024;
+/// Entries whose mtime or ctime lies this close to the parent's start (or
+/// after it) are read again.
+const RACY_MARGIN_NS: i64 = 50_000_000;
 /// Bytes read per window of a large file or stream.
 const WINDOW: usize = 16 * 1024 * 1024;
 
@@ -89,12 +92,15 @@ pub struct Pusher<'a> {
     skipped: Mutex<Vec<PushError>>,
     progress: &'a dyn Progress,
     started: Instant,
+    time: chrono::DateTime<chrono::FixedOffset>,
+    racy_after: AtomicI64,
 }
 
 fn build_globs(patterns: &[String], with_slash: bool) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
-    for p in patterns.iter().filter(|p| p.contains('/') == with_slash) {
-        let p = p.trim_end_matches('/');
+    // A trailing '/' ("stats/") does not make a name pattern a path pattern.
+    let trimmed = patterns.iter().map(|p| p.trim_end_matches('/'));
+    for p in trimmed.filter(|p| p.contains('/') == with_slash) {
         let g = GlobBuilder::new(p)
             .literal_separator(true)
             .build()
@@ -125,6 +131,9 @@ impl<'a> Pusher<'a> {
             Kind::Files => repo.config.chunking.files,
             Kind::Db => repo.config.chunking.db,
         };
+        let opts_time = opts
+            .time
+            .unwrap_or_else(|| chrono::Local::now().fixed_offset());
         Ok(Pusher {
             repo,
             writer: BlobWriter::new(repo),
@@ -137,6 +146,8 @@ impl<'a> Pusher<'a> {
             skipped: Mutex::default(),
             progress,
             started: Instant::now(),
+            time: opts_time,
+            racy_after: AtomicI64::new(i64::MIN),
         })
     }
 
@@ -164,17 +175,28 @@ impl<'a> Pusher<'a> {
         if self.opts.force {
             return Ok(None);
         }
-        if let Some(id) = self.opts.parent {
-            return Ok(Some((id, self.repo.load_snapshot(&id)?)));
+        let parent = if let Some(id) = self.opts.parent {
+            Some((id, self.repo.load_snapshot(&id)?))
+        } else {
+            let kind = self.opts.kind();
+            self.repo.snapshots()?.into_iter().rev().find(|(_, s)| {
+                s.host == self.opts.host
+                    && s.site == self.opts.site
+                    && s.kind == kind
+                    && s.paths == paths
+                    && s.command.is_none()
+            })
+        };
+        if let Some((_, s)) = &parent {
+            // File times come from a coarse clock (a few ms per tick): a file
+            // rewritten at the same size just after the parent read it can
+            // keep the times the parent saw. Entries stamped within a margin
+            // of the parent's start are therefore not trusted, but read again.
+            let start = s.timestamp().timestamp_nanos_opt().unwrap_or(i64::MIN);
+            self.racy_after
+                .store(start.saturating_sub(RACY_MARGIN_NS), Ordering::Relaxed);
         }
-        let kind = self.opts.kind();
-        Ok(self.repo.snapshots()?.into_iter().rev().find(|(_, s)| {
-            s.host == self.opts.host
-                && s.site == self.opts.site
-                && s.kind == kind
-                && s.paths == paths
-                && s.command.is_none()
-        }))
+        Ok(parent)
     }
 
     fn excluded(&self, path: &Path, name: &OsStr) -> bool {
@@ -312,6 +334,8 @@ impl<'a> Pusher<'a> {
                     && (p.mtime, p.mtime_ns) == (node.mtime, node.mtime_ns)
                     && (p.ctime, p.ctime_ns) == (node.ctime, node.ctime_ns)
                     && p.inode == node.inode
+                    && stamp_ns(p.mtime, p.mtime_ns).max(stamp_ns(p.ctime, p.ctime_ns))
+                        < self.racy_after.load(Ordering::Relaxed)
             });
         self.counters.total.fetch_add(node.size, Ordering::Relaxed);
         if unchanged {
@@ -431,7 +455,7 @@ impl<'a> Pusher<'a> {
         let (content, len) = self.store_stream(r)?;
         self.counters.new.fetch_add(1, Ordering::Relaxed);
         self.counters.total.fetch_add(len, Ordering::Relaxed);
-        let now = self.snapshot_time();
+        let now = self.time;
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let node = Node {
@@ -457,12 +481,6 @@ impl<'a> Pusher<'a> {
         self.store_tree(Tree::new(vec![node]))
     }
 
-    fn snapshot_time(&self) -> chrono::DateTime<chrono::FixedOffset> {
-        self.opts
-            .time
-            .unwrap_or_else(|| chrono::Local::now().fixed_offset())
-    }
-
     /// Flushes every pack and writes the snapshot file.
     pub fn commit(
         self,
@@ -471,7 +489,7 @@ impl<'a> Pusher<'a> {
         parent: Option<SnapshotId>,
         command: Option<Vec<String>>,
     ) -> Result<PushOutcome> {
-        let time = self.snapshot_time();
+        let time = self.time;
         let ws = self.writer.finish()?;
         let c = &self.counters;
         let errors = self.errors.into_inner().expect("errors");
@@ -507,6 +525,11 @@ impl<'a> Pusher<'a> {
         let id = self.repo.save_snapshot(&snapshot)?;
         Ok(PushOutcome { id, snapshot })
     }
+}
+
+fn stamp_ns(secs: i64, nanos: u32) -> i64 {
+    secs.saturating_mul(1_000_000_000)
+        .saturating_add(nanos as i64)
 }
 
 fn node_from_metadata(name: &[u8], md: &Metadata) -> Node {
