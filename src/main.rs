@@ -15,7 +15,7 @@ fn main() {
         Err(e) => {
             let code = cli::exit_code(&e);
             if !cli::is_broken_pipe(&e) {
-                eprintln!("snap: error: {e:#}");
+                eprintln!("snap: error: {}", cli::error_message(&e));
             }
             if cli::is_broken_pipe(&e) {
                 0

@@ -187,6 +187,23 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
     }
 }
 
+/// The error and its causes on one line. A cause whose text already ends
+/// the message (an I/O error that names its path and its reason) is said once.
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Whether the error is a closed stdout (`snap ls | head`): not a failure.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

@@ -128,6 +128,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let snaps = repo.snapshot_ids()?;
     report.snapshots = snaps.len();
     let mut seen_trees: HashSet<TreeId> = HashSet::new();
+    let mut clean_trees: HashSet<TreeId> = HashSet::new();
     for sid in snaps {
         let snap = match repo.load_snapshot(&sid) {
             Ok(s) => s,
@@ -145,6 +146,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
             bad_packs: &bad_packs,
             bad_blobs: &bad_blobs,
             seen_trees: &mut seen_trees,
+            clean_trees: &mut clean_trees,
             report: &mut report,
         };
         w.tree(&snap.tree, "")?;
@@ -159,6 +161,8 @@ struct Walker<'a> {
     bad_packs: &'a HashSet<PackId>,
     bad_blobs: &'a HashSet<BlobRef>,
     seen_trees: &'a mut HashSet<TreeId>,
+    /// Trees with nothing damaged beneath them: not walked again.
+    clean_trees: &'a mut HashSet<TreeId>,
     report: &'a mut CheckReport,
 }
 
@@ -200,9 +204,13 @@ impl Walker<'_> {
     }
 
     fn tree(&mut self, id: &TreeId, path: &str) -> Result<()> {
-        // A tree seen in an earlier snapshot was fully checked then, but the
-        // paths it breaks are reported per snapshot.
+        // A clean tree seen in an earlier snapshot need not be walked again,
+        // but the paths a damaged one breaks are reported per snapshot.
+        if self.clean_trees.contains(id) {
+            return Ok(());
+        }
         let first = self.seen_trees.insert(*id);
+        let affected_before = self.report.affected.len();
         if let Some(p) = self.blob_problem(&(*id).into())? {
             if first {
                 self.report.errors.push(Problem {
@@ -226,9 +234,6 @@ impl Walker<'_> {
                 return Ok(());
             }
         };
-        if !first && self.bad_blobs.is_empty() && self.bad_packs.is_empty() {
-            return Ok(());
-        }
         for n in &tree.entries {
             let p = format!("{path}/{}", String::from_utf8_lossy(&n.name));
             match (n.kind, &n.subtree, &n.content) {
@@ -236,6 +241,9 @@ impl Walker<'_> {
                 (NodeKind::File, _, Some(content)) => self.file(content, &p)?,
                 _ => {}
             }
+        }
+        if self.report.affected.len() == affected_before {
+            self.clean_trees.insert(*id);
         }
         Ok(())
     }

@@ -245,7 +245,7 @@ pub fn restore(
         ..Default::default()
     };
     for (p, _) in &plan.dirs {
-        fs::create_dir_all(p).at(p)?;
+        make_dir(p)?;
     }
     let owners = unsafe { libc::geteuid() } == 0;
     let results: Vec<(PathBuf, Result<u64>)> = plan
@@ -296,6 +296,18 @@ pub fn restore(
         }
     }
     Ok(stats)
+}
+
+/// Creates one directory of the plan (its parent comes earlier in the plan).
+/// Whatever else holds its place in the target is removed first: a symlink
+/// left there by an intruder must not lead the restore outside the target.
+fn make_dir(p: &Path) -> Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(md) if md.is_dir() => return Ok(()),
+        Ok(_) => fs::remove_file(p).at(p)?,
+        Err(_) => {}
+    }
+    fs::create_dir(p).at(p)
 }
 
 fn plan_tree(
