@@ -174,7 +174,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             pusher.commit(tree, vec![name], None, None)?
         }
     } else {
-        let paths: Vec<String> = abs.iter().map(|p| p.display().to_string()).collect();
+        // `src` and `src/` are the same source for choosing a parent.
+        let paths: Vec<String> = abs
+            .iter()
+            .map(|p| p.components().collect::<PathBuf>().display().to_string())
+            .collect();
         let parent = pusher.find_parent(&paths)?;
         let parent_tree = match &parent {
             Some((_, s)) => Some(repo.load_tree(&s.tree)?),

@@ -2,7 +2,6 @@
 
 use super::{Ctx, FilterArgs};
 use anyhow::Result;
-use snap::ops::select;
 use snap::repo::Mode;
 
 /// List snapshots.
@@ -14,7 +13,15 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "snapshots")?;
-    let snaps = select::list(&repo, &a.filter.filter())?;
+    let set = repo.load_snapshots()?;
+    for (id, why) in &set.damaged {
+        eprintln!(
+            "snap: warning: snapshot {} cannot be read and is not listed: {why}",
+            id.short()
+        );
+    }
+    let f = a.filter.filter();
+    let snaps: Vec<_> = set.ok.into_iter().filter(|(_, s)| f.matches(s)).collect();
     if ctx.json {
         let v: Vec<serde_json::Value> = snaps
             .iter()

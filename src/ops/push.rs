@@ -172,9 +172,6 @@ impl<'a> Pusher<'a> {
 
     /// The snapshot a push of `paths` should take unchanged entries from.
     pub fn find_parent(&self, paths: &[String]) -> Result<Option<(SnapshotId, Snapshot)>> {
-        if self.opts.force {
-            return Ok(None);
-        }
         let parent = if let Some(id) = self.opts.parent {
             Some((id, self.repo.load_snapshot(&id)?))
         } else {
@@ -337,19 +334,13 @@ impl<'a> Pusher<'a> {
                     && stamp_ns(p.mtime, p.mtime_ns).max(stamp_ns(p.ctime, p.ctime_ns))
                         < self.racy_after.load(Ordering::Relaxed)
             });
-        self.counters.total.fetch_add(node.size, Ordering::Relaxed);
         if unchanged {
             node.content = prev.and_then(|p| p.content.clone());
+            self.counters.total.fetch_add(node.size, Ordering::Relaxed);
             self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
             self.progress.file_done();
             return Some(node);
         }
-        let counter = if prev.is_some() {
-            &self.counters.changed
-        } else {
-            &self.counters.new
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) => {
@@ -365,9 +356,14 @@ impl<'a> Pusher<'a> {
         match res {
             Ok((content, len)) => {
                 node.content = Some(content);
-                if len != md.len() {
-                    node.size = len;
-                }
+                node.size = len;
+                let counter = if prev.is_some() {
+                    &self.counters.changed
+                } else {
+                    &self.counters.new
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                self.counters.total.fetch_add(len, Ordering::Relaxed);
                 if let Ok(after) = std::fs::symlink_metadata(path) {
                     if after.len() != md.len()
                         || after.mtime() != md.mtime()

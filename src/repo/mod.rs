@@ -245,12 +245,16 @@ impl Repository {
         let loc = self.index.get(b)?.ok_or_else(|| Error::Missing {
             object: format!("{:?} blob {}", b.kind, hex::encode(b.id)),
         })?;
-        let sealed = self.backend.read_range(
-            FileType::Pack,
-            &loc.pack.to_hex(),
-            loc.offset,
-            loc.length as u64,
-        )?;
+        let sealed = self
+            .backend
+            .read_range(FileType::Pack, &loc.pack.to_hex(), loc.offset, loc.length as u64)
+            .map_err(|e| match e {
+                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::corrupt(
+                    format!("pack {}", loc.pack),
+                    "missing from the repository (deleted?); run `snap check` to see what it affects",
+                ),
+                e => e,
+            })?;
         blob::open(&self.keys, b, &sealed, loc.raw_len)
     }
 
@@ -303,15 +307,30 @@ impl Repository {
         )
     }
 
-    /// All snapshots, oldest first.
-    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    /// All snapshots that can be read, oldest first, and those that cannot,
+    /// with the reason: one damaged file must not hide the others.
+    pub fn load_snapshots(&self) -> Result<SnapshotSet> {
         let ids = self.snapshot_ids()?;
-        let mut out: Vec<(SnapshotId, Snapshot)> = ids
+        let loaded: Vec<(SnapshotId, Result<Snapshot>)> = ids
             .par_iter()
-            .map(|id| Ok((*id, self.load_snapshot(id)?)))
-            .collect::<Result<_>>()?;
-        out.sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
-        Ok(out)
+            .map(|id| (*id, self.load_snapshot(id)))
+            .collect();
+        let mut set = SnapshotSet::default();
+        for (id, r) in loaded {
+            match r {
+                Ok(s) => set.ok.push((id, s)),
+                Err(e) => set.damaged.push((id, e.to_string())),
+            }
+        }
+        set.ok
+            .sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        Ok(set)
+    }
+
+    /// All readable snapshots, oldest first (damaged ones are left out;
+    /// `check` reports them).
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        Ok(self.load_snapshots()?.ok)
     }
 
     /// Writes a snapshot file: the last step of a push.
@@ -464,6 +483,15 @@ impl Repository {
         self.backend.remove(FileType::Key, &name)?;
         Ok(name)
     }
+}
+
+/// Snapshots as loaded: the readable ones, oldest first, and the damaged ones.
+#[derive(Debug, Default)]
+pub struct SnapshotSet {
+    /// Readable snapshots, oldest first.
+    pub ok: Vec<(SnapshotId, Snapshot)>,
+    /// Snapshots that could not be read, with the reason.
+    pub damaged: Vec<(SnapshotId, String)>,
 }
 
 /// What a rebuild of the index found.
