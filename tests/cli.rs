@@ -1118,3 +1118,40 @@ fn restore_replaces_planted_symlinks_instead_of_following_them() {
     assert_eq!(fs::read(outside.join("passwd")).unwrap(), b"root:x:0:0");
     assert_same_tree(&src, &target, &[]);
 }
+
+#[test]
+fn cat_and_include_take_non_utf8_paths() {
+    let r = Repo::new();
+    let src = r.dir("site");
+    let dir = src.join(std::ffi::OsStr::from_bytes(b"t\xe9l\xe9chargements"));
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(latin1_name()), b"bonjour").unwrap();
+    fs::write(src.join("other.txt"), b"left out").unwrap();
+    r.push(&src, &[]);
+
+    let mut rel = b"t\xe9l\xe9chargements/".to_vec();
+    rel.extend_from_slice(latin1_name().as_bytes());
+    let rel = std::ffi::OsStr::from_bytes(&rel);
+    let out = r.cmd().args(["cat", "latest"]).arg(rel).output().unwrap();
+    assert_success(&out, "cat of a non-UTF-8 path");
+    assert_eq!(out.stdout, b"bonjour");
+
+    let target = r.dir("restored");
+    let out = r
+        .cmd()
+        .args(["restore", "latest", "--target"])
+        .arg(&target)
+        .arg("--include")
+        .arg(rel)
+        .output()
+        .unwrap();
+    assert_success(&out, "restore --include of a non-UTF-8 path");
+    let got = target
+        .join(std::ffi::OsStr::from_bytes(b"t\xe9l\xe9chargements"))
+        .join(latin1_name());
+    assert_eq!(fs::read(got).unwrap(), b"bonjour");
+    assert!(
+        !target.join("other.txt").exists(),
+        "--include restored more than asked"
+    );
+}

@@ -4,6 +4,7 @@ use super::{Ctx, FilterArgs};
 use anyhow::Result;
 use snap::ops::{restore, select};
 use snap::repo::Mode;
+use std::os::unix::ffi::OsStrExt;
 
 /// Write one file of a snapshot to stdout.
 #[derive(clap::Args, Debug)]
@@ -11,7 +12,7 @@ pub struct Args {
     /// Snapshot id (prefix) or `latest`.
     snapshot: String,
     /// Path of a file inside the snapshot (for a dump: its --name).
-    path: String,
+    path: std::ffi::OsString,
     #[command(flatten)]
     filter: FilterArgs,
 }
@@ -19,13 +20,14 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "cat")?;
     let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter())?;
-    let node = restore::find_node(&repo, &snap, &id.short(), &a.path)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "give the path of a file inside snapshot {}; see `snap ls {}`",
-            id.short(),
-            id.short()
-        )
-    })?;
+    let node =
+        restore::find_node(&repo, &snap, &id.short(), a.path.as_bytes())?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "give the path of a file inside snapshot {}; see `snap ls {}`",
+                id.short(),
+                id.short()
+            )
+        })?;
     let mut out = std::io::stdout().lock();
     restore::cat(&repo, &node, &mut out)?;
     Ok(0)

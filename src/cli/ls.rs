@@ -5,6 +5,7 @@ use anyhow::Result;
 use snap::ops::{restore, select};
 use snap::repo::Mode;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 /// List the files of a snapshot.
 #[derive(clap::Args, Debug)]
@@ -13,7 +14,7 @@ pub struct Args {
     snapshot: String,
     /// Path inside the snapshot.
     #[arg(default_value = "/")]
-    path: String,
+    path: std::ffi::OsString,
     #[command(flatten)]
     filter: FilterArgs,
 }
@@ -44,7 +45,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut items = Vec::new();
     let mut werr = None;
-    restore::list(&repo, &snap, &id.short(), &a.path, &mut |l| {
+    restore::list(&repo, &snap, &id.short(), a.path.as_bytes(), &mut |l| {
         if ctx.json {
             items.push(l);
         } else if werr.is_none() {

@@ -4,6 +4,7 @@ use super::{Ctx, FilterArgs};
 use anyhow::Result;
 use snap::ops::{restore, select};
 use snap::repo::Mode;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 /// Restore a snapshot, or parts of it, into a directory.
@@ -16,7 +17,7 @@ pub struct Args {
     target: PathBuf,
     /// Restore only this path of the snapshot (repeatable).
     #[arg(long = "include")]
-    includes: Vec<String>,
+    includes: Vec<std::ffi::OsString>,
     #[command(flatten)]
     filter: FilterArgs,
 }
@@ -24,12 +25,13 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "restore")?;
     let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter())?;
-    for inc in &a.includes {
+    let includes: Vec<Vec<u8>> = a.includes.iter().map(|i| i.as_bytes().to_vec()).collect();
+    for inc in &includes {
         restore::find_node(&repo, &snap, &id.short(), inc)?;
     }
     let progress = ctx.progress(None);
     let started = std::time::Instant::now();
-    let stats = restore::restore(&repo, &snap, &a.target, &a.includes, &progress)?;
+    let stats = restore::restore(&repo, &snap, &a.target, &includes, &progress)?;
     progress.finish();
     if ctx.json {
         super::print_json(&serde_json::json!({

@@ -19,10 +19,11 @@ use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// Splits a path inside a snapshot into its components.
-pub fn components(path: &str) -> Vec<&str> {
-    path.split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
+/// Splits a path inside a snapshot into its components (raw bytes: names
+/// need not be UTF-8).
+pub fn components(path: &[u8]) -> Vec<&[u8]> {
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
         .collect()
 }
 
@@ -31,7 +32,7 @@ pub fn find_node(
     repo: &Repository,
     snap: &Snapshot,
     short: &str,
-    path: &str,
+    path: &[u8],
 ) -> Result<Option<Node>> {
     let comps = components(path);
     if comps.is_empty() {
@@ -39,13 +40,10 @@ pub fn find_node(
     }
     let mut tree = repo.load_tree(&snap.tree)?;
     for (i, c) in comps.iter().enumerate() {
-        let node = tree
-            .get(c.as_bytes())
-            .cloned()
-            .ok_or_else(|| Error::NoSuchPath {
-                snapshot: short.into(),
-                path: path.into(),
-            })?;
+        let node = tree.get(c).cloned().ok_or_else(|| Error::NoSuchPath {
+            snapshot: short.into(),
+            path: String::from_utf8_lossy(path).into_owned(),
+        })?;
         if i + 1 == comps.len() {
             return Ok(Some(node));
         }
@@ -54,7 +52,7 @@ pub fn find_node(
             _ => {
                 return Err(Error::NoSuchPath {
                     snapshot: short.into(),
-                    path: path.into(),
+                    path: String::from_utf8_lossy(path).into_owned(),
                 })
             }
         }
@@ -98,10 +96,13 @@ pub fn list(
     repo: &Repository,
     snap: &Snapshot,
     short: &str,
-    path: &str,
+    path: &[u8],
     out: &mut dyn FnMut(Listed),
 ) -> Result<()> {
-    let prefix: String = components(path).iter().map(|c| format!("/{c}")).collect();
+    let prefix: String = components(path)
+        .iter()
+        .map(|c| format!("/{}", String::from_utf8_lossy(c)))
+        .collect();
     let start = match find_node(repo, snap, short, path)? {
         None => Some(snap.tree),
         Some(n) => {
@@ -196,7 +197,7 @@ struct Plan {
     first_of_inode: HashMap<(u64, u64), PathBuf>,
 }
 
-fn selected(rel: &[&[u8]], includes: &[Vec<String>]) -> (bool, bool) {
+fn selected(rel: &[&[u8]], includes: &[Vec<Vec<u8>>]) -> (bool, bool) {
     if includes.is_empty() {
         return (true, true);
     }
@@ -207,7 +208,7 @@ fn selected(rel: &[&[u8]], includes: &[Vec<String>]) -> (bool, bool) {
         let same_prefix = inc[..n]
             .iter()
             .zip(&rel[..n])
-            .all(|(a, b)| a.as_bytes() == *b);
+            .all(|(a, b)| a.as_slice() == *b);
         if same_prefix && rel.len() >= inc.len() {
             take = true;
         }
@@ -223,12 +224,12 @@ pub fn restore(
     repo: &Repository,
     snap: &Snapshot,
     target: &Path,
-    includes: &[String],
+    includes: &[Vec<u8>],
     progress: &dyn Progress,
 ) -> Result<RestoreStats> {
-    let includes: Vec<Vec<String>> = includes
+    let includes: Vec<Vec<Vec<u8>>> = includes
         .iter()
-        .map(|i| components(i).into_iter().map(String::from).collect())
+        .map(|i| components(i).into_iter().map(<[u8]>::to_vec).collect())
         .collect();
     fs::create_dir_all(target).at(target)?;
     let mut plan = Plan {
@@ -315,7 +316,7 @@ fn plan_tree(
     tree: &Tree,
     dir: &Path,
     rel: &mut Vec<Vec<u8>>,
-    includes: &[Vec<String>],
+    includes: &[Vec<Vec<u8>>],
     plan: &mut Plan,
 ) -> Result<()> {
     for n in &tree.entries {
