@@ -105,10 +105,6 @@ typed_id!(
     SnapshotId
 );
 typed_id!(
-    /// Random id of a key file.
-    KeyId
-);
-typed_id!(
     /// Random id of a repository, chosen at `init`.
     RepoId
 );

@@ -325,33 +325,21 @@ fn verify_pack(repo: &Repository, name: &str) -> PackVerdict {
         let sealed = &bytes[e.offset as usize..(e.offset + e.length as u64) as usize];
         let ok = blob::open(repo.keys(), &e.blob, sealed, e.raw_len)
             .map(|plain| repo.keys().blob_id(&plain) == e.blob.id);
-        match ok {
-            Ok(true) => {}
-            Ok(false) => {
-                probs.push(Problem {
-                    object: format!(
-                        "{:?} blob {} in {}",
-                        e.blob.kind,
-                        hex::encode(e.blob.id),
-                        obj()
-                    ),
-                    message: "plaintext does not hash to its id".into(),
-                });
-                bad.push(e.blob);
-            }
-            Err(err) => {
-                probs.push(Problem {
-                    object: format!(
-                        "{:?} blob {} in {}",
-                        e.blob.kind,
-                        hex::encode(e.blob.id),
-                        obj()
-                    ),
-                    message: err.to_string(),
-                });
-                bad.push(e.blob);
-            }
-        }
+        let why = match ok {
+            Ok(true) => continue,
+            Ok(false) => "plaintext does not hash to its id".to_string(),
+            Err(err) => err.to_string(),
+        };
+        probs.push(Problem {
+            object: format!(
+                "{:?} blob {} in {}",
+                e.blob.kind,
+                hex::encode(e.blob.id),
+                obj()
+            ),
+            message: why,
+        });
+        bad.push(e.blob);
     }
     (probs, bad, false)
 }

@@ -17,7 +17,7 @@ use crate::format::crypto::{KdfParams, KeyFile, Keys};
 use crate::format::pack;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{decode_records, Content, Tree};
-use crate::id::{BlobRef, ChunkId, KeyId, PackId, SnapshotId, TreeId};
+use crate::id::{BlobRef, ChunkId, PackId, SnapshotId, TreeId};
 use crate::index::rocks::{Access, RocksIndex};
 use crate::index::{Index, PackInfo};
 use lock::Lock;
@@ -77,6 +77,34 @@ fn index_path(root: &Path) -> PathBuf {
     root.join("index")
 }
 
+/// Wraps the master key with `password` in a new key file; returns its name.
+fn write_key_file(
+    backend: &dyn Backend,
+    keys: &Keys,
+    password: &[u8],
+    kdf: KdfParams,
+) -> Result<String> {
+    let kf = KeyFile::wrap(
+        keys,
+        password,
+        kdf,
+        chrono::Local::now().to_rfc3339(),
+        lock::host_name(),
+        user_name(),
+    )?;
+    let name = format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
+    backend.write(
+        FileType::Key,
+        &name,
+        &serde_json::to_vec_pretty(&kf).expect("key file serialises"),
+    )?;
+    Ok(name)
+}
+
 /// Whether `root` holds something that is not a snap repository.
 fn check_is_repository(root: &Path) -> Result<()> {
     if root.join("config").is_file() {
@@ -123,24 +151,7 @@ impl Repository {
         let keys = Keys::generate();
         let mut config = Config::new();
         config.chunking = chunking;
-        let kf = KeyFile::wrap(
-            &keys,
-            password,
-            kdf,
-            chrono::Local::now().to_rfc3339(),
-            lock::host_name(),
-            user_name(),
-        )?;
-        let key_name = format!(
-            "{:016x}{:016x}",
-            rand::random::<u64>(),
-            rand::random::<u64>()
-        );
-        backend.write(
-            FileType::Key,
-            &key_name,
-            &serde_json::to_vec_pretty(&kf).expect("key file serialises"),
-        )?;
+        write_key_file(&*backend, &keys, password, kdf)?;
         // The config goes last: a directory without it is not a repository yet.
         backend.write(FileType::Config, "config", &config.encode(&keys))?;
         drop(backend);
@@ -417,23 +428,9 @@ impl Repository {
         self.rebuild_index_into()
     }
 
-    /// Adds a key file for `password`.
+    /// Adds a key file for `password`; returns its name.
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
-        let kf = KeyFile::wrap(
-            &self.keys,
-            password,
-            kdf,
-            chrono::Local::now().to_rfc3339(),
-            lock::host_name(),
-            user_name(),
-        )?;
-        let name = KeyId(rand::random()).to_hex()[..32].to_string();
-        self.backend.write(
-            FileType::Key,
-            &name,
-            &serde_json::to_vec_pretty(&kf).expect("key file serialises"),
-        )?;
-        Ok(name)
+        write_key_file(&*self.backend, &self.keys, password, kdf)
     }
 
     /// Lists key files.
