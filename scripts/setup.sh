@@ -55,4 +55,5 @@ trap 'rm -rf "$out"' EXIT
 "$snap" restore latest --target "$out"
 diff -r --no-dereference "$src" "$out" && echo "restored copy of $src is identical"
 "$snap" check
-echo "snap is set up: repository ${SNAP_REPO:-default}, binary $snap"
+if [ "$(id -u)" -eq 0 ]; then default_repo=/var/lib/snap/repo; else default_repo=${XDG_DATA_HOME:-$HOME/.local/share}/snap/repo; fi
+echo "snap is set up: repository ${SNAP_REPO:-$default_repo}, password file ${SNAP_PASSWORD_FILE:-(from SNAP_PASSWORD)}, binary $snap"
