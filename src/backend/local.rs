@@ -15,7 +15,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-const OPEN_PACKS: usize = 64;
+/// Packs kept mapped at once: mapped pages count as resident memory, so few.
+const OPEN_PACKS: usize = 4;
 
 /// A local directory backend.
 pub struct LocalBackend {
@@ -202,6 +203,23 @@ impl Backend for LocalBackend {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io(&p, e));
         }
+        sync_dir(&dir)
+    }
+
+    fn staging_dir(&self) -> PathBuf {
+        // Inside data/ so that the final rename stays on one file system;
+        // the listing of packs only looks in data/'s subdirectories.
+        self.dir(FileType::Pack)
+    }
+
+    fn write_staged(&self, t: FileType, name: &str, staged: &Path) -> Result<()> {
+        let p = self.path(t, name);
+        let dir = p.parent().expect("files live in a directory").to_path_buf();
+        File::open(staged).and_then(|f| f.sync_all()).at(staged)?;
+        if p.exists() {
+            return fs::remove_file(staged).at(staged);
+        }
+        fs::rename(staged, &p).at(&p)?;
         sync_dir(&dir)
     }
 

@@ -43,6 +43,14 @@ pub trait Backend: Send + Sync {
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
     /// Removes a file.
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
+    /// A local directory where a large file (a pack) is written before
+    /// [`Backend::write_staged`] puts it in place; files there are named
+    /// `.tmp-*` and never listed.
+    fn staging_dir(&self) -> std::path::PathBuf;
+    /// Puts a file staged in [`Backend::staging_dir`] in place atomically and
+    /// durably under `name`; the staged file is gone afterwards. A file of the
+    /// same name already in place is kept (names are content hashes).
+    fn write_staged(&self, t: FileType, name: &str, staged: &std::path::Path) -> Result<()>;
 }
 
 /// The suite every backend must pass.
@@ -76,6 +84,16 @@ pub mod conformance {
         assert_eq!(b.list(FileType::Snapshot).unwrap(), vec!["s".to_string()]);
         b.remove(FileType::Pack, &name).unwrap();
         assert!(!b.exists(FileType::Pack, &name).unwrap());
+        let staged = b.staging_dir().join(".tmp-conformance");
+        std::fs::write(&staged, b"staged bytes").unwrap();
+        b.write_staged(FileType::Pack, &name, &staged).unwrap();
+        assert!(!staged.exists(), "the staged file is moved or removed");
+        assert_eq!(b.read(FileType::Pack, &name).unwrap(), b"staged bytes");
+        assert!(
+            b.list(FileType::Pack).unwrap() == vec![name.clone()],
+            "staging files are never listed"
+        );
+        b.remove(FileType::Pack, &name).unwrap();
         assert!(b.read(FileType::Pack, &name).is_err());
         assert!(b.list(FileType::Pack).unwrap().is_empty());
     }

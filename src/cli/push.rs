@@ -170,7 +170,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             }
             pusher.commit(tree, vec![name], None, Some(a.command.clone()))?
         } else {
-            let tree = pusher.save_stream(&name, std::io::stdin().lock())?;
+            let tree = pusher.save_stream(&name, std::io::stdin())?;
             pusher.commit(tree, vec![name], None, None)?
         }
     } else {

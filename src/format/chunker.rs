@@ -76,14 +76,25 @@ impl Chunker {
     }
 }
 
-/// Cuts a reader into chunks while holding at most `window + max` bytes.
+/// Cuts a reader into chunks, a window at a time. Each batch is handed out
+/// as an owned buffer so that the next window can be read and cut while the
+/// caller still works on the previous one; [`StreamChunker::recycle`] gives
+/// buffers back so that no fresh memory is touched per window.
 pub struct StreamChunker<R> {
     reader: R,
     chunker: Chunker,
     buf: Vec<u8>,
-    start: usize,
+    spare: Option<Vec<u8>>,
     eof: bool,
     window: usize,
+}
+
+/// Whole chunks: the bytes and the length of each chunk, in order.
+pub struct Batch {
+    /// The chunks' bytes, back to back.
+    pub data: Vec<u8>,
+    /// Chunk lengths; they add up to `data.len()`.
+    pub lens: Vec<usize>,
 }
 
 impl<R: Read> StreamChunker<R> {
@@ -94,17 +105,13 @@ impl<R: Read> StreamChunker<R> {
             reader,
             chunker,
             buf: Vec::with_capacity(window),
-            start: 0,
+            spare: None,
             eof: false,
             window,
         }
     }
 
     fn fill(&mut self) -> std::io::Result<()> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
         while !self.eof && self.buf.len() < self.window {
             let old = self.buf.len();
             self.buf.resize(self.window, 0);
@@ -124,9 +131,8 @@ impl<R: Read> StreamChunker<R> {
         Ok(())
     }
 
-    /// The next batch of whole chunks: a buffer and the chunk lengths within
-    /// it. An empty batch means the end of the input.
-    pub fn next_batch(&mut self) -> std::io::Result<(&[u8], Vec<usize>)> {
+    /// The next batch of whole chunks; an empty batch means the end of the input.
+    pub fn next_batch(&mut self) -> std::io::Result<Batch> {
         self.fill()?;
         let max = self.chunker.p.max as usize;
         let mut lens = Vec::new();
@@ -140,8 +146,20 @@ impl<R: Read> StreamChunker<R> {
             lens.push(n);
             pos += n;
         }
-        self.start = pos;
-        Ok((&self.buf[..pos], lens))
+        let mut next = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(self.window));
+        next.clear();
+        next.extend_from_slice(&self.buf[pos..]);
+        let mut data = std::mem::replace(&mut self.buf, next);
+        data.truncate(pos);
+        Ok(Batch { data, lens })
+    }
+
+    /// Gives a batch's buffer back for reuse.
+    pub fn recycle(&mut self, b: Batch) {
+        self.spare = Some(b.data);
     }
 }
 
@@ -233,10 +251,11 @@ mod tests {
             let mut got = Vec::new();
             let mut joined = Vec::new();
             loop {
-                let (buf, lens) = s.next_batch().unwrap();
-                if lens.is_empty() { break; }
-                joined.extend_from_slice(buf);
-                got.extend(lens);
+                let b = s.next_batch().unwrap();
+                if b.lens.is_empty() { break; }
+                joined.extend_from_slice(&b.data);
+                got.extend(b.lens.iter().copied());
+                s.recycle(b);
             }
             prop_assert_eq!(got.iter().sum::<usize>(), len);
             for &l in &got[..got.len().saturating_sub(1)] {

@@ -62,11 +62,6 @@ impl PackBuilder {
         self.bytes.len()
     }
 
-    /// The kind of the first blob, if any.
-    pub fn first_kind(&self) -> Option<BlobKind> {
-        self.entries.first().map(|e| e.blob.kind)
-    }
-
     /// True when no blob was added.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -75,15 +70,23 @@ impl PackBuilder {
     /// Seals the header, appends it and the trailer; returns the pack's id,
     /// bytes and entries.
     pub fn finish(mut self, keys: &Keys) -> (PackId, Vec<u8>, Vec<PackEntry>) {
-        let header = keys.seal(HEADER_AAD, &encode_header(&self.entries));
-        self.bytes.extend_from_slice(&header);
         self.bytes
-            .extend_from_slice(&(header.len() as u32).to_le_bytes());
-        self.bytes.extend_from_slice(MAGIC);
-        self.bytes.push(PACK_VERSION);
+            .extend_from_slice(&encode_tail(keys, &self.entries));
         let id = PackId(*blake3::hash(&self.bytes).as_bytes());
         (id, self.bytes, self.entries)
     }
+}
+
+/// What follows the blobs of a pack: the sealed header listing `entries`,
+/// its length, the magic and the version.
+pub fn encode_tail(keys: &Keys, entries: &[PackEntry]) -> Vec<u8> {
+    let header = keys.seal(HEADER_AAD, &encode_header(entries));
+    let mut out = Vec::with_capacity(header.len() + TRAILER_LEN);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(MAGIC);
+    out.push(PACK_VERSION);
+    out
 }
 
 fn encode_header(entries: &[PackEntry]) -> Vec<u8> {

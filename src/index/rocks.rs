@@ -39,6 +39,17 @@ pub enum Access {
 pub struct RocksIndex {
     db: DB,
     path: PathBuf,
+    writable: bool,
+}
+
+impl Drop for RocksIndex {
+    fn drop(&mut self) {
+        // Memtables left at close live only in the write-ahead log, which
+        // every later open (each reader's too) would replay: write them out.
+        if self.writable {
+            let _ = self.db.flush();
+        }
+    }
 }
 
 fn err(path: &Path, e: rocksdb::Error) -> Error {
@@ -119,6 +130,7 @@ impl RocksIndex {
         let idx = RocksIndex {
             db,
             path: path.to_path_buf(),
+            writable: matches!(access, Access::ReadWrite(_)),
         };
         idx.check_meta(repo, access)?;
         Ok(idx)

@@ -257,18 +257,22 @@ impl Walker<'_> {
                 }
             }
         }
-        let list = match self.repo.chunk_list(content) {
-            Ok(l) => l,
-            Err(e) => {
-                self.affected(path, e.to_string());
-                return Ok(());
+        // The first problem of a file is enough to report it; the walk over
+        // its chunk list stops there.
+        let mut problem: Option<String> = None;
+        let walked = self.repo.for_each_chunk_group(content, &mut |group| {
+            for (c, _) in group {
+                if problem.is_some() {
+                    break;
+                }
+                problem = self.blob_problem(&(*c).into())?;
             }
-        };
-        for (c, _) in list {
-            if let Some(p) = self.blob_problem(&c.into())? {
-                self.affected(path, p);
-                return Ok(());
-            }
+            Ok(())
+        });
+        match (walked, problem) {
+            (Err(e), _) => self.affected(path, e.to_string()),
+            (Ok(()), Some(p)) => self.affected(path, p),
+            (Ok(()), None) => {}
         }
         Ok(())
     }

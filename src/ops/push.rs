@@ -402,23 +402,27 @@ impl<'a> Pusher<'a> {
     }
 
     /// Reads a stream to its end and stores it; returns its chunk list and length.
-    pub fn store_stream(&self, r: impl Read) -> Result<(Content, u64)> {
+    pub fn store_stream(&self, r: impl Read + Send) -> Result<(Content, u64)> {
         let mut sc = StreamChunker::new(r, self.chunker.clone(), WINDOW);
         let mut list = ListBuilder::default();
         let mut total = 0u64;
-        loop {
-            let (buf, lens) = sc.next_batch().map_err(|e| Error::Usage(e.to_string()))?;
-            if lens.is_empty() {
-                break;
-            }
-            total += buf.len() as u64;
+        let mut batch = sc.next_batch().map_err(|e| Error::Usage(e.to_string()))?;
+        while !batch.lens.is_empty() {
+            total += batch.data.len() as u64;
             self.counters
                 .read
-                .fetch_add(buf.len() as u64, Ordering::Relaxed);
-            self.progress.bytes(buf.len() as u64);
-            for rec in self.store_chunks(buf, &lens)? {
+                .fetch_add(batch.data.len() as u64, Ordering::Relaxed);
+            self.progress.bytes(batch.data.len() as u64);
+            // Read and cut the next window while this one is hashed and sealed.
+            let (stored, next) = rayon::join(
+                || self.store_chunks(&batch.data, &batch.lens),
+                || sc.next_batch(),
+            );
+            for rec in stored? {
                 list.push(rec, &self.writer)?;
             }
+            let next = next.map_err(|e| Error::Usage(e.to_string()))?;
+            sc.recycle(std::mem::replace(&mut batch, next));
         }
         Ok((list.finish(&self.writer)?, total))
     }
@@ -442,7 +446,7 @@ impl<'a> Pusher<'a> {
     }
 
     /// Saves a stream (a database dump) as a single file named `name`.
-    pub fn save_stream(&self, name: &str, r: impl Read) -> Result<TreeId> {
+    pub fn save_stream(&self, name: &str, r: impl Read + Send) -> Result<TreeId> {
         if name.is_empty() || name.contains('/') {
             return Err(Error::Usage(format!(
                 "--name {name:?} must be a plain file name, such as client_a.sql"

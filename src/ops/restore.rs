@@ -15,8 +15,9 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::{self, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Splits a path inside a snapshot into its components (raw bytes: names
@@ -165,14 +166,21 @@ pub fn cat(repo: &Repository, node: &Node, w: &mut dyn Write) -> Result<u64> {
         ))
     })?;
     let mut n = 0;
-    for (id, _) in repo.chunk_list(content)? {
-        let data = repo.read_blob(&BlobRef::from(id))?;
-        match w.write_all(&data) {
-            Ok(()) => n += data.len() as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(n),
-            Err(e) => return Err(Error::io("standard output", e)),
+    let mut closed = false;
+    repo.for_each_chunk_group(content, &mut |group| {
+        for (id, _) in group {
+            if closed {
+                return Ok(());
+            }
+            let data = repo.read_blob(&BlobRef::from(*id))?;
+            match w.write_all(&data) {
+                Ok(()) => n += data.len() as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => closed = true,
+                Err(e) => return Err(Error::io("standard output", e)),
+            }
         }
-    }
+        Ok(())
+    })?;
     Ok(n)
 }
 
@@ -359,46 +367,48 @@ fn plan_tree(
 }
 
 fn restore_file(repo: &Repository, p: &Path, n: &Node) -> Result<u64> {
-    let _ = fs::remove_file(p).or_else(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    });
-    let mut f = OpenOptions::new()
+    // Whatever holds the place (an old file, a planted symlink) goes first,
+    // and the new file is created fresh: a symlink is never followed.
+    match fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(p, e)),
+        _ => {}
+    }
+    let f = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .open(p)
         .at(p)?;
-    let content = match &n.content {
-        Some(c) => c,
-        None => return Ok(0),
+    let Some(content) = &n.content else {
+        return Ok(0);
     };
-    let mut written = 0u64;
-    let mut hole = false;
-    for (id, len) in repo.chunk_list(content)? {
-        let data = repo.read_blob(&BlobRef::from(id))?;
-        if data.len() != len as usize {
-            return Err(Error::corrupt(
-                format!("chunk {id}"),
-                format!("{} bytes, the chunk list says {len}", data.len()),
-            ));
+    let mut offset = 0u64;
+    repo.for_each_chunk_group(content, &mut |group| {
+        let mut starts = Vec::with_capacity(group.len());
+        for (_, len) in group {
+            starts.push(offset);
+            offset += *len as u64;
         }
-        if data.iter().all(|&b| b == 0) {
-            f.seek(SeekFrom::Current(data.len() as i64)).at(p)?;
-            hole = true;
-        } else {
-            f.write_all(&data).at(p)?;
-            hole = false;
-        }
-        written += data.len() as u64;
-    }
-    if hole {
-        f.set_len(written).at(p)?;
-    }
-    Ok(written)
+        // Chunks are fetched and written in parallel, each at its offset;
+        // all-zero chunks are left as holes, so sparse files stay sparse.
+        group
+            .par_iter()
+            .zip(starts)
+            .try_for_each(|((id, len), at)| {
+                let data = repo.read_blob(&BlobRef::from(*id))?;
+                if data.len() != *len as usize {
+                    return Err(Error::corrupt(
+                        format!("chunk {id}"),
+                        format!("{} bytes, the chunk list says {len}", data.len()),
+                    ));
+                }
+                if data.iter().all(|&b| b == 0) {
+                    return Ok(());
+                }
+                f.write_all_at(&data, at).at(p)
+            })
+    })?;
+    f.set_len(offset).at(p)?;
+    Ok(offset)
 }
 
 fn restore_special(p: &Path, n: &Node) -> Result<()> {

@@ -274,17 +274,21 @@ impl Repository {
         Tree::decode(&self.read_blob(&(*id).into())?, id)
     }
 
-    /// A file's whole chunk list.
-    pub fn chunk_list(&self, content: &Content) -> Result<Vec<(ChunkId, u32)>> {
+    /// Calls `f` with a file's chunk list, one group at a time, so a huge
+    /// file's list is never in memory whole.
+    pub fn for_each_chunk_group(
+        &self,
+        content: &Content,
+        f: &mut dyn FnMut(&[(ChunkId, u32)]) -> Result<()>,
+    ) -> Result<()> {
         match content {
-            Content::Inline(r) => decode_records(r, &|| "inline chunk list".into()),
+            Content::Inline(r) => f(&decode_records(r, &|| "inline chunk list".into())?),
             Content::Groups(gs) => {
-                let mut out = Vec::new();
                 for g in gs {
                     let bytes = self.read_blob(&g.id.into())?;
-                    out.extend(decode_records(&bytes, &|| format!("chunk list {}", g.id))?);
+                    f(&decode_records(&bytes, &|| format!("chunk list {}", g.id))?)?;
                 }
-                Ok(out)
+                Ok(())
             }
         }
     }

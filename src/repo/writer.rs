@@ -1,19 +1,28 @@
-//! The blob writer: deduplicates, seals and packs blobs, and writes full
-//! packs from a background thread.
+//! The blob writer: deduplicates, seals and packs blobs.
 //!
-//! Write order for every pack: the pack file is written and synced, then its
-//! entries go into the index in one batch, then its blobs leave the pending
-//! set. So the index never names a pack that is not on disk, and a blob is
-//! always either pending or indexed once accepted.
+//! Sealed blobs are appended straight to a staged pack file (hashed as they
+//! go), so a pack never sits in memory. A full pack goes to a background
+//! thread that appends the header, syncs the file, puts it in place and
+//! indexes it, while pushing goes on into the next pack.
+//!
+//! Write order for every pack: the pack file is written, synced and renamed
+//! into place, then its entries go into the index in one batch, then its
+//! blobs leave the pending set. So the index never names a pack that is not
+//! on disk, and a blob is always either pending or indexed once accepted.
 
-use crate::error::{Error, Result};
+use crate::backend::{Backend, FileType};
+use crate::error::{Error, IoContext, Result};
 use crate::format::blob;
-use crate::format::pack::PackBuilder;
-use crate::id::{BlobKind, BlobRef};
-use crate::index::PackInfo;
+use crate::format::crypto::Keys;
+use crate::format::pack::{encode_tail, PackEntry};
+use crate::id::{BlobKind, BlobRef, PackId};
+use crate::index::{Index, PackInfo};
 use crate::repo::Repository;
 use crossbeam_channel::{bounded, Sender};
 use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -34,21 +43,95 @@ pub struct WriterStats {
 /// Largest plaintext a blob may have: lengths in pack headers are u32, and
 /// sealing adds a little.
 const MAX_BLOB: usize = u32::MAX as usize - 1024;
+/// Full packs waiting for their sync; they are on disk, not in memory.
+const QUEUED_PACKS: usize = 4;
 
+/// A pack being written to a staging file.
+struct StagedPack {
+    out: BufWriter<File>,
+    path: PathBuf,
+    hasher: blake3::Hasher,
+    entries: Vec<PackEntry>,
+    len: u64,
+    metadata: bool,
+}
+
+impl StagedPack {
+    fn create(backend: &dyn Backend, metadata: bool) -> Result<Self> {
+        let path = backend.staging_dir().join(format!(
+            ".tmp-pack-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .at(&path)?;
+        Ok(StagedPack {
+            out: BufWriter::with_capacity(1 << 20, f),
+            path,
+            hasher: blake3::Hasher::new(),
+            entries: Vec::new(),
+            len: 0,
+            metadata,
+        })
+    }
+
+    fn add(&mut self, b: BlobRef, sealed: &[u8], raw_len: u32) -> Result<()> {
+        self.out.write_all(sealed).at(&self.path)?;
+        self.hasher.update(sealed);
+        self.entries.push(PackEntry {
+            blob: b,
+            offset: self.len,
+            length: sealed.len() as u32,
+            raw_len,
+        });
+        self.len += sealed.len() as u64;
+        Ok(())
+    }
+
+    /// Appends the header and trailer, puts the pack in place, indexes it.
+    fn commit(
+        mut self,
+        keys: &Keys,
+        backend: &dyn Backend,
+        index: &dyn Index,
+    ) -> Result<Vec<PackEntry>> {
+        let tail = encode_tail(keys, &self.entries);
+        self.out.write_all(&tail).at(&self.path)?;
+        self.hasher.update(&tail);
+        self.out.flush().at(&self.path)?;
+        let id = PackId(*self.hasher.finalize().as_bytes());
+        let size = self.len + tail.len() as u64;
+        drop(self.out);
+        backend.write_staged(FileType::Pack, &id.to_hex(), &self.path)?;
+        let info = PackInfo {
+            metadata: self.metadata,
+            blobs: self.entries.len() as u32,
+            size,
+        };
+        index.add_pack(&id, info, &self.entries)?;
+        Ok(self.entries)
+    }
+}
+
+#[derive(Default)]
 struct Open {
-    data: PackBuilder,
-    meta: PackBuilder,
+    data: Option<StagedPack>,
+    meta: Option<StagedPack>,
 }
 
 /// Accepts blobs for one repository and writes them in packs.
 pub struct BlobWriter {
-    repo_keys: Arc<crate::format::crypto::Keys>,
-    index: Arc<dyn crate::index::Index>,
+    keys: Arc<Keys>,
+    backend: Arc<dyn Backend>,
+    index: Arc<dyn Index>,
     zstd_level: i32,
-    pack_size: usize,
+    pack_size: u64,
     open: Mutex<Open>,
     pending: Arc<Mutex<HashSet<BlobRef>>>,
-    tx: Option<Sender<PackBuilder>>,
+    tx: Option<Sender<StagedPack>>,
     thread: Option<JoinHandle<Result<u64>>>,
     failed: Arc<Mutex<Option<String>>>,
     blobs: AtomicU64,
@@ -59,7 +142,7 @@ pub struct BlobWriter {
 impl BlobWriter {
     /// A writer for `repo`, which must have been opened for writing.
     pub fn new(repo: &Repository) -> Self {
-        let (tx, rx) = bounded::<PackBuilder>(1);
+        let (tx, rx) = bounded::<StagedPack>(QUEUED_PACKS);
         let pending: Arc<Mutex<HashSet<BlobRef>>> = Arc::default();
         let failed: Arc<Mutex<Option<String>>> = Arc::default();
         let thread = {
@@ -72,41 +155,33 @@ impl BlobWriter {
             );
             std::thread::spawn(move || -> Result<u64> {
                 let mut packs = 0;
-                for builder in rx {
-                    let res = (|| -> Result<()> {
-                        let metadata = builder_is_metadata(&builder);
-                        let (id, bytes, entries) = builder.finish(&keys);
-                        backend.write(crate::backend::FileType::Pack, &id.to_hex(), &bytes)?;
-                        let info = PackInfo {
-                            metadata,
-                            blobs: entries.len() as u32,
-                            size: bytes.len() as u64,
-                        };
-                        index.add_pack(&id, info, &entries)?;
-                        let mut p = pending.lock().expect("pending set");
-                        for e in &entries {
-                            p.remove(&e.blob);
+                for staged in rx {
+                    let path = staged.path.clone();
+                    match staged.commit(&keys, &*backend, &*index) {
+                        Ok(entries) => {
+                            let mut p = pending.lock().expect("pending set");
+                            for e in &entries {
+                                p.remove(&e.blob);
+                            }
+                            packs += 1;
                         }
-                        Ok(())
-                    })();
-                    if let Err(e) = res {
-                        *failed.lock().expect("failure slot") = Some(e.to_string());
-                        return Err(e);
+                        Err(e) => {
+                            let _ = std::fs::remove_file(&path);
+                            *failed.lock().expect("failure slot") = Some(e.to_string());
+                            return Err(e);
+                        }
                     }
-                    packs += 1;
                 }
                 Ok(packs)
             })
         };
         BlobWriter {
-            repo_keys: repo.keys_arc(),
+            keys: repo.keys_arc(),
+            backend: repo.backend.clone(),
             index: repo.index_arc(),
             zstd_level: repo.config.zstd_level,
-            pack_size: repo.config.pack_size as usize,
-            open: Mutex::new(Open {
-                data: PackBuilder::new(),
-                meta: PackBuilder::new(),
-            }),
+            pack_size: repo.config.pack_size as u64,
+            open: Mutex::default(),
             pending,
             tx: Some(tx),
             thread: Some(thread),
@@ -145,32 +220,36 @@ impl BlobWriter {
         if !self.needs(&b)? {
             return Ok(false);
         }
-        let sealed = blob::seal(&self.repo_keys, &b, plaintext, self.zstd_level);
+        let sealed = blob::seal(&self.keys, &b, plaintext, self.zstd_level);
         self.add_sealed(b, &sealed, plaintext.len() as u32)
     }
 
     /// Hashes, then stores, a blob of `kind`; returns its id and whether it was new.
     pub fn store_new(&self, kind: BlobKind, plaintext: &[u8]) -> Result<([u8; 32], bool)> {
-        let id = self.repo_keys.blob_id(plaintext);
+        let id = self.keys.blob_id(plaintext);
         let added = self.store(BlobRef { kind, id }, plaintext)?;
         Ok((id, added))
     }
 
     fn add_sealed(&self, b: BlobRef, sealed: &[u8], raw_len: u32) -> Result<bool> {
         self.check_failed()?;
+        if !self.pending.lock().expect("pending set").insert(b) {
+            return Ok(false);
+        }
         let full = {
-            if !self.pending.lock().expect("pending set").insert(b) {
-                return Ok(false);
-            }
             let mut open = self.open.lock().expect("open packs");
-            let builder = if b.kind.is_metadata() {
+            let slot = if b.kind.is_metadata() {
                 &mut open.meta
             } else {
                 &mut open.data
             };
-            builder.add(b, sealed, raw_len);
-            if builder.len() >= self.pack_size {
-                Some(std::mem::take(builder))
+            if slot.is_none() {
+                *slot = Some(StagedPack::create(&*self.backend, b.kind.is_metadata())?);
+            }
+            let pack = slot.as_mut().expect("just created");
+            pack.add(b, sealed, raw_len)?;
+            if pack.len >= self.pack_size {
+                slot.take()
             } else {
                 None
             }
@@ -185,8 +264,9 @@ impl BlobWriter {
         Ok(true)
     }
 
-    fn send(&self, p: PackBuilder) -> Result<()> {
-        if self.tx.as_ref().expect("writer is open").send(p).is_err() {
+    fn send(&self, p: StagedPack) -> Result<()> {
+        if let Err(e) = self.tx.as_ref().expect("writer is open").send(p) {
+            let _ = std::fs::remove_file(&e.0.path);
             self.check_failed()?;
             return Err(Error::Usage("the pack writer stopped".into()));
         }
@@ -206,17 +286,9 @@ impl BlobWriter {
     /// Writes the partly filled packs, waits for every pack to be on disk and
     /// indexed, and makes the index durable.
     pub fn finish(mut self) -> Result<WriterStats> {
-        let open = std::mem::replace(
-            &mut *self.open.lock().expect("open packs"),
-            Open {
-                data: PackBuilder::new(),
-                meta: PackBuilder::new(),
-            },
-        );
-        for p in [open.data, open.meta] {
-            if !p.is_empty() {
-                self.send(p)?;
-            }
+        let open = std::mem::take(&mut *self.open.lock().expect("open packs"));
+        for p in [open.data, open.meta].into_iter().flatten() {
+            self.send(p)?;
         }
         drop(self.tx.take());
         let packs = self
@@ -232,12 +304,15 @@ impl BlobWriter {
     }
 }
 
-fn builder_is_metadata(b: &PackBuilder) -> bool {
-    b.first_kind().is_some_and(|k| k.is_metadata())
-}
-
 impl Drop for BlobWriter {
     fn drop(&mut self) {
+        // A writer dropped without finish (an error upstream): staged packs
+        // that never reached the pack thread are removed.
+        if let Ok(mut open) = self.open.lock() {
+            for p in [open.data.take(), open.meta.take()].into_iter().flatten() {
+                let _ = std::fs::remove_file(&p.path);
+            }
+        }
         drop(self.tx.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
