@@ -181,14 +181,14 @@ fn a_held_exclusive_lock_exits_11() {
         "a refused command left its own lock behind"
     );
 
-    // A lock whose process is gone is stale and ignored.
+    // A lock whose process is gone is stale: ignored, and deleted.
     let dead = serde_json::json!({
         "host": hostname(), "pid": 999_999_999u32, "time": now_secs(),
         "exclusive": true, "command": "dead",
     });
     fs::write(&lock, serde_json::to_vec(&dead).unwrap()).unwrap();
     assert_eq!(repo.snapshots(&[]).len(), 0, "the refused push saved");
-    fs::remove_file(&lock).unwrap();
+    assert!(!lock.exists(), "the dead process's lock was left in place");
     repo.push(&src, &[]);
     assert_eq!(repo.snapshots(&[]).len(), 1);
 }
@@ -1072,6 +1072,9 @@ fn a_closed_pipe_is_not_an_error() {
             ),
             1,
         ),
+        (format!("'{}' snapshots | true", snap.display()), 0),
+        (format!("'{}' snapshots --json | true", snap.display()), 0),
+        (format!("'{}' ls latest --json | true", snap.display()), 0),
     ] {
         let out = std::process::Command::new("bash")
             .args(["-c", &format!("{pipeline}; exit ${{PIPESTATUS[0]}}")])

@@ -223,6 +223,33 @@ impl Backend for LocalBackend {
         sync_dir(&dir)
     }
 
+    fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> Result<u64> {
+        let data = self.dir(FileType::Pack);
+        let mut dirs = vec![
+            self.root.join("keys"),
+            self.root.join("snapshots"),
+            self.root.join("locks"),
+            data.clone(),
+        ];
+        dirs.extend((0..=255u8).map(|i| data.join(format!("{i:02x}"))));
+        let mut removed = 0;
+        for d in dirs {
+            let Ok(rd) = fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix(".tmp-") else {
+                    continue;
+                };
+                let rest = rest.strip_prefix("pack-").unwrap_or(rest);
+                let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+                if pid.is_some_and(gone) && fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn remove(&self, t: FileType, name: &str) -> Result<()> {
         self.maps.lock().expect("map cache").remove(name);
         let p = self.path(t, name);

@@ -51,6 +51,9 @@ pub trait Backend: Send + Sync {
     /// durably under `name`; the staged file is gone afterwards. A file of the
     /// same name already in place is kept (names are content hashes).
     fn write_staged(&self, t: FileType, name: &str, staged: &std::path::Path) -> Result<()>;
+    /// Removes the temporary files (`.tmp-<pid>-…`, `.tmp-pack-<pid>-…`) of
+    /// processes for which `gone(pid)` is true; returns how many.
+    fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> Result<u64>;
 }
 
 /// The suite every backend must pass.
@@ -96,5 +99,15 @@ pub mod conformance {
         b.remove(FileType::Pack, &name).unwrap();
         assert!(b.read(FileType::Pack, &name).is_err());
         assert!(b.list(FileType::Pack).unwrap().is_empty());
+        let dead = b.staging_dir().join(".tmp-pack-4000000-1");
+        let alive = b
+            .staging_dir()
+            .join(format!(".tmp-pack-{}-2", std::process::id()));
+        std::fs::write(&dead, b"x").unwrap();
+        std::fs::write(&alive, b"x").unwrap();
+        let mine = std::process::id();
+        assert_eq!(b.remove_temporary(&|pid| pid != mine).unwrap(), 1);
+        assert!(!dead.exists() && alive.exists());
+        std::fs::remove_file(alive).unwrap();
     }
 }

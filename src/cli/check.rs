@@ -25,15 +25,17 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             eprintln!("snap: note: {w}");
         }
         for e in &r.errors {
-            println!("error: {}: {}", e.object, e.message);
+            outln!("error: {}: {}", e.object, e.message);
         }
         for a in &r.affected {
-            println!(
+            outln!(
                 "damaged: snapshot {} path {}: {}",
-                a.snapshot, a.path, a.reason
+                a.snapshot,
+                a.path,
+                a.reason
             );
         }
-        println!(
+        outln!(
             "checked {} snapshots, {} trees, {} packs{}: {}",
             r.snapshots,
             r.trees,

@@ -54,12 +54,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             &serde_json::json!({ "repository": ctx.repo, "id": repo.config.id.to_hex() }),
         )?;
     } else {
-        println!(
+        outln!(
             "created snap repository {} at {}",
             repo.config.id.short(),
             ctx.repo.display()
         );
-        println!("keep the password safe: without it the data cannot be read back");
+        outln!("keep the password safe: without it the data cannot be read back");
     }
     Ok(0)
 }

@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
             if ctx.json {
                 super::print_json(&serde_json::json!({ "added": id }))?;
             } else {
-                println!("added key {id}");
+                outln!("added key {id}");
             }
         }
         KeyCommand::List => {
@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
                 super::print_json(&keys)?;
             } else {
                 for k in keys {
-                    println!(
+                    outln!(
                         "{} {:<32} {} {}@{}",
                         if k.current { "*" } else { " " },
                         k.id,
@@ -65,7 +65,7 @@ pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
             if ctx.json {
                 super::print_json(&serde_json::json!({ "removed": removed }))?;
             } else {
-                println!("removed key {removed}");
+                outln!("removed key {removed}");
             }
         }
     }

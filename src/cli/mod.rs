@@ -1,6 +1,15 @@
 //! The command line: argument definitions, password and repository lookup,
 //! output helpers, exit codes. One file per subcommand.
 
+/// `println!` that returns a closed pipe as an error (which `main` treats as
+/// success) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 mod cat;
 mod check;
 mod init;
@@ -151,7 +160,7 @@ fn kdf_params() -> KdfParams {
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
+    serde_json::to_writer_pretty(&mut out, v).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }

@@ -208,7 +208,7 @@ fn report(ctx: &Ctx, o: &PushOutcome) -> Result<()> {
         return Ok(());
     }
     let m = &s.summary;
-    println!(
+    outln!(
         "snapshot {} saved: {} files new, {} changed, {} unchanged; {} read, {} added ({} stored) in {:.2}s",
         o.id.short(),
         m.files_new,
@@ -220,7 +220,7 @@ fn report(ctx: &Ctx, o: &PushOutcome) -> Result<()> {
         m.duration_ms as f64 / 1000.0
     );
     if !s.complete {
-        println!(
+        outln!(
             "{} path(s) could not be saved; the snapshot is marked incomplete (exit code 3)",
             s.errors.len()
         );

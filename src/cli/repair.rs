@@ -21,7 +21,7 @@ pub fn run(ctx: &Ctx, c: RepairCommand) -> Result<i32> {
                 for (name, why) in &r.damaged {
                     eprintln!("snap: warning: pack {name} skipped: {why}");
                 }
-                println!(
+                outln!(
                     "index rebuilt from {} packs ({} damaged and skipped)",
                     r.packs,
                     r.damaged.len()

@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             "bytes": stats.bytes, "errors": stats.errors, "duration_ms": started.elapsed().as_millis() as u64,
         }))?;
     } else if !ctx.quiet {
-        println!(
+        outln!(
             "restored snapshot {} to {}: {} files, {} directories, {} in {:.1}s",
             id.short(),
             a.target.display(),

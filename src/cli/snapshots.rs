@@ -34,13 +34,19 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .collect();
         return super::print_json(&v).map(|_| 0);
     }
-    println!(
+    outln!(
         "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>2}  {:>10}  paths",
-        "id", "time", "host", "site", "kind", "lv", "size"
+        "id",
+        "time",
+        "host",
+        "site",
+        "kind",
+        "lv",
+        "size"
     );
     for (id, s) in &snaps {
         let flag = if s.complete { "" } else { " (incomplete)" };
-        println!(
+        outln!(
             "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>2}  {:>10}  {}{}{}",
             id.short(),
             s.timestamp().format("%Y-%m-%d %H:%M:%S%:z"),
@@ -58,6 +64,6 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             flag
         );
     }
-    println!("{} snapshot(s)", snaps.len());
+    outln!("{} snapshot(s)", snaps.len());
     Ok(0)
 }

@@ -25,6 +25,9 @@ pub const INLINE_MAX: usize = 512;
 pub const GROUP_DIVISOR: u16 = 256;
 /// Longest group.
 pub const GROUP_MAX: usize = 4096;
+/// One chunk of a file: its id and length.
+pub type ChunkRecord = (ChunkId, u32);
+
 /// Bytes per chunk-list record.
 pub const RECORD_LEN: usize = 36;
 

@@ -38,14 +38,20 @@ pub struct LockInfo {
 
 impl LockInfo {
     fn is_stale(&self, host: &str, now: i64) -> bool {
-        if now - self.time > STALE_AFTER.as_secs() as i64 {
-            return true;
-        }
-        // SAFETY: kill with signal 0 only checks that the process exists.
-        self.host == host
-            && unsafe { libc::kill(self.pid as i32, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        now - self.time > STALE_AFTER.as_secs() as i64 || self.is_dead_here(host)
     }
+
+    /// Its process is gone from this host: the lock can be deleted.
+    fn is_dead_here(&self, host: &str) -> bool {
+        self.host == host && !process_alive(self.pid)
+    }
+}
+
+/// Whether a process with this id exists on this host.
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid as i32, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 fn lock_version() -> u32 {
@@ -98,6 +104,12 @@ impl Lock {
                 let Ok(o) = serde_json::from_slice::<LockInfo>(&bytes) else {
                     continue;
                 };
+                if o.is_dead_here(&host) {
+                    // Left by a process killed on this host: nobody else
+                    // will ever remove it.
+                    let _ = backend.remove(FileType::Lock, &other);
+                    continue;
+                }
                 if o.is_stale(&host, now()) {
                     continue;
                 }

@@ -16,8 +16,8 @@ use crate::format::config::{Chunking, Config};
 use crate::format::crypto::{KdfParams, KeyFile, Keys};
 use crate::format::pack;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{decode_records, Content, Tree};
-use crate::id::{BlobRef, ChunkId, PackId, SnapshotId, TreeId};
+use crate::format::tree::{decode_records, ChunkRecord, Content, Tree};
+use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
 use crate::index::rocks::{Access, RocksIndex};
 use crate::index::{Index, PackInfo};
 use lock::Lock;
@@ -183,6 +183,10 @@ impl Repository {
         let (keys, key_id) = found.ok_or(Error::WrongPassword { keys: names.len() })?;
         let config = Config::decode(&cfg_bytes, &keys)?;
         let lock = Lock::acquire(backend.clone(), mode == Mode::Exclusive, command)?;
+        if mode != Mode::Read {
+            // Half-written files of pushes killed on this host are garbage.
+            backend.remove_temporary(&|pid| !lock::process_alive(pid))?;
+        }
         let ipath = index_path(root);
         // A reader sees the index as it is when opened. Snapshots listed
         // before that moment had all their blobs indexed before they were
@@ -279,7 +283,7 @@ impl Repository {
     pub fn for_each_chunk_group(
         &self,
         content: &Content,
-        f: &mut dyn FnMut(&[(ChunkId, u32)]) -> Result<()>,
+        f: &mut dyn FnMut(&[ChunkRecord]) -> Result<()>,
     ) -> Result<()> {
         match content {
             Content::Inline(r) => f(&decode_records(r, &|| "inline chunk list".into())?),
