@@ -57,8 +57,29 @@ if ((free_gb < need_gb)); then
     echo "compare.sh: $WORK has ${free_gb} GB free; $need_gb GB are needed" >&2
     exit 1
 fi
+MOUNTS=()
 cleanup() {
+    local m
+    for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || true; done
     if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$WORK"; fi
+}
+
+# fresh_fs DIR: mounts a new, empty ext4 file system at DIR when this runs as
+# root with loop devices, so that each tool restores onto the same clean
+# file system. On a long-used one, ext4 creates files slowly for a while after
+# many deletions (inode allocation skips recently deleted inodes), and that,
+# not the tool, would decide the restore times. Otherwise DIR stays a plain
+# directory (and the restore figures are noisier).
+fresh_fs() {
+    local dir=$1 img=$1.img
+    mkdir -p "$dir"
+    if [[ $(id -u) == 0 ]] && truncate -s 4G "$img" && mkfs.ext4 -q -F "$img" 2>/dev/null &&
+        mount -o loop "$img" "$dir" 2>/dev/null; then
+        MOUNTS+=("$dir")
+    else
+        rm -f "$img"
+        echo "compare.sh: restoring into a plain directory (no loop-mounted file system)" >&2
+    fi
 }
 trap cleanup EXIT
 
@@ -155,8 +176,8 @@ step() {
     restic:push*) timed restic "$name" "$o" "${RESTICC[@]}" backup "$SITE" --json ;;
     snap:list) timed snap list "$o" "${SNAPC[@]}" snapshots --json ;;
     restic:list) timed restic list "$o" "${RESTICC[@]}" snapshots --json ;;
-    snap:restore) timed snap restore "$o" "${SNAPC[@]}" restore latest --target "$RUN/restore-snap" --json ;;
-    restic:restore) timed restic restore "$o" "${RESTICC[@]}" restore latest --target "$RUN/restore-restic" ;;
+    snap:restore) timed snap restore "$o" "${SNAPC[@]}" restore latest --target "$RUN/fs-snap/out" --json ;;
+    restic:restore) timed restic restore "$o" "${RESTICC[@]}" restore latest --target "$RUN/fs-restic/out" ;;
     snap:dump*)
         timed snap "$name" "$o" "${SNAPC[@]}" push --stdin --name agency_sites.sql --kind db --json \
             <"$WORK/data/day${name#dump}.sql"
@@ -207,10 +228,13 @@ for ((REP = 1; REP <= REPS; REP++)); do
     sync
     both push3
     both list
+    fresh_fs "$RUN/fs-snap"
+    fresh_fs "$RUN/fs-restic"
+    sync
     both restore
     if ((REP == 1)); then
-        diff -r "$SITE" "$RUN/restore-snap" >/dev/null || { echo "compare.sh: snap's restore differs from the tree" >&2; exit 1; }
-        diff -r "$SITE" "$RUN/restore-restic$SITE" >/dev/null || { echo "compare.sh: restic's restore differs from the tree" >&2; exit 1; }
+        diff -r "$SITE" "$RUN/fs-snap/out" >/dev/null || { echo "compare.sh: snap's restore differs from the tree" >&2; exit 1; }
+        diff -r "$SITE" "$RUN/fs-restic/out$SITE" >/dev/null || { echo "compare.sh: restic's restore differs from the tree" >&2; exit 1; }
     fi
     fig snap index.tree "$(dusize "$RUN/snap-repo/index")"
     fig restic cache.tree "$(dusize "$RUN/restic-cache")"

@@ -50,7 +50,6 @@ fn aad(r: &BlobRef) -> [u8; 33] {
 
 /// Compresses (when it pays) and seals a blob's plaintext.
 pub fn seal(keys: &Keys, r: &BlobRef, plaintext: &[u8], zstd_level: i32) -> Vec<u8> {
-    let mut framed = Vec::with_capacity(plaintext.len() + 1);
     let compressed = if plaintext.len() >= 64 {
         compress(plaintext, zstd_level)
     } else {
@@ -58,26 +57,25 @@ pub fn seal(keys: &Keys, r: &BlobRef, plaintext: &[u8], zstd_level: i32) -> Vec<
     };
     match compressed {
         Some(c) if c.len() < plaintext.len() - plaintext.len() / 32 => {
-            framed.push(ZSTD);
-            framed.extend_from_slice(&c);
+            keys.seal_parts(&aad(r), &[&[ZSTD], &c])
         }
-        _ => {
-            framed.push(STORED);
-            framed.extend_from_slice(plaintext);
-        }
+        _ => keys.seal_parts(&aad(r), &[&[STORED], plaintext]),
     }
-    keys.seal(&aad(r), &framed)
 }
 
 /// Opens a sealed blob; `raw_len` is its plaintext length from the pack header.
 pub fn open(keys: &Keys, r: &BlobRef, sealed: &[u8], raw_len: u32) -> Result<Vec<u8>> {
     let what = || format!("{:?} blob {}", r.kind, hex::encode(r.id));
-    let framed = keys.open(&aad(r), sealed, &what)?;
-    let (flag, body) = framed
+    let mut framed = keys.open(&aad(r), sealed, &what)?;
+    let (&flag, body) = framed
         .split_first()
         .ok_or_else(|| Error::corrupt(what(), "empty frame"))?;
-    let out = match *flag {
-        STORED => body.to_vec(),
+    let out = match flag {
+        STORED => {
+            // Shift out the frame byte in place rather than copy the body.
+            framed.remove(0);
+            framed
+        }
         ZSTD => decompress(body, raw_len as usize)
             .map_err(|e| Error::corrupt(what(), format!("zstd: {e}")))?,
         f => {

@@ -11,7 +11,7 @@
 //! Pure: no I/O here.
 
 use crate::error::{Error, Result};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,12 @@ impl Keys {
         seal_with(&self.cipher, aad, plaintext)
     }
 
+    /// Seals the concatenation of `parts` (saves a copy when the plaintext
+    /// comes in pieces, such as a frame byte and a body).
+    pub fn seal_parts(&self, aad: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        seal_parts_with(&self.cipher, aad, parts)
+    }
+
     /// Opens what [`Keys::seal`] produced; `what` names the object in errors.
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &dyn Fn() -> String) -> Result<Vec<u8>> {
         open_with(&self.cipher, aad, sealed, what)
@@ -89,20 +95,24 @@ impl Keys {
 }
 
 fn seal_with(cipher: &XChaCha20Poly1305, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+    seal_parts_with(cipher, aad, &[plaintext])
+}
+
+/// Seals the concatenation of `parts`, copying each byte once: the nonce,
+/// the parts and the tag go straight into the one output buffer.
+fn seal_parts_with(cipher: &XChaCha20Poly1305, aad: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(NONCE_LEN + len + TAG_LEN);
+    out.resize(NONCE_LEN, 0);
+    rand::rngs::OsRng.fill_bytes(&mut out[..NONCE_LEN]);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    let (nonce, body) = out.split_at_mut(NONCE_LEN);
+    let tag = cipher
+        .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, body)
         .expect("XChaCha20-Poly1305 encryption does not fail for in-memory buffers");
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
+    out.extend_from_slice(&tag);
     out
 }
 
