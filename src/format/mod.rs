@@ -5,6 +5,7 @@ pub mod chunker;
 pub mod config;
 pub mod crypto;
 pub mod pack;
+pub mod policy;
 #[cfg(test)]
 mod robustness;
 pub mod snapshot;
