@@ -34,7 +34,7 @@ pub enum Error {
     },
     /// The format version is one this program does not know.
     #[error(
-        "{what} has format version {found}, this snap reads version {supported} only: upgrade snap"
+        "{what} has format version {found}, this snap reads versions up to {supported}: upgrade snap"
     )]
     UnsupportedVersion {
         /// The object.

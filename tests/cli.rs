@@ -163,9 +163,9 @@ fn a_held_exclusive_lock_exits_11() {
     fs::write(&lock, serde_json::to_vec(&info).unwrap()).unwrap();
 
     for args in [
-        vec!["push", src.to_str().unwrap()],
-        vec!["snapshots"],
-        vec!["check"],
+        vec!["--lock-wait", "0", "push", src.to_str().unwrap()],
+        vec!["--lock-wait", "0", "snapshots"],
+        vec!["--lock-wait", "1", "check"],
     ] {
         let out = repo.run(&args);
         assert_code(&out, 11, &args.join(" "));

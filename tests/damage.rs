@@ -328,7 +328,7 @@ fn an_unknown_format_version_is_refused_without_writing() {
     let f = fixture();
     let config = f.repo.path.join("config");
     let mut bytes = fs::read(&config).unwrap();
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
     fs::write(&config, &bytes).unwrap();
     let before = f.repo.files();
     let index_before = fs::read_dir(f.repo.path.join("index")).unwrap().count();
@@ -345,7 +345,7 @@ fn an_unknown_format_version_is_refused_without_writing() {
         assert_code(&out, 1, &args.join(" "));
         let e = stderr(&out);
         assert!(
-            e.contains("version 2") && e.contains("upgrade snap"),
+            e.contains("version 99") && e.contains("upgrade snap"),
             "{}: {e}",
             args.join(" ")
         );

@@ -40,7 +40,7 @@ impl LocalBackend {
 
     /// Creates the directory layout.
     pub fn create_layout(&self) -> Result<()> {
-        for d in ["keys", "snapshots", "locks", "data"] {
+        for d in ["keys", "snapshots", "locks", "data", "protected"] {
             fs::create_dir_all(self.root.join(d)).at(self.root.join(d))?;
         }
         for i in 0..=255u8 {
@@ -57,6 +57,7 @@ impl LocalBackend {
             FileType::Pack => self.root.join("data"),
             FileType::Snapshot => self.root.join("snapshots"),
             FileType::Lock => self.root.join("locks"),
+            FileType::Protect => self.root.join("protected"),
         }
     }
 
@@ -229,6 +230,7 @@ impl Backend for LocalBackend {
             self.root.join("keys"),
             self.root.join("snapshots"),
             self.root.join("locks"),
+            self.root.join("protected"),
             data.clone(),
         ];
         dirs.extend((0..=255u8).map(|i| data.join(format!("{i:02x}"))));

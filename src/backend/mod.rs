@@ -20,6 +20,9 @@ pub enum FileType {
     Snapshot,
     /// Lock files.
     Lock,
+    /// Protection markers: `protected/<snapshot id>` keeps that snapshot
+    /// from every policy.
+    Protect,
 }
 
 /// Storage for a repository's files.

@@ -15,8 +15,11 @@ mod check;
 mod init;
 mod key;
 mod ls;
+mod protect;
+mod prune;
 mod push;
 mod repair;
+mod report;
 mod restore;
 mod snapshots;
 mod term;
@@ -46,7 +49,7 @@ pub struct Cli {
     /// No progress bars or notes; errors and warnings still go to stderr.
     #[arg(long, short, global = true)]
     quiet: bool,
-    /// Seconds to wait for another snap process that is writing the index.
+    /// Seconds to wait for a conflicting lock (a prune, another push writing the index).
     #[arg(long, global = true, default_value_t = 1800)]
     lock_wait: u64,
     #[command(subcommand)]
@@ -72,6 +75,14 @@ enum Command {
     Restore(restore::Args),
     /// Verify the repository.
     Check(check::Args),
+    /// Apply a retention policy (level1, level2, or the policy file's) and reclaim space.
+    Prune(prune::Args),
+    /// Compare the restore points with what the policies promise (exit 4 when one is broken).
+    Report(report::Args),
+    /// Keep a snapshot from every retention policy.
+    Protect(protect::Args),
+    /// Lift a protection.
+    Unprotect(protect::Args),
     /// Rebuild what can be rebuilt.
     #[command(subcommand)]
     Repair(repair::RepairCommand),
@@ -92,11 +103,17 @@ impl Ctx {
             "SNAP_PASSWORD_FILE",
             "repository password: ",
         )?;
-        Ok(Repository::open(&self.repo, pw.as_bytes(), mode, command)?)
+        Ok(Repository::open(
+            &self.repo,
+            pw.as_bytes(),
+            mode,
+            command,
+            self.lock_wait,
+        )?)
     }
 
     fn write_mode(&self) -> Mode {
-        Mode::Write(self.lock_wait)
+        Mode::Write
     }
 
     fn progress(&self, total_files: Option<u64>) -> term::TermProgress {
@@ -183,6 +200,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Repair(a) => repair::run(&ctx, a),
+        Command::Prune(a) => prune::run(&ctx, a),
+        Command::Report(a) => report::run(&ctx, a),
+        Command::Protect(a) => protect::run(&ctx, a, true),
+        Command::Unprotect(a) => protect::run(&ctx, a, false),
     }
 }
 

@@ -11,7 +11,10 @@ use crate::id::RepoId;
 use serde::{Deserialize, Serialize};
 
 /// The one format version this program reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this program still reads (version 1 has no
+/// `protected/` directory and is otherwise the same).
+pub const OLDEST_READABLE: u32 = 1;
 const MAGIC: &[u8; 8] = b"SNAPCONF";
 const AAD: &[u8] = b"snap config v1";
 
@@ -120,7 +123,7 @@ impl Config {
             return Err(Error::corrupt("config", "does not start with SNAPCONF"));
         }
         let v = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if v != FORMAT_VERSION {
+        if !(OLDEST_READABLE..=FORMAT_VERSION).contains(&v) {
             return Err(Error::UnsupportedVersion {
                 what: "repository".into(),
                 found: v,
@@ -136,7 +139,7 @@ impl Config {
         let json = keys.open(AAD, &bytes[12..], &|| "config".into())?;
         let c: Config =
             serde_json::from_slice(&json).map_err(|e| Error::corrupt("config", e.to_string()))?;
-        if c.version != FORMAT_VERSION {
+        if c.version != u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) {
             return Err(Error::UnsupportedVersion {
                 what: "repository".into(),
                 found: c.version,
@@ -175,10 +178,10 @@ mod tests {
         let b = c.encode(&k);
         assert_eq!(Config::decode(&b, &k).unwrap(), c);
         let mut v2 = b.clone();
-        v2[8] = 2;
+        v2[8] = 3;
         assert!(matches!(
             Config::decode(&v2, &k),
-            Err(Error::UnsupportedVersion { found: 2, .. })
+            Err(Error::UnsupportedVersion { found: 3, .. })
         ));
         assert!(Config::decode(b"garbage garbage", &k).is_err());
     }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod crypto;
 pub mod pack;
 pub mod policy;
+pub mod policy_file;
 #[cfg(test)]
 mod robustness;
 pub mod snapshot;

@@ -58,9 +58,6 @@ impl Rules {
                 ));
             }
         }
-        if *self == Rules::default() {
-            return Err("no keep rule: give at least one of last, daily, weekly, monthly, yearly, within, ladder".into());
-        }
         Ok(())
     }
 }
@@ -195,6 +192,16 @@ pub fn age_days(t: &DateTime<FixedOffset>, now: &DateTime<Utc>, tz: Tz) -> i64 {
 pub fn apply(snaps: &[Candidate], rules: &Rules, tz: Tz, now: DateTime<Utc>) -> Decision {
     let mut order: Vec<&Candidate> = snaps.iter().collect();
     order.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
+    if *rules == Rules::default() {
+        // A policy that says nothing about a kind removes none of it.
+        return Decision {
+            keep: order
+                .iter()
+                .map(|c| (c.id, vec!["no rule for this kind".into()]))
+                .collect(),
+            remove: vec![],
+        };
+    }
     let mut reasons: BTreeMap<SnapshotId, Vec<String>> = BTreeMap::new();
     let mut keep = |id: SnapshotId, why: String| reasons.entry(id).or_default().push(why);
 
@@ -397,7 +404,10 @@ pub fn check_promises(
         let mut missing: Vec<&String> = Vec::new();
         let mut not_yet = false;
         for b in wanted.iter().skip(1).filter(|b| !have.contains(*b)) {
-            if oldest_bucket.as_ref().is_some_and(|o| b.as_str() < o.as_str()) {
+            if oldest_bucket
+                .as_ref()
+                .is_some_and(|o| b.as_str() < o.as_str())
+            {
                 not_yet = true;
             } else {
                 missing.push(b);

@@ -33,6 +33,19 @@ pub struct PackInfo {
     pub size: u64,
 }
 
+/// How much of a pack the marked blobs use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PackUsage {
+    /// Blobs in use.
+    pub used_blobs: u64,
+    /// Their sealed bytes.
+    pub used_bytes: u64,
+    /// Blobs no longer used (or whose row points to another copy).
+    pub unused_blobs: u64,
+    /// Their sealed bytes.
+    pub unused_bytes: u64,
+}
+
 /// Lookups and updates of blob locations.
 pub trait Index: Send + Sync {
     /// Where `b` is.
@@ -51,4 +64,16 @@ pub trait Index: Send + Sync {
     fn is_complete(&self) -> Result<bool>;
     /// Records, durably, that the index holds every pack.
     fn mark_complete(&self) -> Result<()>;
+    /// Removes a pack and the blob rows that point into it (rows of blobs
+    /// since stored elsewhere are left), atomically.
+    fn remove_pack(&self, pack: &PackId, entries: &[PackEntry]) -> Result<()>;
+    /// Forgets every mark (the set of blobs a prune found in use).
+    fn clear_marks(&self) -> Result<()>;
+    /// Marks blobs as in use.
+    fn mark(&self, blobs: &[BlobRef]) -> Result<()>;
+    /// Whether a blob is marked.
+    fn is_marked(&self, b: &BlobRef) -> Result<bool>;
+    /// For every pack the index knows, how much of it is marked, in one pass
+    /// over the index (nothing per blob is held in memory).
+    fn usage(&self) -> Result<std::collections::HashMap<PackId, PackUsage>>;
 }

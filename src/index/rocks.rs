@@ -10,7 +10,7 @@
 //! A pack's entries and its `packs` row are written in one batch, so the
 //! index never lists half a pack.
 
-use super::{BlobLocation, Index, PackInfo};
+use super::{BlobLocation, Index, PackInfo, PackUsage};
 use crate::error::{Error, Result};
 use crate::format::pack::PackEntry;
 use crate::id::{BlobRef, PackId, RepoId};
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 const CF_BLOBS: &str = "blobs";
 const CF_PACKS: &str = "packs";
 const CF_META: &str = "meta";
+const CF_MARKS: &str = "marks";
 const INDEX_VERSION: u32 = 1;
 
 /// How the index is opened.
@@ -80,6 +81,7 @@ fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
         ColumnFamilyDescriptor::new(CF_BLOBS, blobs),
         ColumnFamilyDescriptor::new(CF_PACKS, Options::default()),
         ColumnFamilyDescriptor::new(CF_META, Options::default()),
+        ColumnFamilyDescriptor::new(CF_MARKS, Options::default()),
     ];
     (o, cfs)
 }
@@ -263,6 +265,102 @@ impl Index for RocksIndex {
 
     fn sync(&self) -> Result<()> {
         self.db.flush_wal(true).map_err(|e| err(&self.path, e))
+    }
+
+    fn remove_pack(&self, pack: &PackId, entries: &[PackEntry]) -> Result<()> {
+        let mut b = WriteBatch::default();
+        let blobs = self.cf(CF_BLOBS);
+        if entries.is_empty() {
+            // The pack's header is unknown (missing or damaged file): find
+            // its rows the long way, so none is left pointing at nothing.
+            for kv in self.db.iterator_cf(blobs, IteratorMode::Start) {
+                let (k, v) = kv.map_err(|e| err(&self.path, e))?;
+                if decode_location(&v).is_some_and(|l| l.pack == *pack) {
+                    b.delete_cf(blobs, k);
+                }
+            }
+        }
+        for e in entries {
+            if self.get(&e.blob)?.is_some_and(|l| l.pack == *pack) {
+                b.delete_cf(blobs, blob_key(&e.blob));
+            }
+        }
+        b.delete_cf(self.cf(CF_PACKS), pack.0);
+        self.db.write(b).map_err(|e| err(&self.path, e))
+    }
+
+    fn clear_marks(&self) -> Result<()> {
+        let marks = self.cf(CF_MARKS);
+        self.db
+            .delete_range_cf(marks, &[0u8][..], &[0xffu8; 34][..])
+            .map_err(|e| err(&self.path, e))?;
+        self.db
+            .delete_cf(marks, [0xffu8; 34])
+            .map_err(|e| err(&self.path, e))
+    }
+
+    fn mark(&self, blobs: &[BlobRef]) -> Result<()> {
+        let mut b = WriteBatch::default();
+        let marks = self.cf(CF_MARKS);
+        for r in blobs {
+            b.put_cf(marks, blob_key(r), []);
+        }
+        self.db.write(b).map_err(|e| err(&self.path, e))
+    }
+
+    fn is_marked(&self, b: &BlobRef) -> Result<bool> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_MARKS), blob_key(b))
+            .map_err(|e| err(&self.path, e))?
+            .is_some())
+    }
+
+    fn usage(&self) -> Result<std::collections::HashMap<PackId, PackUsage>> {
+        let mut out: std::collections::HashMap<PackId, PackUsage> =
+            std::collections::HashMap::new();
+        for (id, _) in self.packs()? {
+            out.insert(id, PackUsage::default());
+        }
+        // Both families are sorted by the same key: walk them side by side.
+        let mut marks = self
+            .db
+            .iterator_cf(self.cf(CF_MARKS), IteratorMode::Start)
+            .peekable();
+        for kv in self.db.iterator_cf(self.cf(CF_BLOBS), IteratorMode::Start) {
+            let (k, v) = kv.map_err(|e| err(&self.path, e))?;
+            let loc = decode_location(&v).ok_or_else(|| Error::Index {
+                path: self.path.clone(),
+                why: "a blob entry is damaged; run `snap repair index`".into(),
+            })?;
+            let mut used = false;
+            while let Some(m) = marks.peek() {
+                let mk = match m {
+                    Ok((mk, _)) => mk.clone(),
+                    Err(e) => return Err(err(&self.path, e.clone())),
+                };
+                match mk.as_ref().cmp(k.as_ref()) {
+                    std::cmp::Ordering::Less => {
+                        marks.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        used = true;
+                        marks.next();
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
+            let u = out.entry(loc.pack).or_default();
+            if used {
+                u.used_blobs += 1;
+                u.used_bytes += loc.length as u64;
+            } else {
+                u.unused_blobs += 1;
+                u.unused_bytes += loc.length as u64;
+            }
+        }
+        Ok(out)
     }
 
     fn is_complete(&self) -> Result<bool> {

@@ -77,8 +77,26 @@ pub fn host_name() -> String {
 }
 
 impl Lock {
-    /// Takes a lock, or fails with [`Error::Locked`] naming the holder.
-    pub fn acquire(backend: Arc<dyn Backend>, exclusive: bool, command: &str) -> Result<Lock> {
+    /// Takes a lock, waiting at most `wait` for conflicting ones to go, or
+    /// fails with [`Error::Locked`] naming the holder.
+    pub fn acquire(
+        backend: Arc<dyn Backend>,
+        exclusive: bool,
+        command: &str,
+        wait: Duration,
+    ) -> Result<Lock> {
+        let start = std::time::Instant::now();
+        loop {
+            match Self::try_acquire(backend.clone(), exclusive, command) {
+                Err(Error::Locked { .. }) if start.elapsed() < wait => {
+                    std::thread::sleep(Duration::from_millis(500))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_acquire(backend: Arc<dyn Backend>, exclusive: bool, command: &str) -> Result<Lock> {
         let host = host_name();
         let name = format!(
             "{:016x}{:016x}",
@@ -187,16 +205,16 @@ mod tests {
         let lb = LocalBackend::new(d.path());
         lb.create_layout().unwrap();
         let b: Arc<dyn Backend> = Arc::new(lb);
-        let a = Lock::acquire(b.clone(), false, "push").unwrap();
-        let c = Lock::acquire(b.clone(), false, "push").unwrap();
+        let a = Lock::acquire(b.clone(), false, "push", Duration::ZERO).unwrap();
+        let c = Lock::acquire(b.clone(), false, "push", Duration::ZERO).unwrap();
         assert!(matches!(
-            Lock::acquire(b.clone(), true, "repair"),
+            Lock::acquire(b.clone(), true, "repair", Duration::ZERO),
             Err(Error::Locked { .. })
         ));
         drop(a);
         drop(c);
-        let x = Lock::acquire(b.clone(), true, "repair").unwrap();
-        assert!(Lock::acquire(b.clone(), false, "push").is_err());
+        let x = Lock::acquire(b.clone(), true, "repair", Duration::ZERO).unwrap();
+        assert!(Lock::acquire(b.clone(), false, "push", Duration::ZERO).is_err());
         drop(x);
         // A lock of a dead process on this host is stale.
         let dead = LockInfo {
@@ -219,6 +237,6 @@ mod tests {
         };
         b.write(FileType::Lock, "old", &serde_json::to_vec(&old).unwrap())
             .unwrap();
-        Lock::acquire(b.clone(), true, "repair").unwrap();
+        Lock::acquire(b.clone(), true, "repair", Duration::ZERO).unwrap();
     }
 }

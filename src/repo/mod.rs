@@ -31,10 +31,9 @@ use std::time::Duration;
 pub enum Mode {
     /// Reading only; a shared lock.
     Read,
-    /// Adding data; a shared lock, and the index for writing (waiting for
-    /// another writer at most the duration).
-    Write(Duration),
-    /// Rewriting; an exclusive lock.
+    /// Adding data; a shared lock and the index for writing.
+    Write,
+    /// Rewriting or removing; an exclusive lock.
     Exclusive,
 }
 
@@ -155,11 +154,18 @@ impl Repository {
         // The config goes last: a directory without it is not a repository yet.
         backend.write(FileType::Config, "config", &config.encode(&keys))?;
         drop(backend);
-        Self::open(root, password, Mode::Write(Duration::ZERO), "init")
+        Self::open(root, password, Mode::Write, "init", Duration::ZERO)
     }
 
-    /// Opens the repository at `root` with `password`.
-    pub fn open(root: &Path, password: &[u8], mode: Mode, command: &str) -> Result<Self> {
+    /// Opens the repository at `root` with `password`, waiting at most
+    /// `wait` for a conflicting lock or another writer of the index.
+    pub fn open(
+        root: &Path,
+        password: &[u8],
+        mode: Mode,
+        command: &str,
+        wait: Duration,
+    ) -> Result<Self> {
         check_is_repository(root)?;
         let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(root));
         let cfg_bytes = backend.read(FileType::Config, "config")?;
@@ -182,7 +188,7 @@ impl Repository {
         }
         let (keys, key_id) = found.ok_or(Error::WrongPassword { keys: names.len() })?;
         let config = Config::decode(&cfg_bytes, &keys)?;
-        let lock = Lock::acquire(backend.clone(), mode == Mode::Exclusive, command)?;
+        let lock = Lock::acquire(backend.clone(), mode == Mode::Exclusive, command, wait)?;
         if mode != Mode::Read {
             // Half-written files of pushes killed on this host are garbage.
             backend.remove_temporary(&|pid| !lock::process_alive(pid))?;
@@ -204,11 +210,6 @@ impl Repository {
             root: root.to_path_buf(),
             visible,
             _lock: lock,
-        };
-        let wait = match mode {
-            Mode::Read => Duration::from_secs(600),
-            Mode::Write(w) => w,
-            Mode::Exclusive => Duration::from_secs(60),
         };
         let access = match mode {
             Mode::Read => Access::ReadOnly,
@@ -295,6 +296,43 @@ impl Repository {
                 Ok(())
             }
         }
+    }
+
+    /// Protects a snapshot from every retention policy.
+    pub fn protect(&self, id: &SnapshotId) -> Result<bool> {
+        let name = id.to_hex();
+        if self.backend.exists(FileType::Protect, &name)? {
+            return Ok(false);
+        }
+        let marker = serde_json::json!({ "version": 1, "snapshot": name, "time": chrono::Local::now().to_rfc3339() });
+        let aad = [b"snap protect v1".as_slice(), &id.0].concat();
+        self.backend.write(
+            FileType::Protect,
+            &name,
+            &self.keys.seal(&aad, marker.to_string().as_bytes()),
+        )?;
+        Ok(true)
+    }
+
+    /// Lifts a protection; returns whether there was one.
+    pub fn unprotect(&self, id: &SnapshotId) -> Result<bool> {
+        let name = id.to_hex();
+        if !self.backend.exists(FileType::Protect, &name)? {
+            return Ok(false);
+        }
+        self.backend.remove(FileType::Protect, &name)?;
+        Ok(true)
+    }
+
+    /// The protected snapshots. A marker counts by its name alone: in doubt,
+    /// a snapshot is kept.
+    pub fn protected(&self) -> Result<std::collections::HashSet<SnapshotId>> {
+        Ok(self
+            .backend
+            .list(FileType::Protect)?
+            .iter()
+            .filter_map(|n| SnapshotId::from_hex(n).ok())
+            .collect())
     }
 
     /// Ids of all snapshots.
@@ -529,5 +567,20 @@ impl Index for NoIndex {
     }
     fn mark_complete(&self) -> Result<()> {
         Err(Error::Usage("the index is not open".into()))
+    }
+    fn remove_pack(&self, _: &PackId, _: &[pack::PackEntry]) -> Result<()> {
+        Err(Error::Usage("the index is not open".into()))
+    }
+    fn clear_marks(&self) -> Result<()> {
+        Err(Error::Usage("the index is not open".into()))
+    }
+    fn mark(&self, _: &[BlobRef]) -> Result<()> {
+        Err(Error::Usage("the index is not open".into()))
+    }
+    fn is_marked(&self, _: &BlobRef) -> Result<bool> {
+        Ok(false)
+    }
+    fn usage(&self) -> Result<std::collections::HashMap<PackId, crate::index::PackUsage>> {
+        Ok(Default::default())
     }
 }

@@ -231,6 +231,13 @@ impl BlobWriter {
         Ok((id, added))
     }
 
+    /// Adds an already sealed blob as it is, even though the index knows
+    /// it: repacking moves blobs out of packs about to be deleted. (Sealed
+    /// bytes do not depend on where they are stored.)
+    pub fn copy_sealed(&self, b: BlobRef, sealed: &[u8], raw_len: u32) -> Result<bool> {
+        self.add_sealed(b, sealed, raw_len)
+    }
+
     fn add_sealed(&self, b: BlobRef, sealed: &[u8], raw_len: u32) -> Result<bool> {
         self.check_failed()?;
         if !self.pending.lock().expect("pending set").insert(b) {

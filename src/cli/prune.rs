@@ -1,0 +1,107 @@
+//! `snap prune --policy NAME`
+
+use super::Ctx;
+use anyhow::Result;
+use snap::format::policy_file;
+use snap::ops::prune::{self, PruneOptions};
+use snap::repo::Mode;
+use std::path::PathBuf;
+
+/// Apply a retention policy and reclaim the space of what is removed.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The policy: level1, level2, or one from the policy file.
+    #[arg(long)]
+    policy: String,
+    /// Show what would be removed and freed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Only this site's snapshots.
+    #[arg(long)]
+    site: Option<String>,
+    /// Decide as if it were this time (RFC 3339 or "YYYY-MM-DD HH:MM:SS").
+    #[arg(long)]
+    now: Option<String>,
+    /// Repack until at most this share of the repository is unused, in percent.
+    #[arg(long, default_value_t = 5.0)]
+    max_unused: f64,
+    /// Policy file [default: SNAP_POLICY_FILE, /etc/snap/policies.toml, ~/.config/snap/policies.toml].
+    #[arg(long)]
+    policy_file: Option<PathBuf>,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let policies = policy_file::load(a.policy_file.as_deref())?;
+    let now = match &a.now {
+        Some(t) => super::push::parse_time(t)?.with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    if !(0.0..=100.0).contains(&a.max_unused) {
+        anyhow::bail!(
+            "--max-unused {} is not a percentage between 0 and 100",
+            a.max_unused
+        );
+    }
+    let repo = ctx.open(Mode::Exclusive, "prune")?;
+    let opts = PruneOptions {
+        policy: a.policy.clone(),
+        policies,
+        site: a.site.clone(),
+        now,
+        max_unused: a.max_unused / 100.0,
+    };
+    let progress = ctx.progress(None);
+    let plan = prune::plan(&repo, &opts, &progress)?;
+    let stats = if a.dry_run {
+        None
+    } else {
+        Some(prune::execute(&repo, &plan, &progress)?)
+    };
+    progress.finish();
+    if ctx.json {
+        super::print_json(
+            &serde_json::json!({ "dry_run": a.dry_run, "plan": plan, "done": stats }),
+        )?;
+        return Ok(0);
+    }
+    if ctx.quiet {
+        return Ok(0);
+    }
+    for g in &plan.groups {
+        let k = &g.group;
+        outln!(
+            "{} {} level {} ({}, {}): keep {}, remove {}",
+            k.site.as_deref().unwrap_or("global"),
+            k.kind,
+            k.level,
+            k.host,
+            k.paths.join(" "),
+            g.keep.len(),
+            g.remove.len()
+        );
+        for kept in &g.keep {
+            outln!(
+                "  keep   {}  {}  {}",
+                kept.id.short(),
+                kept.time,
+                kept.reasons.join(", ")
+            );
+        }
+        for r in &g.remove {
+            outln!("  remove {}  {}", r.id.short(), r.time);
+        }
+    }
+    let p = &plan.packs;
+    outln!(
+        "{}{} snapshot(s); packs: {} to delete, {} to repack ({} copied); {} of {} freed, {} left unused",
+        if a.dry_run { "would remove " } else { "removed " },
+        plan.remove.len(),
+        p.delete.len(),
+        p.repack.len(),
+        super::bytes(p.bytes_repacked),
+        super::bytes(p.bytes_freed),
+        super::bytes(p.bytes_before),
+        super::bytes(p.unused_after)
+    );
+    Ok(0)
+}

@@ -1,0 +1,67 @@
+//! `snap report`: the restore points against the plan's promises.
+
+use super::Ctx;
+use anyhow::Result;
+use snap::format::policy::Status;
+use snap::format::policy_file;
+use snap::ops::report;
+use snap::repo::Mode;
+use std::path::PathBuf;
+
+/// Exit code when a promise of the plan is broken.
+pub const EXIT_BROKEN_PROMISE: i32 = 4;
+
+/// Compare the restore points with what the policies promise.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only this site.
+    #[arg(long)]
+    site: Option<String>,
+    /// Judge as if it were this time.
+    #[arg(long)]
+    now: Option<String>,
+    /// Policy file (see `snap prune --help`).
+    #[arg(long)]
+    policy_file: Option<PathBuf>,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let policies = policy_file::load(a.policy_file.as_deref())?;
+    let now = match &a.now {
+        Some(t) => super::push::parse_time(t)?.with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let repo = ctx.open(Mode::Read, "report")?;
+    let groups = report::report(&repo, &policies, a.site.as_deref(), now)?;
+    let broken = groups.iter().any(|g| g.status == Status::Missing);
+    if ctx.json {
+        super::print_json(&groups)?;
+    } else {
+        for g in &groups {
+            let k = &g.group;
+            outln!(
+                "{} {} level{} ({}): {} point(s), newest {}, policy {} — {:?}",
+                k.site.as_deref().unwrap_or("global"),
+                k.kind,
+                k.level,
+                k.paths.join(" "),
+                g.points,
+                g.newest.as_deref().unwrap_or("-"),
+                g.policy.as_deref().unwrap_or("none"),
+                g.status
+            );
+            for c in &g.checks {
+                outln!(
+                    "    {:<18} {:<8} {}",
+                    c.promise,
+                    format!("{:?}", c.status).to_uppercase(),
+                    c.detail
+                );
+            }
+        }
+        if groups.is_empty() {
+            outln!("no snapshots");
+        }
+    }
+    Ok(if broken { EXIT_BROKEN_PROMISE } else { 0 })
+}

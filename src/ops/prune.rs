@@ -1,0 +1,472 @@
+//! Prune: apply a retention policy, then reclaim the space of what no
+//! snapshot needs any more. Plan first (a value that `--dry-run` prints and
+//! tests inspect), then execute.
+//!
+//! Marking what is in use goes through the index (a `marks` column family),
+//! so memory holds per-pack figures, never per-chunk state. Execution order,
+//! each step safe to interrupt: (1) copy the used blobs of packs to repack
+//! into new packs, which are indexed; (2) delete the snapshot files the
+//! policy removes; (3) remove the index rows of the packs to delete; (4)
+//! delete those pack files. A crash leaves at worst packs that no snapshot
+//! needs (the next prune deletes them) or packs not in the index (the next
+//! prune indexes them first). Prune holds the exclusive lock throughout.
+
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::format::pack::read_header;
+use crate::format::policy::{apply, Candidate, Policy};
+use crate::format::snapshot::{Kind, Snapshot};
+use crate::format::tree::Content;
+use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
+use crate::index::PackInfo;
+use crate::progress::Progress;
+use crate::repo::writer::BlobWriter;
+use crate::repo::Repository;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+
+/// Which snapshots compete for the same restore points.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct GroupKey {
+    /// Plan level.
+    pub level: u8,
+    /// Files or db.
+    pub kind: Kind,
+    /// Client site (None: global).
+    pub site: Option<String>,
+    /// Host that pushed.
+    pub host: String,
+    /// Source paths (or the dump's name).
+    pub paths: Vec<String>,
+}
+
+impl GroupKey {
+    /// The group of a snapshot.
+    pub fn of(s: &Snapshot) -> Self {
+        GroupKey {
+            level: s.level,
+            kind: s.kind,
+            site: s.site.clone(),
+            host: s.host.clone(),
+            paths: s.paths.clone(),
+        }
+    }
+}
+
+/// The policy in charge of a group: a user policy naming the site, else the
+/// policy named after the level (`level1`, `level2`).
+pub fn effective_policy<'p>(
+    policies: &'p [Policy],
+    level: u8,
+    site: Option<&str>,
+) -> Option<&'p Policy> {
+    policies
+        .iter()
+        .find(|p| {
+            p.level == level
+                && site.is_some_and(|s| p.sites.as_ref().is_some_and(|l| l.iter().any(|x| x == s)))
+        })
+        .or_else(|| {
+            policies.iter().find(|p| {
+                p.level == level && p.sites.is_none() && p.name == format!("level{level}")
+            })
+        })
+}
+
+/// One kept snapshot and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Kept {
+    /// Snapshot id.
+    pub id: SnapshotId,
+    /// Its time.
+    pub time: String,
+    /// The rules that keep it.
+    pub reasons: Vec<String>,
+}
+
+/// One removed snapshot.
+#[derive(Clone, Debug, Serialize)]
+pub struct Removed {
+    /// Snapshot id.
+    pub id: SnapshotId,
+    /// Its time.
+    pub time: String,
+}
+
+/// The policy's decision for one group.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupPlan {
+    /// The group.
+    pub group: GroupKey,
+    /// The policy applied.
+    pub policy: String,
+    /// Kept snapshots, newest first.
+    pub keep: Vec<Kept>,
+    /// Removed snapshots, newest first.
+    pub remove: Vec<Removed>,
+}
+
+/// What happens to the packs.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PackPlan {
+    /// Packs no snapshot needs: deleted.
+    pub delete: Vec<PackId>,
+    /// Packs mostly unused: their used blobs are copied, then they are deleted.
+    pub repack: Vec<PackId>,
+    /// Packs in the index but missing from the repository, needed by nobody.
+    pub forget: Vec<PackId>,
+    /// Bytes of all packs before.
+    pub bytes_before: u64,
+    /// Bytes freed (deleted packs, and repacked packs less what is copied).
+    pub bytes_freed: u64,
+    /// Bytes copied by repacking.
+    pub bytes_repacked: u64,
+    /// Unused bytes left in kept packs afterwards.
+    pub unused_after: u64,
+}
+
+/// The whole plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct PrunePlan {
+    /// The policy asked for.
+    pub policy: String,
+    /// The clock the policy used.
+    pub now: String,
+    /// Decisions, per group the policy is in charge of.
+    pub groups: Vec<GroupPlan>,
+    /// Groups left alone, with the policy in charge of them.
+    pub other_groups: Vec<(GroupKey, String)>,
+    /// Snapshot files to delete.
+    pub remove: Vec<SnapshotId>,
+    /// Packs.
+    pub packs: PackPlan,
+    /// Packs found on disk but not in the index, indexed before planning.
+    pub indexed_first: usize,
+}
+
+/// How to prune.
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    /// The policy to apply, by name.
+    pub policy: String,
+    /// All known policies (built-in and the user's).
+    pub policies: Vec<Policy>,
+    /// Only this site's groups.
+    pub site: Option<String>,
+    /// The clock.
+    pub now: DateTime<Utc>,
+    /// Repack until at most this share of the repository is unused (0.05 = 5 %).
+    pub max_unused: f64,
+}
+
+/// Plans a prune; `repo` must be open exclusively.
+pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PrunePlan> {
+    let policy = opts
+        .policies
+        .iter()
+        .find(|p| p.name == opts.policy)
+        .ok_or_else(|| {
+            let names: Vec<&str> = opts.policies.iter().map(|p| p.name.as_str()).collect();
+            Error::Usage(format!(
+                "no policy named {:?}; known: {}",
+                opts.policy,
+                names.join(", ")
+            ))
+        })?;
+    let set = repo.load_snapshots()?;
+    if let Some((id, why)) = set.damaged.first() {
+        return Err(Error::Usage(format!(
+            "snapshot {} cannot be read ({why}); prune will not guess what data it needs: run `snap check`",
+            id.short()
+        )));
+    }
+    let protected = repo.protected()?;
+    let mut groups: BTreeMap<GroupKey, Vec<(SnapshotId, Snapshot)>> = BTreeMap::new();
+    for (id, s) in set.ok {
+        groups.entry(GroupKey::of(&s)).or_default().push((id, s));
+    }
+    let mut plans = Vec::new();
+    let mut other = Vec::new();
+    let mut remove = Vec::new();
+    let mut keep_all: Vec<(SnapshotId, TreeId)> = Vec::new();
+    for (key, snaps) in &groups {
+        let in_charge = effective_policy(&opts.policies, key.level, key.site.as_deref());
+        let ours = in_charge.is_some_and(|p| p.name == policy.name)
+            && opts
+                .site
+                .as_ref()
+                .is_none_or(|s| key.site.as_ref() == Some(s));
+        if !ours {
+            other.push((
+                key.clone(),
+                in_charge
+                    .map(|p| p.name.clone())
+                    .unwrap_or_else(|| "none".into()),
+            ));
+            keep_all.extend(snaps.iter().map(|(id, s)| (*id, s.tree)));
+            continue;
+        }
+        let rules = match key.kind {
+            Kind::Files => &policy.files,
+            Kind::Db => &policy.db,
+        };
+        let cands: Vec<Candidate> = snaps
+            .iter()
+            .map(|(id, s)| Candidate {
+                id: *id,
+                time: s.timestamp(),
+                protected: protected.contains(id),
+            })
+            .collect();
+        let d = apply(&cands, rules, policy.timezone, opts.now);
+        let time_of = |id: &SnapshotId| {
+            snaps
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, s)| s.time.clone())
+                .unwrap_or_default()
+        };
+        for (id, _) in &d.keep {
+            let tree = snaps
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, s)| s.tree)
+                .expect("kept ids come from the group");
+            keep_all.push((*id, tree));
+        }
+        remove.extend(d.remove.iter().copied());
+        plans.push(GroupPlan {
+            group: key.clone(),
+            policy: policy.name.clone(),
+            keep: d
+                .keep
+                .iter()
+                .map(|(id, r)| Kept {
+                    id: *id,
+                    time: time_of(id),
+                    reasons: r.clone(),
+                })
+                .collect(),
+            remove: d
+                .remove
+                .iter()
+                .map(|id| Removed {
+                    id: *id,
+                    time: time_of(id),
+                })
+                .collect(),
+        });
+    }
+
+    let indexed_first = index_unindexed_packs(repo)?;
+    mark_used(repo, &keep_all, progress)?;
+    let packs = plan_packs(repo, opts.max_unused)?;
+    Ok(PrunePlan {
+        policy: policy.name.clone(),
+        now: opts.now.to_rfc3339(),
+        groups: plans,
+        other_groups: other,
+        remove,
+        packs,
+        indexed_first,
+    })
+}
+
+/// Packs on disk that the index does not know (an interrupted push or prune)
+/// are indexed, so that what they hold is counted.
+fn index_unindexed_packs(repo: &Repository) -> Result<usize> {
+    let known: HashSet<PackId> = repo
+        .index()
+        .packs()?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut added = 0;
+    for (name, size) in repo.backend.list_sizes(FileType::Pack)? {
+        let Ok(id) = PackId::from_hex(&name) else {
+            continue;
+        };
+        if known.contains(&id) {
+            continue;
+        }
+        let entries = repo.read_pack_header(&id, size)?;
+        let metadata = entries.first().is_some_and(|e| e.blob.kind.is_metadata());
+        repo.index().add_pack(
+            &id,
+            PackInfo {
+                metadata,
+                blobs: entries.len() as u32,
+                size,
+            },
+            &entries,
+        )?;
+        added += 1;
+    }
+    repo.index().sync()?;
+    Ok(added)
+}
+
+/// Marks every blob the kept snapshots reach. A tree already marked was
+/// walked before (snapshots share most of their trees), so it is skipped.
+fn mark_used(
+    repo: &Repository,
+    keep: &[(SnapshotId, TreeId)],
+    progress: &dyn Progress,
+) -> Result<()> {
+    let index = repo.index();
+    index.clear_marks()?;
+    let mut batch: Vec<BlobRef> = Vec::with_capacity(4096);
+    let flush = |batch: &mut Vec<BlobRef>| -> Result<()> {
+        index.mark(batch)?;
+        batch.clear();
+        Ok(())
+    };
+    for (sid, root) in keep {
+        let mut stack = vec![*root];
+        while let Some(t) = stack.pop() {
+            let r: BlobRef = t.into();
+            if index.is_marked(&r)? {
+                continue;
+            }
+            let tree = repo.load_tree(&t).map_err(|e| {
+                Error::Usage(format!("snapshot {} needs tree {t} which cannot be read ({e}); prune stops: run `snap check`", sid.short()))
+            })?;
+            for n in &tree.entries {
+                if let Some(sub) = n.subtree {
+                    stack.push(sub);
+                }
+                if let Some(c) = &n.content {
+                    if let Content::Groups(gs) = c {
+                        batch.extend(gs.iter().map(|g| BlobRef::from(g.id)));
+                    }
+                    repo.for_each_chunk_group(c, &mut |group| {
+                        batch.extend(group.iter().map(|(id, _)| BlobRef::from(*id)));
+                        if batch.len() >= 4096 {
+                            flush(&mut batch)?;
+                        }
+                        Ok(())
+                    })?;
+                }
+            }
+            // The tree is marked last, once everything below it is: an
+            // interrupted walk never leaves a marked tree with unmarked children.
+            flush(&mut batch)?;
+            index.mark(&[r])?;
+            progress.file_done();
+        }
+    }
+    flush(&mut batch)
+}
+
+fn plan_packs(repo: &Repository, max_unused: f64) -> Result<PackPlan> {
+    let usage = repo.index().usage()?;
+    let on_disk: HashSet<String> = repo.backend.list(FileType::Pack)?.into_iter().collect();
+    let mut plan = PackPlan::default();
+    let mut candidates = Vec::new();
+    let mut unused_total = 0u64;
+    for (id, info) in repo.index().packs()? {
+        let u = usage.get(&id).copied().unwrap_or_default();
+        if !on_disk.contains(&id.to_hex()) {
+            if u.used_blobs > 0 {
+                return Err(Error::Usage(format!(
+                    "pack {id} holds data that kept snapshots need but is missing from the repository; prune stops: run `snap check`"
+                )));
+            }
+            plan.forget.push(id);
+            continue;
+        }
+        plan.bytes_before += info.size;
+        if u.used_blobs == 0 {
+            plan.delete.push(id);
+            plan.bytes_freed += info.size;
+        } else {
+            unused_total += u.unused_bytes;
+            if u.unused_blobs > 0 {
+                candidates.push((id, info.size, u));
+            }
+        }
+    }
+    // Repack the emptiest packs first, until the unused share is low enough.
+    candidates.sort_by(|a, b| {
+        let fa = a.2.unused_bytes as f64 / a.1.max(1) as f64;
+        let fb = b.2.unused_bytes as f64 / b.1.max(1) as f64;
+        fb.total_cmp(&fa).then(a.0.cmp(&b.0))
+    });
+    let kept_size = plan.bytes_before - plan.bytes_freed;
+    for (id, size, u) in candidates {
+        if (unused_total as f64) <= max_unused * kept_size as f64 {
+            break;
+        }
+        plan.repack.push(id);
+        plan.bytes_repacked += u.used_bytes;
+        plan.bytes_freed += size.saturating_sub(u.used_bytes);
+        unused_total -= u.unused_bytes;
+    }
+    plan.unused_after = unused_total;
+    Ok(plan)
+}
+
+/// What a prune did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PruneStats {
+    /// Snapshot files deleted.
+    pub snapshots_removed: u64,
+    /// Packs deleted (including repacked ones).
+    pub packs_deleted: u64,
+    /// Packs written by repacking.
+    pub packs_written: u64,
+    /// Bytes of pack files deleted.
+    pub bytes_deleted: u64,
+    /// Bytes of pack files written.
+    pub bytes_written: u64,
+}
+
+/// Carries out a plan; `repo` must be open exclusively, as for [`plan`].
+pub fn execute(repo: &Repository, plan: &PrunePlan, progress: &dyn Progress) -> Result<PruneStats> {
+    let mut stats = PruneStats::default();
+    let index = repo.index();
+    // 1. Copy what is still used out of the packs to repack.
+    if !plan.packs.repack.is_empty() {
+        let writer = BlobWriter::new(repo);
+        for id in &plan.packs.repack {
+            let bytes = repo.backend.read(FileType::Pack, &id.to_hex())?;
+            for e in read_header(repo.keys(), id, &bytes)? {
+                let here = index.get(&e.blob)?.is_some_and(|l| l.pack == *id);
+                if here && index.is_marked(&e.blob)? {
+                    let sealed = &bytes[e.offset as usize..(e.offset + e.length as u64) as usize];
+                    writer.copy_sealed(e.blob, sealed, e.raw_len)?;
+                }
+            }
+            progress.file_done();
+        }
+        let w = writer.finish()?;
+        stats.packs_written = w.packs;
+        stats.bytes_written = w.stored_bytes;
+    }
+    // 2. The snapshots the policy removes.
+    for id in &plan.remove {
+        repo.backend.remove(FileType::Snapshot, &id.to_hex())?;
+        stats.snapshots_removed += 1;
+    }
+    // 3. Forget the packs in the index, durably, before the files go.
+    let mut doomed = Vec::new();
+    for id in plan.packs.delete.iter().chain(&plan.packs.repack) {
+        let size = repo.backend.size(FileType::Pack, &id.to_hex())?;
+        let entries = repo.read_pack_header(id, size).unwrap_or_default();
+        index.remove_pack(id, &entries)?;
+        doomed.push((*id, size));
+    }
+    for id in &plan.packs.forget {
+        index.remove_pack(id, &[])?;
+    }
+    index.sync()?;
+    // 4. Delete the pack files.
+    for (id, size) in doomed {
+        repo.backend.remove(FileType::Pack, &id.to_hex())?;
+        stats.packs_deleted += 1;
+        stats.bytes_deleted += size;
+    }
+    index.clear_marks()?;
+    Ok(stats)
+}

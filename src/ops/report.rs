@@ -1,0 +1,82 @@
+//! The plan report: per group, the restore points that exist against what
+//! the policy in charge of it promises.
+
+use crate::error::Result;
+use crate::format::policy::{check_promises, Candidate, Check, Policy, Status};
+use crate::format::snapshot::Kind;
+use crate::ops::prune::{effective_policy, GroupKey};
+use crate::repo::Repository;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One group's standing.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupReport {
+    /// The group.
+    pub group: GroupKey,
+    /// The policy in charge, if any.
+    pub policy: Option<String>,
+    /// Restore points that exist.
+    pub points: usize,
+    /// Time of the newest one.
+    pub newest: Option<String>,
+    /// Each promise and how it stands.
+    pub checks: Vec<Check>,
+    /// The worst status of the checks.
+    pub status: Status,
+}
+
+/// Builds the report. `site` limits it to one site.
+pub fn report(
+    repo: &Repository,
+    policies: &[Policy],
+    site: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<GroupReport>> {
+    let protected = repo.protected()?;
+    let mut groups: BTreeMap<GroupKey, Vec<Candidate>> = BTreeMap::new();
+    let mut newest: BTreeMap<GroupKey, String> = BTreeMap::new();
+    for (id, s) in repo.snapshots()? {
+        if site.is_some_and(|x| s.site.as_deref() != Some(x)) {
+            continue;
+        }
+        let key = GroupKey::of(&s);
+        newest.insert(key.clone(), s.time.clone());
+        groups.entry(key).or_default().push(Candidate {
+            id,
+            time: s.timestamp(),
+            protected: protected.contains(&id),
+        });
+    }
+    let mut out = Vec::new();
+    for (key, snaps) in groups {
+        let policy = effective_policy(policies, key.level, key.site.as_deref());
+        let checks = match policy {
+            Some(p) => {
+                let rules = match key.kind {
+                    Kind::Files => &p.files,
+                    Kind::Db => &p.db,
+                };
+                check_promises(&snaps, rules, p.timezone, now)
+            }
+            None => Vec::new(),
+        };
+        let status = if checks.iter().any(|c| c.status == Status::Missing) {
+            Status::Missing
+        } else if checks.iter().any(|c| c.status == Status::Pending) {
+            Status::Pending
+        } else {
+            Status::Ok
+        };
+        out.push(GroupReport {
+            newest: newest.get(&key).cloned(),
+            group: key,
+            policy: policy.map(|p| p.name.clone()),
+            points: snaps.len(),
+            checks,
+            status,
+        });
+    }
+    Ok(out)
+}
