@@ -189,6 +189,10 @@ impl Backend for LocalBackend {
                 std::io::Error::new(std::io::ErrorKind::AlreadyExists, "refusing to overwrite"),
             ));
         }
+        if t == FileType::Protect {
+            // Repositories of format version 1 have no protected/ yet.
+            fs::create_dir_all(&dir).at(&dir)?;
+        }
         let tmp = dir.join(format!(
             ".tmp-{}-{}",
             std::process::id(),
