@@ -81,7 +81,14 @@ fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
         ColumnFamilyDescriptor::new(CF_BLOBS, blobs),
         ColumnFamilyDescriptor::new(CF_PACKS, Options::default()),
         ColumnFamilyDescriptor::new(CF_META, Options::default()),
-        ColumnFamilyDescriptor::new(CF_MARKS, Options::default()),
+        ColumnFamilyDescriptor::new(CF_MARKS, {
+            // Up to one key per blob during a prune: a small memtable keeps
+            // memory flat, the rest goes to table files.
+            let mut m = Options::default();
+            m.set_write_buffer_size(8 << 20);
+            m.set_compression_type(DBCompressionType::None);
+            m
+        }),
     ];
     (o, cfs)
 }
