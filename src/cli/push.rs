@@ -67,9 +67,10 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
     }
     for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
         if let Ok(n) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
-            if let Some(t) = chrono::Local.from_local_datetime(&n).earliest() {
-                return Ok(t.fixed_offset());
-            }
+            return match chrono::Local.from_local_datetime(&n).earliest() {
+                Some(t) => Ok(t.fixed_offset()),
+                None => anyhow::bail!("{s:?} does not exist in the local time zone (a daylight-saving gap): give another time, or an RFC 3339 time with its offset"),
+            };
         }
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {

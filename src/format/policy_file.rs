@@ -92,6 +92,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Policy>> {
             None => tz,
         };
         let base = policies.iter().find(|b| b.name == name).cloned();
+        if base.is_none() && p.sites.is_none() {
+            return Err(bad(
+                line,
+                format!("policy {name} lists no sites, so no group would ever be its charge: add sites = [...], or name it level{} to redefine that built-in", p.level),
+            ));
+        }
         let files = p
             .files
             .or_else(|| base.as_ref().map(|b| b.files.clone()))
@@ -200,13 +206,18 @@ db = { daily = 45 }
                 "level must be 1 or 2",
             ),
             (
-                "[policy.x]\nlevel = 2\ndb = { ladder = [7, 3] }\n",
+                "[policy.x]\nlevel = 2\nsites = [\"s\"]\ndb = { ladder = [7, 3] }\n",
                 1,
                 "increasing",
             ),
+            (
+                "[policy.x]\nlevel = 2\ndb = { weekly = 4 }\n",
+                1,
+                "lists no sites",
+            ),
             ("timezone = \"Mars/Olympus\"\n", 1, "not a time zone"),
             (
-                "[policy.x]\nlevel = 2\nfiles = { within = \"3x\" }\n",
+                "[policy.x]\nlevel = 2\nsites = [\"s\"]\nfiles = { within = \"3x\" }\n",
                 1,
                 "not a duration",
             ),
