@@ -67,28 +67,36 @@ fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
     o.set_compression_type(DBCompressionType::None);
     o.set_max_open_files(256);
     o.set_keep_log_file_num(3);
-    o.set_write_buffer_size(32 << 20);
+    // One bound on all memtables together, whatever the column families.
+    o.set_db_write_buffer_size(48 << 20);
+    // One block cache shared by every column family. Index and filter blocks
+    // stay with their table files, not in the cache: a large table's filter
+    // would not fit one of the cache's shards and would be read back from
+    // disk on every lookup.
     let cache = Cache::new_lru_cache(32 << 20);
-    let mut bb = BlockBasedOptions::default();
-    bb.set_block_cache(&cache);
-    bb.set_bloom_filter(10.0, false);
-    bb.set_cache_index_and_filter_blocks(true);
-    let mut blobs = Options::default();
-    blobs.set_block_based_table_factory(&bb);
-    blobs.set_compression_type(DBCompressionType::None);
-    blobs.set_write_buffer_size(32 << 20);
+    let table = |bloom: bool| {
+        let mut bb = BlockBasedOptions::default();
+        bb.set_block_cache(&cache);
+        if bloom {
+            bb.set_bloom_filter(10.0, false);
+        }
+        bb.set_cache_index_and_filter_blocks(false);
+        bb
+    };
+    let family = |bloom: bool, buffer: usize| {
+        let mut f = Options::default();
+        f.set_block_based_table_factory(&table(bloom));
+        f.set_compression_type(DBCompressionType::None);
+        f.set_write_buffer_size(buffer);
+        f
+    };
     let cfs = vec![
-        ColumnFamilyDescriptor::new(CF_BLOBS, blobs),
-        ColumnFamilyDescriptor::new(CF_PACKS, Options::default()),
-        ColumnFamilyDescriptor::new(CF_META, Options::default()),
-        ColumnFamilyDescriptor::new(CF_MARKS, {
-            // Up to one key per blob during a prune: a small memtable keeps
-            // memory flat, the rest goes to table files.
-            let mut m = Options::default();
-            m.set_write_buffer_size(8 << 20);
-            m.set_compression_type(DBCompressionType::None);
-            m
-        }),
+        ColumnFamilyDescriptor::new(CF_BLOBS, family(true, 32 << 20)),
+        ColumnFamilyDescriptor::new(CF_PACKS, family(false, 4 << 20)),
+        ColumnFamilyDescriptor::new(CF_META, family(false, 1 << 20)),
+        // Up to one key per blob during a prune: a small memtable keeps
+        // memory flat, the rest goes to table files.
+        ColumnFamilyDescriptor::new(CF_MARKS, family(true, 8 << 20)),
     ];
     (o, cfs)
 }
@@ -109,8 +117,27 @@ impl RocksIndex {
         let (o, cfs) = options();
         let db = match access {
             Access::ReadOnly => {
-                DB::open_cf_for_read_only(&o, path, [CF_BLOBS, CF_PACKS, CF_META], false)
-                    .map_err(|e| err(path, e))?
+                // Every table file is opened up front, so a writer's compaction
+                // that deletes files afterwards cannot pull them from under a
+                // reader; a compaction between listing and opening is retried.
+                let mut o = o.clone();
+                o.set_max_open_files(-1);
+                let mut tries = 0;
+                loop {
+                    let ro: Vec<ColumnFamilyDescriptor> = options()
+                        .1
+                        .into_iter()
+                        .filter(|d| d.name() != CF_MARKS)
+                        .collect();
+                    match DB::open_cf_descriptors_read_only(&o, path, ro, false) {
+                        Ok(db) => break db,
+                        Err(_) if tries < 5 => {
+                            tries += 1;
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        Err(e) => return Err(err(path, e)),
+                    }
+                }
             }
             Access::ReadWrite(wait) => {
                 let start = Instant::now();
