@@ -24,7 +24,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -35,78 +35,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::manifest::{first_difference, manifest, stream_manifest, Manifest};
+
 const BIN: &str = env!("CARGO_BIN_EXE_snap");
 const PASSWORD: &str = "crash test password";
 const DUMP_NAME: &str = "dump.sql";
-
-// ---------------------------------------------------------------------------
-// What a snapshot must restore to.
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Entry {
-    Dir { mode: u32 },
-    File { mode: u32, len: u64, hash: String },
-    Symlink { target: PathBuf },
-}
-
-/// Every entry under a directory (not the directory itself), by relative path.
-type Manifest = BTreeMap<PathBuf, Entry>;
-
-fn manifest(root: &Path) -> Manifest {
-    fn walk(root: &Path, dir: &Path, out: &mut Manifest) {
-        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = e.expect("directory entry").path();
-            let md = std::fs::symlink_metadata(&path).expect("metadata");
-            let rel = path.strip_prefix(root).expect("under root").to_path_buf();
-            let mode = md.permissions().mode() & 0o7777;
-            let entry = if md.file_type().is_symlink() {
-                Entry::Symlink {
-                    target: std::fs::read_link(&path).expect("link"),
-                }
-            } else if md.is_dir() {
-                walk(root, &path, out);
-                Entry::Dir { mode }
-            } else {
-                let bytes = std::fs::read(&path).expect("read file");
-                Entry::File {
-                    mode,
-                    len: bytes.len() as u64,
-                    hash: blake3::hash(&bytes).to_hex().to_string(),
-                }
-            };
-            out.insert(rel, entry);
-        }
-    }
-    let mut out = Manifest::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn stream_manifest(bytes: &[u8]) -> Manifest {
-    Manifest::from([(
-        PathBuf::from(DUMP_NAME),
-        Entry::File {
-            mode: 0o600,
-            len: bytes.len() as u64,
-            hash: blake3::hash(bytes).to_hex().to_string(),
-        },
-    )])
-}
-
-/// Names the first difference, so a failure says which file broke.
-fn first_difference(want: &Manifest, got: &Manifest) -> String {
-    for (p, w) in want {
-        match got.get(p) {
-            None => return format!("{} is missing", p.display()),
-            Some(g) if g != w => return format!("{}: expected {w:?}, restored {g:?}", p.display()),
-            _ => {}
-        }
-    }
-    match got.keys().find(|p| !want.contains_key(*p)) {
-        Some(p) => format!("{} was restored but never pushed", p.display()),
-        None => "no difference".into(),
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The generated sources.
@@ -576,7 +510,7 @@ fn push_files(repo: &Repo, src: &Path, force: bool) -> (Running, Manifest) {
 
 fn push_dump(repo: &Repo, dump: &Dump) -> (Running, Manifest) {
     let bytes = Arc::new(dump.bytes());
-    let want = stream_manifest(&bytes);
+    let want = stream_manifest(DUMP_NAME, &bytes);
     let args = ["--stdin", "--name", DUMP_NAME].map(OsStr::new);
     (spawn_push(repo, &args, Some(bytes)), want)
 }

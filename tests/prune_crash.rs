@@ -46,78 +46,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::manifest::{first_difference, manifest, stream_manifest, Manifest};
+
 const BIN: &str = env!("CARGO_BIN_EXE_snap");
 const PASSWORD: &str = "prune crash test password";
 const DUMP_NAME: &str = "client_a.sql";
-
-// ---------------------------------------------------------------------------
-// What a snapshot must restore to.
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Entry {
-    Dir { mode: u32 },
-    File { mode: u32, len: u64, hash: String },
-    Symlink { target: PathBuf },
-}
-
-/// Every entry under a directory (not the directory itself), by relative path.
-type Manifest = BTreeMap<PathBuf, Entry>;
-
-fn manifest(root: &Path) -> Manifest {
-    fn walk(root: &Path, dir: &Path, out: &mut Manifest) {
-        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = e.expect("directory entry").path();
-            let md = std::fs::symlink_metadata(&path).expect("metadata");
-            let rel = path.strip_prefix(root).expect("under root").to_path_buf();
-            let mode = md.permissions().mode() & 0o7777;
-            let entry = if md.file_type().is_symlink() {
-                Entry::Symlink {
-                    target: std::fs::read_link(&path).expect("link"),
-                }
-            } else if md.is_dir() {
-                walk(root, &path, out);
-                Entry::Dir { mode }
-            } else {
-                let bytes = std::fs::read(&path).expect("read file");
-                Entry::File {
-                    mode,
-                    len: bytes.len() as u64,
-                    hash: blake3::hash(&bytes).to_hex().to_string(),
-                }
-            };
-            out.insert(rel, entry);
-        }
-    }
-    let mut out = Manifest::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn stream_manifest(bytes: &[u8]) -> Manifest {
-    Manifest::from([(
-        PathBuf::from(DUMP_NAME),
-        Entry::File {
-            mode: 0o600,
-            len: bytes.len() as u64,
-            hash: blake3::hash(bytes).to_hex().to_string(),
-        },
-    )])
-}
-
-/// Names the first difference, so a failure says which file broke.
-fn first_difference(want: &Manifest, got: &Manifest) -> String {
-    for (p, w) in want {
-        match got.get(p) {
-            None => return format!("{} is missing", p.display()),
-            Some(g) if g != w => return format!("{}: expected {w:?}, restored {g:?}", p.display()),
-            _ => {}
-        }
-    }
-    match got.keys().find(|p| !want.contains_key(*p)) {
-        Some(p) => format!("{} was restored but never pushed", p.display()),
-        None => "no difference".into(),
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Generated sources.
@@ -622,7 +556,7 @@ fn push_day(
     }
     let bytes = dump(rng, stable, slow);
     let id = repo.push_dump(&bytes, &day_time(day, 3));
-    wants.insert(id, stream_manifest(&bytes));
+    wants.insert(id, stream_manifest(DUMP_NAME, &bytes));
 }
 
 #[test]
