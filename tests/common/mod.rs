@@ -8,7 +8,7 @@
 pub mod manifest;
 
 use assert_cmd::Command;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -441,4 +441,62 @@ fn compare_dir(
             compare_dir(want, got, &r, skip, inodes);
         }
     }
+}
+
+// Helpers of the command-line tests.
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its whole length.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(r, 0);
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn str_of(v: &serde_json::Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} is not a string in {v}"))
+        .to_string()
+}
+
+/// The paths `snap ls --json` prints.
+pub fn ls_paths(repo: &Repo, args: &[&str]) -> BTreeSet<String> {
+    let mut a = vec!["ls"];
+    a.extend_from_slice(args);
+    repo.json(&a)
+        .as_array()
+        .expect("ls --json is an array")
+        .iter()
+        .map(|l| str_of(l, "path"))
+        .collect()
+}
+
+/// The paths under `dir` as `ls` shows them ("/a/b", names made UTF-8).
+pub fn tree_paths(dir: &Path, rel: &str, out: &mut BTreeSet<String>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let p = format!(
+            "{rel}/{}",
+            String::from_utf8_lossy(e.file_name().as_bytes())
+        );
+        out.insert(p.clone());
+        if e.file_type().unwrap().is_dir() {
+            tree_paths(&e.path(), &p, out);
+        }
+    }
+}
+
+pub fn tree_path_set(root: &Path) -> BTreeSet<String> {
+    let mut s = BTreeSet::new();
+    tree_paths(root, "", &mut s);
+    s
 }

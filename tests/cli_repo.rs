@@ -1,0 +1,319 @@
+//! The command line, end to end (repository, keys, locks, exit codes): the
+//! real `snap` binary on temporary directories, with its output, exit codes
+//! and what it leaves on disk checked.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+#[test]
+fn init_refuses_an_existing_repository_and_a_foreign_directory() {
+    let repo = Repo::new();
+    for d in ["keys", "snapshots", "locks", "data"] {
+        assert!(repo.path.join(d).is_dir(), "init made no {d}/");
+    }
+    assert_eq!(fs::read_dir(repo.path.join("keys")).unwrap().count(), 1);
+
+    let before = repo.files();
+    let again = repo.run(&["init"]);
+    assert_code(&again, 1, "init on an existing repository");
+    assert!(stderr(&again).contains("already holds a snap repository"));
+    assert_eq!(
+        repo.files(),
+        before,
+        "a refused init changed the repository"
+    );
+
+    let foreign = repo.dir("www");
+    fs::create_dir(&foreign).unwrap();
+    fs::write(foreign.join("index.html"), b"<h1>client</h1>").unwrap();
+    let out = repo
+        .cmd()
+        .env("SNAP_REPO", &foreign)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert_code(&out, 1, "init on a non-empty foreign directory");
+    assert!(
+        stderr(&out).contains("not a snap repository"),
+        "{}",
+        stderr(&out)
+    );
+    let names: Vec<_> = fs::read_dir(&foreign)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("index.html")]);
+    assert_eq!(
+        fs::read(foreign.join("index.html")).unwrap(),
+        b"<h1>client</h1>"
+    );
+
+    // Opening the foreign directory is refused without touching it either.
+    let out = repo
+        .cmd()
+        .env("SNAP_REPO", &foreign)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_code(&out, 1, "snapshots on a foreign directory");
+    assert_eq!(fs::read_dir(&foreign).unwrap().count(), 1);
+}
+
+#[test]
+fn missing_repository_exits_10_and_creates_nothing() {
+    let repo = Repo::uninit();
+    let src = repo.dir("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    for args in [
+        vec!["snapshots"],
+        vec!["ls", "latest"],
+        vec!["push", src.to_str().unwrap()],
+        vec!["check"],
+        vec!["key", "list"],
+    ] {
+        let out = repo.run(&args);
+        assert_code(&out, 10, &args.join(" "));
+        assert!(
+            stderr(&out).contains("no snap repository") && stderr(&out).contains("snap init"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        !repo.path.exists(),
+        "a failed command created the repository"
+    );
+}
+
+#[test]
+fn a_held_exclusive_lock_exits_11() {
+    let repo = Repo::new();
+    let src = repo.dir("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let lock = repo.path.join("locks").join("heldbytest");
+    let info = serde_json::json!({
+        "host": hostname(), "pid": std::process::id(), "time": now_secs(),
+        "exclusive": true, "command": "test-holder",
+    });
+    fs::write(&lock, serde_json::to_vec(&info).unwrap()).unwrap();
+
+    for args in [
+        vec!["--lock-wait", "0", "push", src.to_str().unwrap()],
+        vec!["--lock-wait", "0", "snapshots"],
+        vec!["--lock-wait", "1", "check"],
+    ] {
+        let out = repo.run(&args);
+        assert_code(&out, 11, &args.join(" "));
+        let e = stderr(&out);
+        assert!(
+            e.contains("locked") && e.contains("test-holder"),
+            "the message should say who holds the lock: {e}"
+        );
+    }
+    assert_eq!(
+        fs::read_dir(repo.path.join("locks")).unwrap().count(),
+        1,
+        "a refused command left its own lock behind"
+    );
+
+    // A lock whose process is gone is stale: ignored, and deleted.
+    let dead = serde_json::json!({
+        "host": hostname(), "pid": 999_999_999u32, "time": now_secs(),
+        "exclusive": true, "command": "dead",
+    });
+    fs::write(&lock, serde_json::to_vec(&dead).unwrap()).unwrap();
+    assert_eq!(repo.snapshots(&[]).len(), 0, "the refused push saved");
+    assert!(!lock.exists(), "the dead process's lock was left in place");
+    repo.push(&src, &[]);
+    assert_eq!(repo.snapshots(&[]).len(), 1);
+}
+
+#[test]
+fn key_add_list_remove() {
+    let repo = Repo::new();
+    let keys = repo.json(&["key", "list"]);
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["current"], true);
+    let first = str_of(&keys[0], "id");
+
+    let added = repo
+        .cmd()
+        .env("SNAP_NEW_PASSWORD", "second password")
+        .args(["--json", "key", "add"])
+        .output()
+        .unwrap();
+    assert_success(&added, "key add");
+    let second = str_of(&parse_json(&added), "added");
+    assert_ne!(first, second);
+
+    let listed = repo.json(&["key", "list"]);
+    let ids: BTreeSet<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| str_of(k, "id"))
+        .collect();
+    assert_eq!(ids, BTreeSet::from([first.clone(), second.clone()]));
+
+    // The new password opens the repository, and is then the current key.
+    let with_new = |args: &[&str]| {
+        repo.cmd()
+            .env("SNAP_PASSWORD", "second password")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = with_new(&["--json", "key", "list"]);
+    assert_success(&out, "key list with the new password");
+    let current: Vec<String> = parse_json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["current"] == true)
+        .map(|k| str_of(k, "id"))
+        .collect();
+    assert_eq!(current, vec![second.clone()]);
+
+    // The key in use cannot be removed.
+    let out = repo.run(&["key", "remove", &first]);
+    assert_code(&out, 1, "removing the key in use");
+    assert!(stderr(&out).contains(&first), "{}", stderr(&out));
+    assert_eq!(fs::read_dir(repo.path.join("keys")).unwrap().count(), 2);
+
+    let out = repo.run(&["key", "remove", "ffffffffffffffffff"]);
+    assert_code(&out, 1, "removing an unknown key");
+
+    // From the other key it can; then the old password no longer opens.
+    let out = with_new(&["key", "remove", &first[..8]]);
+    assert_success(&out, "key remove");
+    assert!(stdout(&out).contains(&first));
+    assert_code(&repo.run(&["snapshots"]), 12, "old password after removal");
+    assert_success(&with_new(&["snapshots"]), "new password after removal");
+}
+
+fn chown_tree(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+    if fs::symlink_metadata(p).unwrap().is_dir() {
+        for e in fs::read_dir(p).unwrap() {
+            chown_tree(&e.unwrap().path(), uid, gid);
+        }
+    }
+}
+
+#[test]
+fn an_unreadable_file_exits_3_with_an_incomplete_snapshot() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = Repo::new();
+    let src = repo.dir("site");
+    make_tree(&src);
+    let locked = src.join("wp-includes/locked.php");
+    fs::write(&locked, b"<?php // nobody may read this").unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+
+    // As root, permission bits do not stop a read: push as `nobody`, who can
+    // traverse everything but open neither the 000 file nor the 0600 ones.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        fs::set_permissions(repo.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        chown_tree(&repo.path, 65534, 65534);
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(assert_cmd::cargo::cargo_bin("snap"));
+        c
+    } else {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("snap"))
+    };
+    let unreadable: Vec<&str> = if root {
+        vec!["wp-includes/locked.php", "wp-config.php"]
+    } else {
+        vec!["wp-includes/locked.php"]
+    };
+    // The 0750 directory is readable by its owner only: keep it out.
+    let private = format!("{}/private", src.display());
+    let out = cmd
+        .env("SNAP_REPO", &repo.path)
+        .env("SNAP_PASSWORD", PASSWORD)
+        .args(["push", "--exclude", &private, src.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_code(&out, 3, "push with an unreadable file");
+    let e = stderr(&out);
+    for u in &unreadable {
+        assert!(
+            e.contains(&*src.join(u).to_string_lossy()),
+            "stderr must name {u}: {e}"
+        );
+    }
+    assert!(stdout(&out).contains("incomplete"), "{}", stdout(&out));
+
+    let s = repo.snapshots(&[]).pop().unwrap();
+    assert_eq!(s["complete"], false);
+    let errs: BTreeSet<String> = s["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| str_of(e, "path"))
+        .collect();
+    let want: BTreeSet<String> = unreadable
+        .iter()
+        .map(|u| src.join(u).to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(errs, want);
+    assert!(stdout(&repo.ok(&["snapshots"])).contains("(incomplete)"));
+
+    // Everything else restores.
+    let target = repo.dir("restored");
+    repo.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let mut skip: Vec<&Path> = unreadable.iter().map(Path::new).collect();
+    skip.push(Path::new("private"));
+    assert_same_tree(&src, &target, &skip);
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let repo = Repo::new();
+    let src = repo.dir("many");
+    fs::create_dir(&src).unwrap();
+    for i in 0..2000 {
+        fs::write(
+            src.join(format!(
+                "a-rather-long-file-name-to-fill-the-pipe-{i:05}.html"
+            )),
+            i.to_string(),
+        )
+        .unwrap();
+    }
+    fs::write(src.join("big.bin"), noise(9, 3_000_000)).unwrap();
+    repo.push(&src, &[]);
+    let snap = assert_cmd::cargo::cargo_bin("snap");
+    for (pipeline, lines) in [
+        (format!("'{}' ls latest | head -1", snap.display()), 1),
+        (
+            format!(
+                "'{}' cat latest big.bin | head -c 100 | wc -c",
+                snap.display()
+            ),
+            1,
+        ),
+        (format!("'{}' snapshots | true", snap.display()), 0),
+        (format!("'{}' snapshots --json | true", snap.display()), 0),
+        (format!("'{}' ls latest --json | true", snap.display()), 0),
+    ] {
+        let out = std::process::Command::new("bash")
+            .args(["-c", &format!("{pipeline}; exit ${{PIPESTATUS[0]}}")])
+            .env("SNAP_REPO", &repo.path)
+            .env("SNAP_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert_code(&out, 0, &pipeline);
+        assert_eq!(stderr(&out), "", "{pipeline}: no error message");
+        assert_eq!(stdout(&out).lines().count(), lines, "{pipeline}");
+    }
+}
