@@ -572,3 +572,59 @@ fn a_damaged_snapshot_makes_prune_refuse() {
     assert!(stderr(&out).contains(&victim[..8]), "{}", stderr(&out));
     assert_eq!(repo.files(), before, "prune deleted something");
 }
+
+#[test]
+fn many_small_packs_are_merged_once() {
+    let repo = Repo::new();
+    let mut dumps = Vec::new();
+    for d in 1..=12 {
+        let data = noise(d, 50_000);
+        let time = format!("2026-10-{d:02} 03:00:00");
+        push_stdin(
+            &repo,
+            &["--name", "a.sql", "--site", "client-a", "--time", &time],
+            &data,
+        );
+        dumps.push(data);
+    }
+    // Each tiny push wrote a data pack and a metadata pack.
+    assert_eq!(repo.packs().len(), 24);
+    let now = ["--now", "2026-10-12 04:00:00"];
+    let plan = json(
+        &repo,
+        &[&["prune", "--policy", "level1", "--dry-run"][..], &now[..]].concat(),
+    );
+    assert_eq!(
+        plan["plan"]["packs"]["repack"].as_array().unwrap().len(),
+        24,
+        "{plan}"
+    );
+    ok(
+        &repo,
+        &[&["prune", "--policy", "level1"][..], &now[..]].concat(),
+    );
+    assert!(
+        repo.packs().len() <= 2,
+        "merged into {} packs",
+        repo.packs().len()
+    );
+    // Merged packs are not small any more in number: nothing to do next time.
+    let again = json(
+        &repo,
+        &[&["prune", "--policy", "level1", "--dry-run"][..], &now[..]].concat(),
+    );
+    assert!(
+        again["plan"]["packs"]["repack"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{again}"
+    );
+    ok(&repo, &["check", "--read-data"]);
+    for (i, want) in dumps.iter().enumerate() {
+        let list = repo.snapshots(&[]);
+        let id = str_of(&list[i], "id");
+        let out = ok(&repo, &["cat", &id, "a.sql"]);
+        assert_eq!(&out.stdout, want, "dump {i}");
+    }
+}

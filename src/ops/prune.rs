@@ -359,11 +359,18 @@ fn mark_used(
     flush(&mut batch)
 }
 
+/// Packs smaller than a quarter of the target size count as small; once
+/// there are this many, they are merged into full packs (each small push
+/// writes two small packs, and thousands of them slow every listing).
+const SMALL_PACKS_TO_MERGE: usize = 16;
+
 fn plan_packs(repo: &Repository, max_unused: f64) -> Result<PackPlan> {
     let usage = repo.index().usage()?;
     let on_disk: HashSet<String> = repo.backend.list(FileType::Pack)?.into_iter().collect();
     let mut plan = PackPlan::default();
     let mut candidates = Vec::new();
+    let mut small = Vec::new();
+    let small_size = repo.config.pack_size as u64 / 4;
     let mut unused_total = 0u64;
     for (id, info) in repo.index().packs()? {
         let u = usage.get(&id).copied().unwrap_or_default();
@@ -385,6 +392,9 @@ fn plan_packs(repo: &Repository, max_unused: f64) -> Result<PackPlan> {
             if u.unused_blobs > 0 {
                 candidates.push((id, info.size, u));
             }
+            if info.size < small_size {
+                small.push((id, info.size, u));
+            }
         }
     }
     // Repack the emptiest packs first, until the unused share is low enough.
@@ -402,6 +412,16 @@ fn plan_packs(repo: &Repository, max_unused: f64) -> Result<PackPlan> {
         plan.bytes_repacked += u.used_bytes;
         plan.bytes_freed += size.saturating_sub(u.used_bytes);
         unused_total -= u.unused_bytes;
+    }
+    let chosen: HashSet<PackId> = plan.repack.iter().copied().collect();
+    small.retain(|(id, _, _)| !chosen.contains(id));
+    if small.len() >= SMALL_PACKS_TO_MERGE {
+        for (id, size, u) in small {
+            plan.repack.push(id);
+            plan.bytes_repacked += u.used_bytes;
+            plan.bytes_freed += size.saturating_sub(u.used_bytes);
+            unused_total -= u.unused_bytes;
+        }
     }
     plan.unused_after = unused_total;
     Ok(plan)
