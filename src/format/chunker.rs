@@ -18,6 +18,10 @@ pub struct Chunker {
     mask_l: u64,
     gear: Box<[u64; 256]>,
     gear_ls: Box<[u64; 256]>,
+    /// Length of a chunk cut from `max` zero bytes: a cut only looks at
+    /// the next `max` bytes, so every chunk that starts with `max` zeros
+    /// has this length, and long zero runs (sparse files) need no scan.
+    zero_len: usize,
 }
 
 impl Chunker {
@@ -28,13 +32,16 @@ impl Chunker {
         for (d, s) in gear_ls.iter_mut().zip(gear.iter()) {
             *d = s << 1;
         }
-        Chunker {
+        let mut c = Chunker {
             p: params,
             mask_s,
             mask_l,
             gear: Box::new(*gear),
             gear_ls,
-        }
+            zero_len: 0,
+        };
+        c.zero_len = c.scan(&vec![0u8; params.max as usize]);
+        c
     }
 
     /// The parameters.
@@ -45,6 +52,14 @@ impl Chunker {
     /// Length of the chunk that starts at `data[0]`. `data` must hold at least
     /// `max` bytes, or everything up to the end of the input.
     pub fn next_len(&self, data: &[u8]) -> usize {
+        let max = self.p.max as usize;
+        if data.len() >= max && data[..max].iter().all(|&b| b == 0) {
+            return self.zero_len;
+        }
+        self.scan(data)
+    }
+
+    fn scan(&self, data: &[u8]) -> usize {
         if data.len() <= self.p.min as usize {
             return data.len();
         }
@@ -210,6 +225,24 @@ mod tests {
 
     const GOLDEN_FIRST_8: [usize; 8] = [6659, 5159, 1860, 7611, 6329, 3789, 3150, 7363];
     const GOLDEN_COUNT: usize = 14;
+
+    #[test]
+    fn zero_runs_cut_exactly_as_a_scan_would() {
+        let c = Chunker::new(P, &gear(5));
+        let mut d = data(40_000, 6);
+        d.extend(std::iter::repeat_n(0u8, 200_000));
+        d.extend(data(30_000, 7));
+        d.extend(std::iter::repeat_n(0u8, 70_000));
+        let fast = c.lengths(&d);
+        let mut slow = Vec::new();
+        let mut pos = 0;
+        while pos < d.len() {
+            let n = c.scan(&d[pos..]);
+            slow.push(n);
+            pos += n;
+        }
+        assert_eq!(fast, slow);
+    }
 
     #[test]
     fn keyed_gear_changes_boundaries() {

@@ -6,3 +6,4 @@ pub mod push;
 pub mod report;
 pub mod restore;
 pub mod select;
+pub mod sparse;

@@ -94,6 +94,9 @@ pub struct Pusher<'a> {
     started: Instant,
     time: chrono::DateTime<chrono::FixedOffset>,
     racy_after: AtomicI64,
+    /// Ids of all-zero chunks by length, stored already: a sparse file's
+    /// holes are then neither hashed nor looked up again.
+    zero_chunks: Mutex<std::collections::HashMap<usize, ChunkId>>,
 }
 
 fn build_globs(patterns: &[String], with_slash: bool) -> Result<GlobSet> {
@@ -148,6 +151,7 @@ impl<'a> Pusher<'a> {
             started: Instant::now(),
             time: opts_time,
             racy_after: AtomicI64::new(i64::MIN),
+            zero_chunks: Mutex::default(),
         })
     }
 
@@ -351,7 +355,13 @@ impl<'a> Pusher<'a> {
         let res = if md.len() <= SMALL_FILE {
             self.store_small(file, md.len())
         } else {
-            self.store_stream(file)
+            if md.blocks() * 512 < md.len() {
+                // Sparse: holes are not read (a 5 GiB disk image with little
+                // data costs what its data costs).
+                self.store_stream(crate::ops::sparse::HoleSkipping::new(file, md.len()))
+            } else {
+                self.store_stream(file)
+            }
         };
         match res {
             Ok((content, len)) => {
@@ -435,8 +445,20 @@ impl<'a> Pusher<'a> {
             pos += l;
         }
         let store = |s: &&[u8]| -> Result<(ChunkId, u32)> {
+            let zero = s.iter().all(|&b| b == 0);
+            if zero {
+                if let Some(id) = self.zero_chunks.lock().expect("zero chunks").get(&s.len()) {
+                    return Ok((*id, s.len() as u32));
+                }
+            }
             let id = ChunkId(self.repo.keys().blob_id(s));
             self.writer.store(BlobRef::from(id), s)?;
+            if zero {
+                self.zero_chunks
+                    .lock()
+                    .expect("zero chunks")
+                    .insert(s.len(), id);
+            }
             Ok((id, s.len() as u32))
         };
         if slices.len() == 1 {
