@@ -90,46 +90,15 @@ FIG=$WORK/figures.tsv # rep tool key value
 
 fig() { printf '%s\t%s\t%s\t%s\n' "$REP" "$1" "$2" "$3" >>"$FIG"; }
 
-# Peak RSS from /usr/bin/time counts the pages of memory-mapped files as well
-# as the process's own memory; this poller (every 20 ms) tells the two apart:
-# it writes the peaks of RssAnon and RssFile (KiB) over a command's processes.
-cat >"$WORK/rss_split.py" <<'PY'
-import os, subprocess, sys, time
-out, cmd = sys.argv[1], sys.argv[2:]
-p = subprocess.Popen(cmd)
-peak = {"RssAnon:": 0, "RssFile:": 0}
-def tree(pid):
-    pids = [pid]
-    try:
-        for t in os.listdir(f"/proc/{pid}/task"):
-            for c in open(f"/proc/{pid}/task/{t}/children").read().split():
-                pids += tree(int(c))
-    except OSError:
-        pass
-    return pids
-while p.poll() is None:
-    for pid in tree(p.pid):
-        try:
-            for line in open(f"/proc/{pid}/status"):
-                f = line.split()
-                if f and f[0] in peak:
-                    peak[f[0]] = max(peak[f[0]], int(f[1]))
-        except OSError:
-            pass
-    time.sleep(0.02)
-open(out, "w").write(f"{peak['RssAnon:']} {peak['RssFile:']}\n")
-sys.exit(p.returncode)
-PY
-
 # timed TOOL STEP OUTFILE CMD...: runs CMD (stdin passes through), stdout to
 # OUTFILE; records wall seconds, peak RSS (KiB, from /usr/bin/time) and the
-# sampled peaks of anonymous and file-backed RSS.
+# sampled peaks of anonymous and file-backed RSS (benches/rss_split.py).
 timed() {
     local tool=$1 step=$2 out=$3
     shift 3
     local t0 t1
     t0=$(date +%s%N)
-    python3 "$WORK/rss_split.py" "$WORK/rss_split" /usr/bin/time -f '%M' -o "$WORK/rss" "$@" >"$out"
+    python3 "$HERE/rss_split.py" "$WORK/rss_split" /usr/bin/time -f '%M' -o "$WORK/rss" "$@" >"$out"
     t1=$(date +%s%N)
     fig "$tool" "wall.$step" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')"
     fig "$tool" "rss.$step" "$(tail -n 1 "$WORK/rss")"

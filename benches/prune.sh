@@ -53,33 +53,6 @@ MD=$WORK/out.md
 : >"$MD"
 md() { printf '%s\n' "$*" >>"$MD"; }
 
-cat >"$WORK/rss_split.py" <<'PY'
-import os, subprocess, sys, time
-out, cmd = sys.argv[1], sys.argv[2:]
-p = subprocess.Popen(cmd)
-peak = {"RssAnon:": 0, "RssFile:": 0}
-def tree(pid):
-    pids = [pid]
-    try:
-        for t in os.listdir(f"/proc/{pid}/task"):
-            for c in open(f"/proc/{pid}/task/{t}/children").read().split():
-                pids += tree(int(c))
-    except OSError:
-        pass
-    return pids
-while p.poll() is None:
-    for pid in tree(p.pid):
-        try:
-            for line in open(f"/proc/{pid}/status"):
-                f = line.split()
-                if f and f[0] in peak:
-                    peak[f[0]] = max(peak[f[0]], int(f[1]))
-        except OSError:
-            pass
-    time.sleep(0.02)
-open(out, "w").write(f"{peak['RssAnon:']} {peak['RssFile:']}\n")
-sys.exit(p.returncode)
-PY
 
 # timed OUT CMD...: stdout to OUT; sets WALL (s), RSS (peak KiB, time -v),
 # ANON and FILEB (sampled peak KiB).
@@ -88,7 +61,7 @@ timed() {
     shift
     local t0 t1
     t0=$(date +%s%N)
-    python3 "$WORK/rss_split.py" "$WORK/rss_split" /usr/bin/time -v -o "$WORK/timev" "$@" >"$out"
+    python3 "$HERE/rss_split.py" "$WORK/rss_split" /usr/bin/time -v -o "$WORK/timev" "$@" >"$out"
     t1=$(date +%s%N)
     WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", (b - a) / 1e9}')
     RSS=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/timev")

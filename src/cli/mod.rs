@@ -242,6 +242,32 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The clock and the policies, shared by `prune` and `report`.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct PolicyArgs {
+    /// Decide as if it were this time (RFC 3339 or "YYYY-MM-DD HH:MM:SS"; simulations, tests).
+    #[arg(long)]
+    now: Option<String>,
+    /// Policy file [default: SNAP_POLICY_FILE, /etc/snap/policies.toml, ~/.config/snap/policies.toml].
+    #[arg(long)]
+    policy_file: Option<PathBuf>,
+}
+
+impl PolicyArgs {
+    fn now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
+        Ok(match &self.now {
+            Some(t) => push::parse_time(t)?.with_timezone(&chrono::Utc),
+            None => chrono::Utc::now(),
+        })
+    }
+
+    fn policies(&self) -> Result<Vec<snap::format::policy::Policy>> {
+        Ok(snap::format::policy_file::load(
+            self.policy_file.as_deref(),
+        )?)
+    }
+}
+
 /// Shared snapshot filter flags.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct FilterArgs {

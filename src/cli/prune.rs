@@ -2,10 +2,8 @@
 
 use super::Ctx;
 use anyhow::Result;
-use snap::format::policy_file;
 use snap::ops::prune::{self, PruneOptions};
 use snap::repo::Mode;
-use std::path::PathBuf;
 
 /// Apply a retention policy and reclaim the space of what is removed.
 #[derive(clap::Args, Debug)]
@@ -19,23 +17,16 @@ pub struct Args {
     /// Only this site's snapshots.
     #[arg(long)]
     site: Option<String>,
-    /// Decide as if it were this time (RFC 3339 or "YYYY-MM-DD HH:MM:SS").
-    #[arg(long)]
-    now: Option<String>,
     /// Repack until at most this share of the repository is unused, in percent.
     #[arg(long, default_value_t = 5.0)]
     max_unused: f64,
-    /// Policy file [default: SNAP_POLICY_FILE, /etc/snap/policies.toml, ~/.config/snap/policies.toml].
-    #[arg(long)]
-    policy_file: Option<PathBuf>,
+    #[command(flatten)]
+    clock: super::PolicyArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let policies = policy_file::load(a.policy_file.as_deref())?;
-    let now = match &a.now {
-        Some(t) => super::push::parse_time(t)?.with_timezone(&chrono::Utc),
-        None => chrono::Utc::now(),
-    };
+    let policies = a.clock.policies()?;
+    let now = a.clock.now()?;
     if !(0.0..=100.0).contains(&a.max_unused) {
         anyhow::bail!(
             "--max-unused {} is not a percentage between 0 and 100",

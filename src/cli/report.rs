@@ -3,10 +3,8 @@
 use super::Ctx;
 use anyhow::Result;
 use snap::format::policy::Status;
-use snap::format::policy_file;
 use snap::ops::report;
 use snap::repo::Mode;
-use std::path::PathBuf;
 
 /// Exit code when a promise of the plan is broken.
 pub const EXIT_BROKEN_PROMISE: i32 = 4;
@@ -17,20 +15,13 @@ pub struct Args {
     /// Only this site.
     #[arg(long)]
     site: Option<String>,
-    /// Judge as if it were this time.
-    #[arg(long)]
-    now: Option<String>,
-    /// Policy file (see `snap prune --help`).
-    #[arg(long)]
-    policy_file: Option<PathBuf>,
+    #[command(flatten)]
+    policy: super::PolicyArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let policies = policy_file::load(a.policy_file.as_deref())?;
-    let now = match &a.now {
-        Some(t) => super::push::parse_time(t)?.with_timezone(&chrono::Utc),
-        None => chrono::Utc::now(),
-    };
+    let policies = a.policy.policies()?;
+    let now = a.policy.now()?;
     let repo = ctx.open(Mode::Read, "report")?;
     let groups = report::report(&repo, &policies, a.site.as_deref(), now)?;
     let broken = groups.iter().any(|g| g.status == Status::Missing);
