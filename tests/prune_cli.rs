@@ -315,6 +315,19 @@ fn protect_keeps_what_the_policy_would_remove() {
         .unwrap()
         .to_string();
     ok(&repo, &["-q", "protect", &oldest[..12]]);
+    let listed = json(&repo, &["snapshots", "--site", "client-a"]);
+    let flags: Vec<bool> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["protected"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        flags.iter().filter(|p| **p).count(),
+        1,
+        "snapshots --json shows the protection"
+    );
+    assert!(flags[0], "the oldest is the protected one");
     let v = json(
         &repo,
         &[

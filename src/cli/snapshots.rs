@@ -20,6 +20,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             id.short()
         );
     }
+    let protected = repo.protected()?;
     let f = a.filter.filter();
     let snaps: Vec<_> = set.ok.into_iter().filter(|(_, s)| f.matches(s)).collect();
     if ctx.json {
@@ -29,6 +30,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 let mut v = serde_json::to_value(s).expect("snapshot serialises");
                 v["id"] = serde_json::Value::String(id.to_hex());
                 v["short_id"] = serde_json::Value::String(id.short());
+                v["protected"] = serde_json::Value::Bool(protected.contains(id));
                 v
             })
             .collect();
@@ -45,7 +47,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         "size"
     );
     for (id, s) in &snaps {
-        let flag = if s.complete { "" } else { " (incomplete)" };
+        let mut flag = String::new();
+        if !s.complete {
+            flag.push_str(" (incomplete)");
+        }
+        if protected.contains(id) {
+            flag.push_str(" (protected)");
+        }
         outln!(
             "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>2}  {:>10}  {}{}{}",
             id.short(),
