@@ -30,16 +30,15 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::manifest::{first_difference, manifest, stream_manifest, Manifest};
+use common::manifest::{manifest, stream_manifest, Manifest};
+use common::runner::{env_u64, random_bytes, Snap as Repo};
 
-const BIN: &str = env!("CARGO_BIN_EXE_snap");
-const PASSWORD: &str = "crash test password";
 const DUMP_NAME: &str = "dump.sql";
 
 // ---------------------------------------------------------------------------
@@ -53,12 +52,6 @@ fn words(rng: &mut StdRng, n: usize) -> String {
     let list: Vec<&str> = WORDS.split_whitespace().collect();
     let picked: Vec<&str> = (0..n).map(|_| list[rng.gen_range(0..list.len())]).collect();
     picked.join(" ")
-}
-
-fn random_bytes(rng: &mut StdRng, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    rng.fill_bytes(&mut v);
-    v
 }
 
 /// A site tree: small files (text or binary), a few big binary files,
@@ -291,70 +284,6 @@ impl Dump {
 // ---------------------------------------------------------------------------
 // Running the binary.
 
-struct Repo {
-    dir: PathBuf,
-}
-
-impl Repo {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.env("SNAP_REPO", &self.dir)
-            .env("SNAP_PASSWORD", PASSWORD)
-            .env("SNAP_KDF_MEMORY_KIB", "1024")
-            .env_remove("SNAP_PASSWORD_FILE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok<S: AsRef<OsStr>>(&self, args: &[S]) -> Vec<u8> {
-        let out = self.cmd().args(args).output().expect("run snap");
-        if !out.status.success() {
-            panic!(
-                "`snap {}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-                args.iter()
-                    .map(|a| a.as_ref().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        out.stdout
-    }
-
-    fn snapshot_ids(&self) -> BTreeSet<String> {
-        let v: serde_json::Value =
-            serde_json::from_slice(&self.ok(&["snapshots", "--json"])).expect("snapshots JSON");
-        v.as_array()
-            .expect("a list")
-            .iter()
-            .map(|s| s["id"].as_str().expect("id").to_string())
-            .collect()
-    }
-
-    /// Restores `id` into a fresh directory and compares it with `want`.
-    fn verify(&self, scratch: &Path, id: &str, want: &Manifest) {
-        let target = scratch.join(format!("restore-{id}"));
-        self.ok(&[
-            OsStr::new("restore"),
-            OsStr::new(id),
-            OsStr::new("--target"),
-            target.as_os_str(),
-        ]);
-        let got = manifest(&target);
-        assert!(
-            &got == want,
-            "snapshot {id} does not restore as pushed: {}",
-            first_difference(want, &got)
-        );
-        std::fs::remove_dir_all(&target).expect("remove restore");
-    }
-}
-
 /// A push in flight.
 struct Running {
     child: Child,
@@ -455,13 +384,6 @@ fn finish(mut r: Running, delay: Option<Duration>) -> Outcome {
         reported,
         took,
     }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
-    })
 }
 
 /// A snapshot that must keep restoring to `want`.

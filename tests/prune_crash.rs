@@ -47,22 +47,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::manifest::{first_difference, manifest, stream_manifest, Manifest};
+use common::manifest::{manifest, stream_manifest, Manifest};
+use common::runner::{assert_ok, env_u64, random_bytes, Snap as Repo};
 
-const BIN: &str = env!("CARGO_BIN_EXE_snap");
-const PASSWORD: &str = "prune crash test password";
 const DUMP_NAME: &str = "client_a.sql";
 
 // ---------------------------------------------------------------------------
 // Generated sources.
 
 const MODES: &[u32] = &[0o644, 0o644, 0o600, 0o640, 0o755, 0o700];
-
-fn random_bytes(rng: &mut StdRng, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    rng.fill_bytes(&mut v);
-    v
-}
 
 fn write_file(rng: &mut StdRng, path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -197,70 +190,7 @@ fn dump(rng: &mut StdRng, stable: &[u8], slow: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 // Running the binary.
 
-struct Repo {
-    dir: PathBuf,
-}
-
-fn show(args: &[&OsStr]) -> String {
-    args.iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    if !out.status.success() {
-        panic!(
-            "`snap {what}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 impl Repo {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.env("SNAP_REPO", &self.dir)
-            .env("SNAP_PASSWORD", PASSWORD)
-            .env("SNAP_KDF_MEMORY_KIB", "1024")
-            .env("TZ", "Europe/Paris")
-            .env_remove("SNAP_PASSWORD_FILE")
-            .env_remove("SNAP_POLICY_FILE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok<S: AsRef<OsStr>>(&self, args: &[S]) -> Vec<u8> {
-        let args: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
-        let out = self.cmd().args(&args).output().expect("run snap");
-        assert_ok(&out, &show(&args));
-        out.stdout
-    }
-
-    fn json<S: AsRef<OsStr>>(&self, args: &[S]) -> serde_json::Value {
-        let out = self.ok(args);
-        serde_json::from_slice(&out).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {}",
-                String::from_utf8_lossy(&out[..out.len().min(2000)])
-            )
-        })
-    }
-
-    fn snapshot_ids(&self) -> BTreeSet<String> {
-        self.json(&["snapshots", "--json"])
-            .as_array()
-            .expect("a list")
-            .iter()
-            .map(|s| s["id"].as_str().expect("id").to_string())
-            .collect()
-    }
-
     fn push_dir(&self, src: &Path, time: &str, extra: &[&str]) -> String {
         let mut args: Vec<&OsStr> = vec![OsStr::new("push"), OsStr::new("--json")];
         args.extend(["--time", time].map(OsStr::new));
@@ -288,24 +218,6 @@ impl Repo {
         assert_ok(&out, "push --stdin");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("push JSON");
         v["id"].as_str().expect("push id").to_string()
-    }
-
-    /// Restores `id` into a fresh directory and compares it with `want`.
-    fn verify(&self, scratch: &Path, id: &str, want: &Manifest) {
-        let target = scratch.join(format!("restore-{id}"));
-        self.ok(&[
-            OsStr::new("restore"),
-            OsStr::new(id),
-            OsStr::new("--target"),
-            target.as_os_str(),
-        ]);
-        let got = manifest(&target);
-        assert!(
-            &got == want,
-            "snapshot {id} does not restore as pushed: {}",
-            first_difference(want, &got)
-        );
-        std::fs::remove_dir_all(&target).expect("remove restore");
     }
 
     /// Names of the files under `sub` (recursively), temporary ones aside.
@@ -399,13 +311,6 @@ fn prune_args(policy: &str, now: &str, dry_run: bool) -> Vec<String> {
         a.push("--dry-run".into());
     }
     a
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
-    })
 }
 
 fn seed() -> u64 {

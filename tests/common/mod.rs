@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod manifest;
+pub mod runner;
 
 use assert_cmd::Command;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
