@@ -106,19 +106,7 @@ timed() {
     fig "$tool" "file.$step" "$(cut -d' ' -f2 "$WORK/rss_split")"
 }
 
-json_get() { # FILE KEY.PATH: a number from a JSON document (restic: its summary line)
-    python3 - "$1" "$2" <<'EOF'
-import json, sys
-text = open(sys.argv[1]).read()
-try:
-    doc = json.loads(text)
-except ValueError:
-    doc = [json.loads(l) for l in text.splitlines() if '"summary"' in l][-1]
-for k in sys.argv[2].split("."):
-    doc = doc[k]
-print(doc)
-EOF
-}
+json_get() { python3 "$HERE/json_get.py" "$1" "$2"; } # FILE KEY.PATH: one value of a JSON document
 
 dusize() { du -sb "$@" | awk '{s += $1} END {print s}'; }
 

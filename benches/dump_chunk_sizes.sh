@@ -71,19 +71,7 @@ export SNAP_KDF_MEMORY_KIB=1024
 ROWS=$WORK/rows.tsv # dataset avg key value
 : >"$ROWS"
 
-json_get() {
-    python3 - "$1" "$2" <<'EOF'
-import json, sys
-text = open(sys.argv[1]).read()
-try:
-    doc = json.loads(text)
-except ValueError:
-    doc = [json.loads(l) for l in text.splitlines() if '"summary"' in l][-1]
-for k in sys.argv[2].split("."):
-    doc = doc[k]
-print(doc)
-EOF
-}
+json_get() { python3 "$HERE/json_get.py" "$1" "$2"; } # FILE KEY.PATH: one value of a JSON document
 
 # push_dump REPO FILE JSON: pushes FILE as a dump; prints the size of the
 # last pack it wrote, which is its metadata pack (the writer sends the data

@@ -59,14 +59,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         return Ok(0);
     }
     for g in &plan.groups {
-        let k = &g.group;
         outln!(
-            "{} {} level {} ({}, {}): keep {}, remove {}",
-            k.site.as_deref().unwrap_or("global"),
-            k.kind,
-            k.level,
-            k.host,
-            k.paths.join(" "),
+            "{}: keep {}, remove {}",
+            g.group,
             g.keep.len(),
             g.remove.len()
         );

@@ -29,13 +29,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         super::print_json(&groups)?;
     } else {
         for g in &groups {
-            let k = &g.group;
             outln!(
-                "{} {} level{} ({}): {} point(s), newest {}, policy {} — {:?}",
-                k.site.as_deref().unwrap_or("global"),
-                k.kind,
-                k.level,
-                k.paths.join(" "),
+                "{}: {} point(s), newest {}, policy {} — {:?}",
+                g.group,
                 g.points,
                 g.newest.as_deref().unwrap_or("-"),
                 g.policy.as_deref().unwrap_or("none"),

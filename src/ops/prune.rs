@@ -41,6 +41,21 @@ pub struct GroupKey {
     pub paths: Vec<String>,
 }
 
+impl std::fmt::Display for GroupKey {
+    /// `client-a db level2 (web1: client_a.sql)`, `global files level1 (web1: /var/www)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} level{} ({}: {})",
+            self.site.as_deref().unwrap_or("global"),
+            self.kind,
+            self.level,
+            self.host,
+            self.paths.join(" ")
+        )
+    }
+}
+
 impl GroupKey {
     /// The group of a snapshot.
     pub fn of(s: &Snapshot) -> Self {
