@@ -387,3 +387,36 @@ fn a_wrong_password_exits_12_without_writing() {
     assert_eq!(f.repo.files(), before, "a refused command wrote");
     assert!(!Path::new("/nonexistent/never").exists());
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn another_repositorys_index_is_refused_and_replaced_by_repair() {
+    let f = fixture();
+    let other = Repo::new();
+    other.push(&f.src, &[]);
+    let index = f.repo.path.join("index");
+    fs::remove_dir_all(&index).unwrap();
+    copy_dir(&other.path.join("index"), &index);
+
+    let out = f.repo.run(&["snapshots"]);
+    assert_code(&out, 1, "snapshots with another repository's index");
+    assert!(
+        stderr(&out).contains("another repository") && stderr(&out).contains("snap repair index"),
+        "{}",
+        stderr(&out)
+    );
+    f.repo.ok(&["repair", "index"]);
+    let r = f.repo.json(&["check", "--read-data"]);
+    assert_eq!(r["errors"], serde_json::json!([]));
+    let target = f.repo.dir("after-repair");
+    f.repo
+        .ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&f.src, &target, &[]);
+}

@@ -13,7 +13,7 @@ pub enum RepairCommand {
 pub fn run(ctx: &Ctx, c: RepairCommand) -> Result<i32> {
     match c {
         RepairCommand::Index => {
-            let mut repo = ctx.open(Mode::Exclusive, "repair index")?;
+            let mut repo = ctx.open(Mode::Repair, "repair index")?;
             let r = repo.rebuild_index()?;
             if ctx.json {
                 super::print_json(&r)?;

@@ -35,6 +35,10 @@ pub enum Mode {
     Write,
     /// Rewriting or removing; an exclusive lock.
     Exclusive,
+    /// Rebuilding the index: an exclusive lock, and the index is not opened
+    /// (it may be damaged or another repository's); call
+    /// [`Repository::rebuild_index`] next.
+    Repair,
 }
 
 /// An open, unlocked repository.
@@ -188,7 +192,8 @@ impl Repository {
         }
         let (keys, key_id) = found.ok_or(Error::WrongPassword { keys: names.len() })?;
         let config = Config::decode(&cfg_bytes, &keys)?;
-        let lock = Lock::acquire(backend.clone(), mode == Mode::Exclusive, command, wait)?;
+        let exclusive = matches!(mode, Mode::Exclusive | Mode::Repair);
+        let lock = Lock::acquire(backend.clone(), exclusive, command, wait)?;
         if mode != Mode::Read {
             // Half-written files of pushes killed on this host are garbage.
             backend.remove_temporary(&|pid| !lock::process_alive(pid))?;
@@ -215,19 +220,26 @@ impl Repository {
             Mode::Read => Access::ReadOnly,
             _ => Access::ReadWrite(wait),
         };
-        let complete = RocksIndex::exists(&ipath)
-            && RocksIndex::open(&ipath, &repo.config.id, Access::ReadOnly)
-                .and_then(|i| i.is_complete())
-                .unwrap_or(false);
-        if !complete {
-            // A missing index, or one whose rebuild was interrupted, is
-            // rebuilt from the packs before anything reads it.
-            let idx = RocksIndex::open(&ipath, &repo.config.id, Access::ReadWrite(wait))?;
-            if !idx.is_complete()? {
+        if mode == Mode::Repair {
+            return Ok(repo);
+        }
+        // The usual case opens the index once. A missing index, or one whose
+        // rebuild was interrupted, is rebuilt from the packs before anything
+        // reads it, then opened as asked.
+        if RocksIndex::exists(&ipath) {
+            let idx = RocksIndex::open(&ipath, &repo.config.id, access)?;
+            if idx.is_complete()? {
                 repo.index = Arc::new(idx);
-                repo.rebuild_index_into()?;
+                return Ok(repo);
             }
+        }
+        let idx = RocksIndex::open(&ipath, &repo.config.id, Access::ReadWrite(wait))?;
+        if !idx.is_complete()? {
+            repo.index = Arc::new(idx);
+            repo.rebuild_index_into()?;
             repo.index = Arc::new(NoIndex);
+        } else {
+            drop(idx);
         }
         repo.index = Arc::new(RocksIndex::open(&ipath, &repo.config.id, access)?);
         Ok(repo)
