@@ -101,6 +101,62 @@ pub enum Error {
         /// The database's message.
         why: String,
     },
+    /// The repository's storage failed (a write, sync, rename, read or
+    /// listing of the backend or of a staged pack). Never a problem of the
+    /// data being backed up: a push stops on it and records no snapshot.
+    #[error("repository {location}: {op} failed: {source}")]
+    Storage {
+        /// Where the repository is.
+        location: String,
+        /// What was being done, naming the object.
+        op: String,
+        /// Whether retrying can help.
+        kind: StorageKind,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file, directory or stream being backed up could not be read. A push
+    /// records it in the snapshot and goes on with the other files.
+    #[error("{path}: {source}")]
+    Source {
+        /// The source path (or the stream's name).
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a storage failure means for the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum StorageKind {
+    /// The object is not there.
+    NotFound,
+    /// It may work later (a full disk, a dropped connection, a time-out).
+    Transient,
+    /// It will not work by trying again (permissions, a read-only file
+    /// system, an I/O error of the medium).
+    Permanent,
+}
+
+impl StorageKind {
+    /// The kind of an I/O error.
+    pub fn of(e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::NotFound => StorageKind::NotFound,
+            K::StorageFull
+            | K::Interrupted
+            | K::TimedOut
+            | K::WouldBlock
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::BrokenPipe
+            | K::QuotaExceeded => StorageKind::Transient,
+            _ => StorageKind::Permanent,
+        }
+    }
 }
 
 impl Error {
@@ -109,6 +165,44 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// A failure of the repository's storage while doing `op` (which names
+    /// the object) at `location`.
+    pub fn storage(
+        location: impl Into<String>,
+        op: impl Into<String>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Storage {
+            location: location.into(),
+            op: op.into(),
+            kind: StorageKind::of(&source),
+            source,
+        }
+    }
+
+    /// A source that could not be read.
+    pub fn source(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Source {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether this is a failure to read what is being backed up (as opposed
+    /// to a failure of the repository, which must stop a push).
+    pub fn is_source(&self) -> bool {
+        matches!(self, Error::Source { .. })
+    }
+
+    /// Whether the repository object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::Storage { kind, .. } => *kind == StorageKind::NotFound,
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
         }
     }
 

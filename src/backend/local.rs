@@ -7,7 +7,7 @@
 //! new file (plus perhaps a `.tmp-` file that nothing reads).
 
 use super::{Backend, FileType};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use memmap2::Mmap;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -41,11 +41,12 @@ impl LocalBackend {
     /// Creates the directory layout.
     pub fn create_layout(&self) -> Result<()> {
         for d in ["keys", "snapshots", "locks", "data", "protected"] {
-            fs::create_dir_all(self.root.join(d)).at(self.root.join(d))?;
+            let d = self.root.join(d);
+            fs::create_dir_all(&d).map_err(|e| self.fail("creating", &d, e))?;
         }
         for i in 0..=255u8 {
             let d = self.root.join("data").join(format!("{i:02x}"));
-            fs::create_dir_all(&d).at(&d)?;
+            fs::create_dir_all(&d).map_err(|e| self.fail("creating", &d, e))?;
         }
         Ok(())
     }
@@ -69,15 +70,21 @@ impl LocalBackend {
         }
     }
 
+    /// A storage error on `path` while doing `what` ("reading", "syncing"…).
+    fn fail(&self, what: &str, path: &Path, e: std::io::Error) -> Error {
+        let shown = path.strip_prefix(&self.root).unwrap_or(path);
+        Error::storage(self.location(), format!("{what} {}", shown.display()), e)
+    }
+
     fn map(&self, name: &str) -> Result<Arc<Mmap>> {
         if let Some(m) = self.maps.lock().expect("map cache").get(name) {
             return Ok(m.clone());
         }
         let p = self.path(FileType::Pack, name);
-        let f = File::open(&p).at(&p)?;
+        let f = File::open(&p).map_err(|e| self.fail("opening", &p, e))?;
         // SAFETY: packs are immutable once renamed into place; they are only
         // ever removed whole, which leaves an existing mapping valid.
-        let m = Arc::new(unsafe { Mmap::map(&f) }.at(&p)?);
+        let m = Arc::new(unsafe { Mmap::map(&f) }.map_err(|e| self.fail("mapping", &p, e))?);
         let mut cache = self.maps.lock().expect("map cache");
         if cache.len() >= OPEN_PACKS {
             cache.clear();
@@ -90,15 +97,20 @@ impl LocalBackend {
         let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(dir, e)),
+            Err(e) => return Err(self.fail("listing", dir, e)),
         };
         for e in rd {
-            let e = e.at(dir)?;
+            let e = e.map_err(|err| self.fail("listing", dir, err))?;
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with(".tmp-") {
                 continue;
             }
-            let md = e.metadata().at(e.path())?;
+            let md = match e.metadata() {
+                Ok(md) => md,
+                // Removed between the listing and the stat (a prune).
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(self.fail("listing", &e.path(), err)),
+            };
             if md.is_file() {
                 out.push((name, md.len()));
             }
@@ -107,8 +119,8 @@ impl LocalBackend {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all())
 }
 
 impl Backend for LocalBackend {
@@ -129,10 +141,14 @@ impl Backend for LocalBackend {
                 }
             }
             FileType::Pack => {
-                let rd = fs::read_dir(self.dir(t)).at(self.dir(t))?;
+                let dir = self.dir(t);
+                let rd = fs::read_dir(&dir).map_err(|e| self.fail("listing", &dir, e))?;
                 for sub in rd {
-                    let sub = sub.at(self.dir(t))?;
-                    if sub.file_type().at(sub.path())?.is_dir() {
+                    let sub = sub.map_err(|e| self.fail("listing", &dir, e))?;
+                    let ft = sub
+                        .file_type()
+                        .map_err(|e| self.fail("listing", &sub.path(), e))?;
+                    if ft.is_dir() {
                         self.list_dir(&sub.path(), &mut out)?;
                     }
                 }
@@ -144,7 +160,7 @@ impl Backend for LocalBackend {
 
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
         let p = self.path(t, name);
-        fs::read(&p).at(&p)
+        fs::read(&p).map_err(|e| self.fail("reading", &p, e))
     }
 
     fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
@@ -165,15 +181,18 @@ impl Backend for LocalBackend {
             return Ok(m[offset as usize..end as usize].to_vec());
         }
         let p = self.path(t, name);
-        let f = File::open(&p).at(&p)?;
+        let f = File::open(&p).map_err(|e| self.fail("reading", &p, e))?;
         let mut buf = vec![0u8; len as usize];
-        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, offset).at(&p)?;
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, offset)
+            .map_err(|e| self.fail("reading", &p, e))?;
         Ok(buf)
     }
 
     fn size(&self, t: FileType, name: &str) -> Result<u64> {
         let p = self.path(t, name);
-        Ok(fs::metadata(&p).at(&p)?.len())
+        Ok(fs::metadata(&p)
+            .map_err(|e| self.fail("reading the size of", &p, e))?
+            .len())
     }
 
     fn exists(&self, t: FileType, name: &str) -> Result<bool> {
@@ -184,14 +203,15 @@ impl Backend for LocalBackend {
         let p = self.path(t, name);
         let dir = p.parent().expect("files live in a directory").to_path_buf();
         if t != FileType::Lock && p.exists() {
-            return Err(Error::io(
+            return Err(self.fail(
+                "writing",
                 &p,
                 std::io::Error::new(std::io::ErrorKind::AlreadyExists, "refusing to overwrite"),
             ));
         }
         if t == FileType::Protect {
             // Repositories of format version 1 have no protected/ yet.
-            fs::create_dir_all(&dir).at(&dir)?;
+            fs::create_dir_all(&dir).map_err(|e| self.fail("creating", &dir, e))?;
         }
         let tmp = dir.join(format!(
             ".tmp-{}-{}",
@@ -206,9 +226,9 @@ impl Backend for LocalBackend {
         })();
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&p, e));
+            return Err(self.fail("writing", &p, e));
         }
-        sync_dir(&dir)
+        sync_dir(&dir).map_err(|e| self.fail("syncing", &dir, e))
     }
 
     fn staging_dir(&self) -> PathBuf {
@@ -220,12 +240,14 @@ impl Backend for LocalBackend {
     fn write_staged(&self, t: FileType, name: &str, staged: &Path) -> Result<()> {
         let p = self.path(t, name);
         let dir = p.parent().expect("files live in a directory").to_path_buf();
-        File::open(staged).and_then(|f| f.sync_all()).at(staged)?;
+        File::open(staged)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| self.fail("syncing", staged, e))?;
         if p.exists() {
-            return fs::remove_file(staged).at(staged);
+            return fs::remove_file(staged).map_err(|e| self.fail("removing", staged, e));
         }
-        fs::rename(staged, &p).at(&p)?;
-        sync_dir(&dir)
+        fs::rename(staged, &p).map_err(|e| self.fail("renaming into", &p, e))?;
+        sync_dir(&dir).map_err(|e| self.fail("syncing", &dir, e))
     }
 
     fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> Result<u64> {
@@ -238,28 +260,16 @@ impl Backend for LocalBackend {
             data.clone(),
         ];
         dirs.extend((0..=255u8).map(|i| data.join(format!("{i:02x}"))));
-        let mut removed = 0;
-        for d in dirs {
-            let Ok(rd) = fs::read_dir(&d) else { continue };
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let Some(rest) = name.strip_prefix(".tmp-") else {
-                    continue;
-                };
-                let rest = rest.strip_prefix("pack-").unwrap_or(rest);
-                let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-                if pid.is_some_and(gone) && fs::remove_file(e.path()).is_ok() {
-                    removed += 1;
-                }
-            }
-        }
-        Ok(removed)
+        Ok(dirs
+            .iter()
+            .map(|d| super::remove_temporary_in(d, gone))
+            .sum())
     }
 
     fn remove(&self, t: FileType, name: &str) -> Result<()> {
         self.maps.lock().expect("map cache").remove(name);
         let p = self.path(t, name);
-        fs::remove_file(&p).at(&p)
+        fs::remove_file(&p).map_err(|e| self.fail("removing", &p, e))
     }
 }
 

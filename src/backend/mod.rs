@@ -2,10 +2,20 @@
 //!
 //! They know nothing of packs, trees or snapshots. Writes are atomic (a
 //! reader sees the whole file or none of it) and durable when they return.
+//! Their errors are [`crate::error::Error::Storage`] with a kind (not found,
+//! transient, permanent) the repository can match on.
+//!
+//! [`faulty::FaultyBackend`] wraps any backend to fail chosen operations
+//! (ENOSPC, EIO, short writes); [`mem::MemBackend`] keeps everything in
+//! memory. Both exist so that the write order can be tested under faults
+//! in milliseconds.
 
+pub mod faulty;
 pub mod local;
+pub mod mem;
 
 use crate::error::Result;
+use std::io::Write;
 
 /// The kinds of files a repository holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -57,11 +67,43 @@ pub trait Backend: Send + Sync {
     /// Removes the temporary files (`.tmp-<pid>-…`, `.tmp-pack-<pid>-…`) of
     /// processes for which `gone(pid)` is true; returns how many.
     fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> Result<u64>;
+    /// Creates a new staging file at `path` (inside [`Backend::staging_dir`])
+    /// for a writer to fill. A wrapper may return a writer that fails.
+    fn create_staged(&self, path: &std::path::Path) -> std::io::Result<Box<dyn Write + Send>> {
+        let f = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Box::new(f))
+    }
+}
+
+/// The process id in a temporary file's name (`.tmp-<pid>-…` or
+/// `.tmp-pack-<pid>-…`), if it is one.
+pub fn temporary_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(".tmp-")?;
+    let rest = rest.strip_prefix("pack-").unwrap_or(rest);
+    rest.split('-').next()?.parse().ok()
+}
+
+/// Removes the temporary files of gone processes directly in `dir`.
+pub(crate) fn remove_temporary_in(dir: &std::path::Path, gone: &dyn Fn(u32) -> bool) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if temporary_owner(&name).is_some_and(gone) && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// The suite every backend must pass.
 #[cfg(test)]
-pub mod conformance {
+pub(crate) mod conformance {
     use super::*;
 
     /// Runs the suite against `b`, which must be empty.
@@ -100,7 +142,9 @@ pub mod conformance {
             "staging files are never listed"
         );
         b.remove(FileType::Pack, &name).unwrap();
-        assert!(b.read(FileType::Pack, &name).is_err());
+        let gone = b.read(FileType::Pack, &name).unwrap_err();
+        assert!(gone.is_not_found(), "a missing file is NotFound: {gone}");
+        assert!(b.remove(FileType::Pack, &name).unwrap_err().is_not_found());
         assert!(b.list(FileType::Pack).unwrap().is_empty());
         let dead = b.staging_dir().join(".tmp-pack-4000000-1");
         let alive = b

@@ -181,10 +181,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .map(|p| p.components().collect::<PathBuf>().display().to_string())
             .collect();
         let parent = pusher.find_parent(&paths)?;
-        let parent_tree = match &parent {
-            Some((_, s)) => Some(repo.load_tree(&s.tree)?),
-            None => None,
-        };
+        // A parent whose tree cannot be read (a pack lost, then repaired)
+        // only costs reading every file again.
+        let parent_tree = parent
+            .as_ref()
+            .and_then(|(_, s)| repo.load_tree(&s.tree).ok());
         let tree = pusher.save_paths(&abs, parent_tree.as_ref())?;
         pusher.commit(tree, paths, parent.map(|(id, _)| id), None)?
     };

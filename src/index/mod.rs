@@ -76,4 +76,10 @@ pub trait Index: Send + Sync {
     /// For every pack the index knows, how much of it is marked, in one pass
     /// over the index (nothing per blob is held in memory).
     fn usage(&self) -> Result<std::collections::HashMap<PackId, PackUsage>>;
+    /// The blob rows that point into any of `packs`, in one pass over the
+    /// index (for packs whose header cannot be read: missing or damaged).
+    fn rows_in(
+        &self,
+        packs: &std::collections::HashSet<PackId>,
+    ) -> Result<Vec<(BlobRef, BlobLocation)>>;
 }

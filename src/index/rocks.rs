@@ -13,7 +13,7 @@
 use super::{BlobLocation, Index, PackInfo, PackUsage};
 use crate::error::{Error, Result};
 use crate::format::pack::PackEntry;
-use crate::id::{BlobRef, PackId, RepoId};
+use crate::id::{BlobKind, BlobRef, PackId, RepoId};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options,
     WriteBatch, DB,
@@ -321,6 +321,33 @@ impl Index for RocksIndex {
         }
         b.delete_cf(self.cf(CF_PACKS), pack.0);
         self.db.write(b).map_err(|e| err(&self.path, e))
+    }
+
+    fn rows_in(
+        &self,
+        packs: &std::collections::HashSet<PackId>,
+    ) -> Result<Vec<(BlobRef, BlobLocation)>> {
+        let mut out = Vec::new();
+        if packs.is_empty() {
+            return Ok(out);
+        }
+        for kv in self.db.iterator_cf(self.cf(CF_BLOBS), IteratorMode::Start) {
+            let (k, v) = kv.map_err(|e| err(&self.path, e))?;
+            let Some(loc) = decode_location(&v).filter(|l| packs.contains(&l.pack)) else {
+                continue;
+            };
+            let kind = k.first().and_then(|b| BlobKind::from_byte(*b));
+            match (kind, <[u8; 32]>::try_from(k.get(1..).unwrap_or_default())) {
+                (Some(kind), Ok(id)) => out.push((BlobRef { kind, id }, loc)),
+                _ => {
+                    return Err(Error::Index {
+                        path: self.path.clone(),
+                        why: "a blob key is damaged; run `snap repair index`".into(),
+                    })
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn clear_marks(&self) -> Result<()> {

@@ -1,8 +1,9 @@
-//! Operations over an open repository: push, restore/ls/cat, check, prune, report.
+//! Operations over an open repository: push, restore/ls/cat, check, repair, prune, report.
 
 pub mod check;
 pub mod prune;
 pub mod push;
+pub mod repair;
 pub mod report;
 pub mod restore;
 pub mod select;

@@ -6,15 +6,26 @@
 //! and handed to the [`BlobWriter`]. Memory is bounded by the window size
 //! times the number of threads plus the open packs, whatever the input.
 //!
+//! Two kinds of failure are kept apart. A source that cannot be read (a
+//! file removed or unreadable, a directory that cannot be listed) is recorded
+//! in the snapshot and the push goes on. A failure of the repository (a full
+//! or read-only disk, EIO, a failed sync) stops the push: no snapshot is
+//! written, since blobs it would name may not be stored.
+//!
+//! An unchanged file's chunk list is reused from the parent only when every
+//! chunk it names is in the index: after a pack was lost or repaired away,
+//! the file is read again and the missing chunks are stored anew.
+//!
 //! Sources are read with ordinary reads, not memory maps: a file truncated
 //! while mapped would kill the process with SIGBUS, and a 3 a.m. backup must
 //! survive logrotate. Packs, which never change, are the ones memory-mapped.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::format::chunker::{Chunker, StreamChunker};
 use crate::format::snapshot::{Kind, PushError, Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::format::tree::{
-    encode_records, ends_group, split_groups, Content, ListRef, Node, NodeKind, Tree, INLINE_MAX,
+    decode_records, encode_records, ends_group, split_groups, Content, ListRef, Node, NodeKind,
+    Tree, INLINE_MAX,
 };
 use crate::id::{BlobKind, BlobRef, ChunkId, ListId, SnapshotId, TreeId};
 use crate::progress::Progress;
@@ -209,7 +220,7 @@ impl<'a> Pusher<'a> {
     /// named by their last component.
     pub fn save_paths(&self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<TreeId> {
         if let [one] = paths {
-            let md = std::fs::symlink_metadata(one).at(one)?;
+            let md = std::fs::symlink_metadata(one).map_err(|e| Error::source(one, e))?;
             if md.is_dir() {
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
                 return self.save_dir(one, parent);
@@ -228,16 +239,16 @@ impl<'a> Pusher<'a> {
                     "two sources are named {name:?}; push them separately"
                 )));
             }
-            std::fs::symlink_metadata(p).at(p)?;
+            std::fs::symlink_metadata(p).map_err(|e| Error::source(p, e))?;
         }
-        let nodes: Vec<Node> = paths
+        let nodes: Vec<Option<Node>> = paths
             .par_iter()
-            .filter_map(|p| {
+            .map(|p| {
                 let name = p.file_name().expect("checked above");
                 self.save_entry(p, name, parent.and_then(|t| t.get(name.as_bytes())))
             })
-            .collect();
-        self.store_tree(Tree::new(nodes))
+            .collect::<Result<_>>()?;
+        self.store_tree(Tree::new(nodes.into_iter().flatten().collect()))
     }
 
     fn store_tree(&self, t: Tree) -> Result<TreeId> {
@@ -247,7 +258,7 @@ impl<'a> Pusher<'a> {
 
     fn save_dir(&self, dir: &Path, parent: Option<&Tree>) -> Result<TreeId> {
         let mut entries = Vec::new();
-        for e in std::fs::read_dir(dir).at(dir)? {
+        for e in std::fs::read_dir(dir).map_err(|e| Error::source(dir, e))? {
             match e {
                 Ok(e) => {
                     let (name, path) = (e.file_name(), e.path());
@@ -259,21 +270,23 @@ impl<'a> Pusher<'a> {
             }
         }
         entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let nodes: Vec<Node> = entries
+        let nodes: Vec<Option<Node>> = entries
             .par_iter()
-            .filter_map(|(name, path)| {
+            .map(|(name, path)| {
                 self.save_entry(path, name, parent.and_then(|t| t.get(name.as_bytes())))
             })
-            .collect();
-        self.store_tree(Tree::new(nodes))
+            .collect::<Result<_>>()?;
+        self.store_tree(Tree::new(nodes.into_iter().flatten().collect()))
     }
 
-    fn save_entry(&self, path: &Path, name: &OsStr, prev: Option<&Node>) -> Option<Node> {
+    /// Saves one entry. `Ok(None)`: a source problem, recorded, and the
+    /// entry left out; `Err`: the repository failed and the push must stop.
+    fn save_entry(&self, path: &Path, name: &OsStr, prev: Option<&Node>) -> Result<Option<Node>> {
         let md = match std::fs::symlink_metadata(path) {
             Ok(md) => md,
             Err(e) => {
                 self.problem(path, format!("cannot read metadata ({e}); not saved"));
-                return None;
+                return Ok(None);
             }
         };
         let ft = md.file_type();
@@ -286,11 +299,12 @@ impl<'a> Pusher<'a> {
                 .and_then(|id| self.repo.load_tree(&id).ok());
             match self.save_dir(path, prev_tree.as_ref()) {
                 Ok(id) => node.subtree = Some(id),
-                Err(e) => {
+                Err(e) if e.is_source() => {
                     self.problem(path, format!("directory not saved: {e}"));
-                    node.subtree = Some(self.store_tree(Tree::new(Vec::new())).ok()?);
+                    node.subtree = Some(self.store_tree(Tree::new(Vec::new()))?);
                     node.error = Some(e.to_string());
                 }
+                Err(e) => return Err(e),
             }
         } else if ft.is_symlink() {
             node.kind = NodeKind::Symlink;
@@ -298,7 +312,7 @@ impl<'a> Pusher<'a> {
                 Ok(t) => node.target = Some(t.as_os_str().as_bytes().to_vec()),
                 Err(e) => {
                     self.problem(path, format!("cannot read symlink ({e}); not saved"));
-                    return None;
+                    return Ok(None);
                 }
             }
         } else if ft.is_file() {
@@ -314,9 +328,42 @@ impl<'a> Pusher<'a> {
             node.rdev = Some(md.rdev());
         } else {
             self.skip(path, "socket: skipped (a socket has no contents to save)");
-            return None;
+            return Ok(None);
         }
-        Some(node)
+        Ok(Some(node))
+    }
+
+    /// Whether every blob `c` names is stored (or being stored by this
+    /// push), so that a parent's chunk list can be reused as it is.
+    fn content_stored(&self, c: &Content) -> Result<bool> {
+        let all_stored = |records: &[u8], what: &dyn Fn() -> String| -> Result<bool> {
+            let Ok(list) = decode_records(records, what) else {
+                return Ok(false);
+            };
+            for (id, _) in list {
+                if self.writer.needs(&BlobRef::from(id))? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        match c {
+            Content::Inline(r) => all_stored(r, &|| "the parent's chunk list".into()),
+            Content::Groups(gs) => {
+                for g in gs {
+                    if self.writer.needs(&BlobRef::from(g.id))? {
+                        return Ok(false);
+                    }
+                    let Ok(bytes) = self.repo.read_blob(&g.id.into()) else {
+                        return Ok(false);
+                    };
+                    if !all_stored(&bytes, &|| format!("chunk list {}", g.id))? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+        }
     }
 
     fn save_file(
@@ -325,8 +372,8 @@ impl<'a> Pusher<'a> {
         md: &Metadata,
         prev: Option<&Node>,
         mut node: Node,
-    ) -> Option<Node> {
-        let unchanged = !self.opts.force
+    ) -> Result<Option<Node>> {
+        let same_stat = !self.opts.force
             && prev.is_some_and(|p| {
                 p.kind == NodeKind::File
                     && p.error.is_none()
@@ -338,29 +385,33 @@ impl<'a> Pusher<'a> {
                     && stamp_ns(p.mtime, p.mtime_ns).max(stamp_ns(p.ctime, p.ctime_ns))
                         < self.racy_after.load(Ordering::Relaxed)
             });
-        if unchanged {
-            node.content = prev.and_then(|p| p.content.clone());
+        let reused = match prev.and_then(|p| p.content.as_ref()) {
+            Some(c) if same_stat && self.content_stored(c)? => Some(c.clone()),
+            _ => None,
+        };
+        if let Some(content) = reused {
+            node.content = Some(content);
             self.counters.total.fetch_add(node.size, Ordering::Relaxed);
             self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
             self.progress.file_done();
-            return Some(node);
+            return Ok(Some(node));
         }
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) => {
                 self.problem(path, format!("cannot open ({e}); not saved"));
-                return None;
+                return Ok(None);
             }
         };
         let res = if md.len() <= SMALL_FILE {
-            self.store_small(file, md.len())
+            self.store_small(path, file, md.len())
         } else {
             if md.blocks() * 512 < md.len() {
                 // Sparse: holes are not read (a 5 GiB disk image with little
                 // data costs what its data costs).
-                self.store_stream(crate::ops::sparse::HoleSkipping::new(file, md.len()))
+                self.store_stream(path, crate::ops::sparse::HoleSkipping::new(file, md.len()))
             } else {
-                self.store_stream(file)
+                self.store_stream(path, file)
             }
         };
         match res {
@@ -386,19 +437,20 @@ impl<'a> Pusher<'a> {
                     }
                 }
                 self.progress.file_done();
-                Some(node)
+                Ok(Some(node))
             }
-            Err(e) => {
-                self.problem(path, format!("read failed ({e}); not saved"));
-                None
+            Err(Error::Source { source, .. }) => {
+                self.problem(path, format!("read failed ({source}); not saved"));
+                Ok(None)
             }
+            Err(e) => Err(e),
         }
     }
 
-    fn store_small(&self, mut f: File, size: u64) -> Result<(Content, u64)> {
+    fn store_small(&self, path: &Path, mut f: File, size: u64) -> Result<(Content, u64)> {
         let mut buf = Vec::with_capacity(size as usize + 1);
         f.read_to_end(&mut buf)
-            .map_err(|e| Error::Usage(e.to_string()))?;
+            .map_err(|e| Error::source(path, e))?;
         self.counters
             .read
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -411,12 +463,13 @@ impl<'a> Pusher<'a> {
         Ok((list.finish(&self.writer)?, buf.len() as u64))
     }
 
-    /// Reads a stream to its end and stores it; returns its chunk list and length.
-    pub fn store_stream(&self, r: impl Read + Send) -> Result<(Content, u64)> {
+    /// Reads a stream (the source at `path`) to its end and stores it;
+    /// returns its chunk list and length.
+    pub fn store_stream(&self, path: &Path, r: impl Read + Send) -> Result<(Content, u64)> {
         let mut sc = StreamChunker::new(r, self.chunker.clone(), WINDOW);
         let mut list = ListBuilder::default();
         let mut total = 0u64;
-        let mut batch = sc.next_batch().map_err(|e| Error::Usage(e.to_string()))?;
+        let mut batch = sc.next_batch().map_err(|e| Error::source(path, e))?;
         while !batch.lens.is_empty() {
             total += batch.data.len() as u64;
             self.counters
@@ -431,7 +484,7 @@ impl<'a> Pusher<'a> {
             for rec in stored? {
                 list.push(rec, &self.writer)?;
             }
-            let next = next.map_err(|e| Error::Usage(e.to_string()))?;
+            let next = next.map_err(|e| Error::source(path, e))?;
             sc.recycle(std::mem::replace(&mut batch, next));
         }
         Ok((list.finish(&self.writer)?, total))
@@ -474,7 +527,7 @@ impl<'a> Pusher<'a> {
                 "--name {name:?} must be a plain file name, such as client_a.sql"
             )));
         }
-        let (content, len) = self.store_stream(r)?;
+        let (content, len) = self.store_stream(Path::new(name), r)?;
         self.counters.new.fetch_add(1, Ordering::Relaxed);
         self.counters.total.fetch_add(len, Ordering::Relaxed);
         let now = self.time;

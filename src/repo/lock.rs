@@ -147,11 +147,16 @@ impl Lock {
         if let Some(d) = conflict(&*backend)? {
             return Err(Error::Locked { detail: d });
         }
-        backend.write(
+        if let Err(e) = backend.write(
             FileType::Lock,
             &name,
             &serde_json::to_vec(&info).expect("lock serialises"),
-        )?;
+        ) {
+            // The write may have happened before it failed (a sync that
+            // failed after the rename): leave no lock behind.
+            let _ = backend.remove(FileType::Lock, &name);
+            return Err(e);
+        }
         // Re-check after writing: of two racing exclusive lockers, both back off.
         if let Some(d) = conflict(&*backend)? {
             let _ = backend.remove(FileType::Lock, &name);

@@ -52,6 +52,9 @@ pub struct Repository {
     index: Arc<dyn Index>,
     root: PathBuf,
     visible: Option<std::collections::HashSet<String>>,
+    /// What opening found and repaired on its own (index entries of packs
+    /// that are gone), for the command line to show.
+    pub warnings: Vec<String>,
     _lock: Lock,
 }
 
@@ -150,15 +153,37 @@ impl Repository {
         }
         let lb = LocalBackend::new(root);
         lb.create_layout()?;
-        let backend: Arc<dyn Backend> = Arc::new(lb);
+        Self::init_with(Arc::new(lb), root, password, kdf, chunking)
+    }
+
+    /// Creates a repository in an empty `backend`, with its index in the
+    /// local directory `local`.
+    pub fn init_with(
+        backend: Arc<dyn Backend>,
+        local: &Path,
+        password: &[u8],
+        kdf: KdfParams,
+        chunking: Chunking,
+    ) -> Result<Self> {
+        if backend.exists(FileType::Config, "config")? {
+            return Err(Error::AlreadyExists {
+                path: PathBuf::from(backend.location()),
+            });
+        }
         let keys = Keys::generate();
         let mut config = Config::new();
         config.chunking = chunking;
         write_key_file(&*backend, &keys, password, kdf)?;
         // The config goes last: a directory without it is not a repository yet.
         backend.write(FileType::Config, "config", &config.encode(&keys))?;
-        drop(backend);
-        Self::open(root, password, Mode::Write, "init", Duration::ZERO)
+        Self::open_with(
+            backend,
+            local,
+            password,
+            Mode::Write,
+            "init",
+            Duration::ZERO,
+        )
     }
 
     /// Opens the repository at `root` with `password`, waiting at most
@@ -171,16 +196,41 @@ impl Repository {
         wait: Duration,
     ) -> Result<Self> {
         check_is_repository(root)?;
-        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(root));
+        Self::open_with(
+            Arc::new(LocalBackend::new(root)),
+            root,
+            password,
+            mode,
+            command,
+            wait,
+        )
+    }
+
+    /// Opens the repository stored in `backend`, with its index in the local
+    /// directory `local`.
+    pub fn open_with(
+        backend: Arc<dyn Backend>,
+        local: &Path,
+        password: &[u8],
+        mode: Mode,
+        command: &str,
+        wait: Duration,
+    ) -> Result<Self> {
+        let root = local;
         let cfg_bytes = backend.read(FileType::Config, "config")?;
         Config::check_header(&cfg_bytes)?;
         let names = backend.list(FileType::Key)?;
         let mut found = None;
+        let mut unreadable = None;
         for name in &names {
             // A key file that cannot be used (damaged, unknown version, absurd
             // costs) is skipped: it must not lock out the other passwords.
-            let Ok(bytes) = backend.read(FileType::Key, name) else {
-                continue;
+            let bytes = match backend.read(FileType::Key, name) {
+                Ok(b) => b,
+                Err(e) => {
+                    unreadable.get_or_insert(e);
+                    continue;
+                }
             };
             let Ok(kf) = serde_json::from_slice::<KeyFile>(&bytes) else {
                 continue;
@@ -190,7 +240,13 @@ impl Repository {
                 break;
             }
         }
-        let (keys, key_id) = found.ok_or(Error::WrongPassword { keys: names.len() })?;
+        // A key file the storage failed to read may be the one this password
+        // opens: that is a storage failure, not a wrong password.
+        let (keys, key_id) = match (found, unreadable) {
+            (Some(k), _) => k,
+            (None, Some(e)) if !e.is_not_found() => return Err(e),
+            (None, _) => return Err(Error::WrongPassword { keys: names.len() }),
+        };
         let config = Config::decode(&cfg_bytes, &keys)?;
         let exclusive = matches!(mode, Mode::Exclusive | Mode::Repair);
         let lock = Lock::acquire(backend.clone(), exclusive, command, wait)?;
@@ -214,6 +270,7 @@ impl Repository {
             index: Arc::new(NoIndex),
             root: root.to_path_buf(),
             visible,
+            warnings: Vec::new(),
             _lock: lock,
         };
         let access = match mode {
@@ -230,6 +287,9 @@ impl Repository {
             let idx = RocksIndex::open(&ipath, &repo.config.id, access)?;
             if idx.is_complete()? {
                 repo.index = Arc::new(idx);
+                if mode != Mode::Read {
+                    repo.forget_lost_packs()?;
+                }
                 return Ok(repo);
             }
         }
@@ -243,6 +303,52 @@ impl Repository {
         }
         repo.index = Arc::new(RocksIndex::open(&ipath, &repo.config.id, access)?);
         Ok(repo)
+    }
+
+    /// Compares the index with the backend's listing of packs (one listing)
+    /// and forgets the blobs of indexed packs that are gone or whose size
+    /// changed, so that no push deduplicates against them: what its sources
+    /// still have is stored again. Writers call it when they open.
+    fn forget_lost_packs(&mut self) -> Result<()> {
+        let on_disk: std::collections::HashMap<String, u64> = self
+            .backend
+            .list_sizes(FileType::Pack)?
+            .into_iter()
+            .collect();
+        let mut lost = std::collections::HashSet::new();
+        for (id, info) in self.index.packs()? {
+            let why = match on_disk.get(&id.to_hex()) {
+                None => "is missing from the repository".to_string(),
+                Some(&size) if size != info.size => format!(
+                    "has {size} bytes where {} were written (truncated or replaced)",
+                    info.size
+                ),
+                Some(_) => continue,
+            };
+            self.warnings.push(format!(
+                "pack {id} {why}: the index forgets its {} blob(s); the next push stores again \
+                 what its sources still hold; `snap check` names the snapshots that lose data",
+                info.blobs
+            ));
+            lost.insert(id);
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let mut rows: std::collections::HashMap<PackId, Vec<pack::PackEntry>> =
+            lost.iter().map(|id| (*id, Vec::new())).collect();
+        for (blob, loc) in self.index.rows_in(&lost)? {
+            rows.entry(loc.pack).or_default().push(pack::PackEntry {
+                blob,
+                offset: loc.offset,
+                length: loc.length,
+                raw_len: loc.raw_len,
+            });
+        }
+        for (id, entries) in rows {
+            self.index.remove_pack(&id, &entries)?;
+        }
+        self.index.sync()
     }
 
     /// The repository directory.
@@ -276,12 +382,15 @@ impl Repository {
         let sealed = self
             .backend
             .read_range(FileType::Pack, &loc.pack.to_hex(), loc.offset, loc.length as u64)
-            .map_err(|e| match e {
-                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::corrupt(
-                    format!("pack {}", loc.pack),
-                    "missing from the repository (deleted?); run `snap check` to see what it affects",
-                ),
-                e => e,
+            .map_err(|e| {
+                if e.is_not_found() {
+                    Error::corrupt(
+                        format!("pack {}", loc.pack),
+                        "missing from the repository (deleted?); run `snap check` to see what it affects",
+                    )
+                } else {
+                    e
+                }
             })?;
         blob::open(&self.keys, b, &sealed, loc.raw_len)
     }
@@ -594,5 +703,11 @@ impl Index for NoIndex {
     }
     fn usage(&self) -> Result<std::collections::HashMap<PackId, crate::index::PackUsage>> {
         Ok(Default::default())
+    }
+    fn rows_in(
+        &self,
+        _: &std::collections::HashSet<PackId>,
+    ) -> Result<Vec<(BlobRef, crate::index::BlobLocation)>> {
+        Ok(Vec::new())
     }
 }

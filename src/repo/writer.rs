@@ -5,13 +5,19 @@
 //! thread that appends the header, syncs the file, puts it in place and
 //! indexes it, while pushing goes on into the next pack.
 //!
-//! Write order for every pack: the pack file is written, synced and renamed
-//! into place, then its entries go into the index in one batch, then its
-//! blobs leave the pending set. So the index never names a pack that is not
-//! on disk, and a blob is always either pending or indexed once accepted.
+//! Write order for every pack: the pack file is written, its size checked,
+//! synced and renamed into place, then its entries go into the index in one
+//! batch, then its blobs leave the pending set. So the index never names a
+//! pack that is not complete and durable on the backend.
+//!
+//! Any failure of the storage (ENOSPC, EIO, a short write, a failed sync or
+//! rename) poisons the writer: the pack being written is discarded, and
+//! every later call, and [`BlobWriter::finish`], returns the error. A blob
+//! that was pending when the writer failed was never stored, so the caller
+//! (a push, a prune) must stop and record nothing that references it.
 
 use crate::backend::{Backend, FileType};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::format::blob;
 use crate::format::crypto::Keys;
 use crate::format::pack::{encode_tail, PackEntry};
@@ -20,7 +26,6 @@ use crate::index::{Index, PackInfo};
 use crate::repo::Repository;
 use crossbeam_channel::{bounded, Sender};
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +53,7 @@ const QUEUED_PACKS: usize = 4;
 
 /// A pack being written to a staging file.
 struct StagedPack {
-    out: BufWriter<File>,
+    out: BufWriter<Box<dyn Write + Send>>,
     path: PathBuf,
     hasher: blake3::Hasher,
     entries: Vec<PackEntry>,
@@ -63,11 +68,9 @@ impl StagedPack {
             std::process::id(),
             rand::random::<u64>()
         ));
-        let f = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .at(&path)?;
+        let f = backend
+            .create_staged(&path)
+            .map_err(|e| staging_error(backend, &path, "creating", e))?;
         Ok(StagedPack {
             out: BufWriter::with_capacity(1 << 20, f),
             path,
@@ -78,8 +81,16 @@ impl StagedPack {
         })
     }
 
-    fn add(&mut self, b: BlobRef, sealed: &[u8], raw_len: u32) -> Result<()> {
-        self.out.write_all(sealed).at(&self.path)?;
+    fn add(
+        &mut self,
+        backend: &dyn Backend,
+        b: BlobRef,
+        sealed: &[u8],
+        raw_len: u32,
+    ) -> Result<()> {
+        self.out
+            .write_all(sealed)
+            .map_err(|e| staging_error(backend, &self.path, "writing", e))?;
         self.hasher.update(sealed);
         self.entries.push(PackEntry {
             blob: b,
@@ -99,13 +110,31 @@ impl StagedPack {
         index: &dyn Index,
     ) -> Result<Vec<PackEntry>> {
         let tail = encode_tail(keys, &self.entries);
-        self.out.write_all(&tail).at(&self.path)?;
+        let path = self.path.clone();
+        self.out
+            .write_all(&tail)
+            .and_then(|()| self.out.flush())
+            .map_err(|e| staging_error(backend, &path, "writing", e))?;
         self.hasher.update(&tail);
-        self.out.flush().at(&self.path)?;
         let id = PackId(*self.hasher.finalize().as_bytes());
         let size = self.len + tail.len() as u64;
         drop(self.out);
-        backend.write_staged(FileType::Pack, &id.to_hex(), &self.path)?;
+        // A write the file system reported done but did not keep (a short
+        // write) must not become a pack that the index trusts.
+        let on_disk = std::fs::metadata(&path)
+            .map_err(|e| staging_error(backend, &path, "checking", e))?
+            .len();
+        if on_disk != size {
+            return Err(staging_error(
+                backend,
+                &path,
+                "checking",
+                std::io::Error::other(format!(
+                    "{on_disk} bytes on disk, {size} written (a short write)"
+                )),
+            ));
+        }
+        backend.write_staged(FileType::Pack, &id.to_hex(), &path)?;
         let info = PackInfo {
             metadata: self.metadata,
             blobs: self.entries.len() as u32,
@@ -113,6 +142,47 @@ impl StagedPack {
         };
         index.add_pack(&id, info, &self.entries)?;
         Ok(self.entries)
+    }
+}
+
+fn staging_error(
+    backend: &dyn Backend,
+    path: &std::path::Path,
+    what: &str,
+    e: std::io::Error,
+) -> Error {
+    Error::storage(
+        backend.location(),
+        format!("{what} the staged pack {}", path.display()),
+        e,
+    )
+}
+
+/// The first storage failure, kept for every later call. The error itself
+/// goes to the first caller who sees it; later ones get its text.
+#[derive(Default)]
+struct Failure {
+    error: Option<Error>,
+    text: Option<String>,
+}
+
+impl Failure {
+    fn set(&mut self, e: Error) {
+        if self.text.is_none() {
+            self.text = Some(e.to_string());
+            self.error = Some(e);
+        }
+    }
+
+    fn get(&mut self, location: &str) -> Option<Error> {
+        let text = self.text.as_ref()?;
+        Some(self.error.take().unwrap_or_else(|| {
+            Error::storage(
+                location,
+                "writing packs",
+                std::io::Error::other(format!("an earlier write failed: {text}")),
+            )
+        }))
     }
 }
 
@@ -132,8 +202,8 @@ pub struct BlobWriter {
     open: Mutex<Open>,
     pending: Arc<Mutex<HashSet<BlobRef>>>,
     tx: Option<Sender<StagedPack>>,
-    thread: Option<JoinHandle<Result<u64>>>,
-    failed: Arc<Mutex<Option<String>>>,
+    thread: Option<JoinHandle<u64>>,
+    failed: Arc<Mutex<Failure>>,
     blobs: AtomicU64,
     raw: AtomicU64,
     stored: AtomicU64,
@@ -144,7 +214,7 @@ impl BlobWriter {
     pub fn new(repo: &Repository) -> Self {
         let (tx, rx) = bounded::<StagedPack>(QUEUED_PACKS);
         let pending: Arc<Mutex<HashSet<BlobRef>>> = Arc::default();
-        let failed: Arc<Mutex<Option<String>>> = Arc::default();
+        let failed: Arc<Mutex<Failure>> = Arc::default();
         let thread = {
             let (keys, backend, index, pending, failed) = (
                 repo.keys_arc(),
@@ -153,9 +223,9 @@ impl BlobWriter {
                 pending.clone(),
                 failed.clone(),
             );
-            std::thread::spawn(move || -> Result<u64> {
+            std::thread::spawn(move || -> u64 {
                 let mut packs = 0;
-                for staged in rx {
+                for staged in rx.iter() {
                     let path = staged.path.clone();
                     match staged.commit(&keys, &*backend, &*index) {
                         Ok(entries) => {
@@ -167,12 +237,17 @@ impl BlobWriter {
                         }
                         Err(e) => {
                             let _ = std::fs::remove_file(&path);
-                            *failed.lock().expect("failure slot") = Some(e.to_string());
-                            return Err(e);
+                            failed.lock().expect("failure slot").set(e);
+                            // Later packs are dropped with the channel; the
+                            // writer's owner learns of the failure.
+                            for later in rx.iter() {
+                                let _ = std::fs::remove_file(&later.path);
+                            }
+                            break;
                         }
                     }
                 }
-                Ok(packs)
+                packs
             })
         };
         BlobWriter {
@@ -193,10 +268,22 @@ impl BlobWriter {
     }
 
     fn check_failed(&self) -> Result<()> {
-        match &*self.failed.lock().expect("failure slot") {
-            Some(e) => Err(Error::Usage(format!("writing a pack failed: {e}"))),
+        match self
+            .failed
+            .lock()
+            .expect("failure slot")
+            .get(&self.backend.location())
+        {
+            Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Records a storage failure: the writer accepts nothing more.
+    fn fail(&self, e: Error) -> Error {
+        let mut f = self.failed.lock().expect("failure slot");
+        f.set(e);
+        f.get(&self.backend.location()).expect("just set")
     }
 
     /// Whether `b` still has to be stored.
@@ -251,10 +338,18 @@ impl BlobWriter {
                 &mut open.data
             };
             if slot.is_none() {
-                *slot = Some(StagedPack::create(&*self.backend, b.kind.is_metadata())?);
+                let p = StagedPack::create(&*self.backend, b.kind.is_metadata())
+                    .map_err(|e| self.fail(e))?;
+                *slot = Some(p);
             }
             let pack = slot.as_mut().expect("just created");
-            pack.add(b, sealed, raw_len)?;
+            if let Err(e) = pack.add(&*self.backend, b, sealed, raw_len) {
+                // What reached the file is unknown: the pack is discarded.
+                if let Some(p) = slot.take() {
+                    let _ = std::fs::remove_file(&p.path);
+                }
+                return Err(self.fail(e));
+            }
             if pack.len >= self.pack_size {
                 slot.take()
             } else {
@@ -275,7 +370,11 @@ impl BlobWriter {
         if let Err(e) = self.tx.as_ref().expect("writer is open").send(p) {
             let _ = std::fs::remove_file(&e.0.path);
             self.check_failed()?;
-            return Err(Error::Usage("the pack writer stopped".into()));
+            return Err(Error::storage(
+                self.backend.location(),
+                "writing packs",
+                std::io::Error::other("the pack writer stopped"),
+            ));
         }
         Ok(())
     }
@@ -293,6 +392,7 @@ impl BlobWriter {
     /// Writes the partly filled packs, waits for every pack to be on disk and
     /// indexed, and makes the index durable.
     pub fn finish(mut self) -> Result<WriterStats> {
+        self.check_failed()?;
         let open = std::mem::take(&mut *self.open.lock().expect("open packs"));
         for p in [open.data, open.meta].into_iter().flatten() {
             self.send(p)?;
@@ -303,7 +403,10 @@ impl BlobWriter {
             .take()
             .expect("thread runs until finish")
             .join()
-            .map_err(|_| Error::Usage("the pack writer panicked".into()))??;
+            .map_err(|_| Error::Usage("the pack writer panicked".into()))?;
+        // A pack that failed after the last blob was accepted is only known
+        // once the thread has stopped.
+        self.check_failed()?;
         self.index.sync()?;
         let mut s = self.stats();
         s.packs = packs;
@@ -324,5 +427,98 @@ impl Drop for BlobWriter {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::faulty::{Fault, Faults, FaultyBackend, Op};
+    use crate::backend::mem::MemBackend;
+    use crate::format::crypto::KdfParams;
+
+    fn repo(faults: &Faults) -> (tempfile::TempDir, Arc<MemBackend>, Repository) {
+        let d = tempfile::tempdir().unwrap();
+        let staging = d.path().join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        let mem = Arc::new(MemBackend::new(&staging));
+        let b = Arc::new(FaultyBackend::new(mem.clone(), faults.clone()));
+        let kdf = KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let r = Repository::init_with(b, d.path(), b"pw", kdf, Default::default()).unwrap();
+        (d, mem, r)
+    }
+
+    fn random(seed: u8, len: usize) -> Vec<u8> {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64 ^ seed as u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn leftovers(d: &tempfile::TempDir) -> usize {
+        std::fs::read_dir(d.path().join("staging")).unwrap().count()
+    }
+
+    #[test]
+    fn a_failed_write_into_a_pack_poisons_the_writer_and_indexes_nothing() {
+        let faults = Faults::new();
+        let (d, mem, repo) = repo(&faults);
+        let w = BlobWriter::new(&repo);
+        w.store_new(BlobKind::Data, &random(1, 1000)).unwrap();
+        // Larger than the write buffer: written through at once, and the
+        // disk fills half-way.
+        faults.fail_nth(Op::StagingWrite, 1, Fault::NoSpace);
+        let e = w
+            .store_new(BlobKind::Data, &random(2, 3 << 20))
+            .unwrap_err();
+        assert!(matches!(e, Error::Storage { .. }), "{e:?}");
+        assert!(e.to_string().contains("No space left"), "{e}");
+        // Space is back, but what reached the pack is unknown: nothing more
+        // is accepted, and nothing is indexed.
+        assert!(w.store_new(BlobKind::Data, &random(3, 1000)).is_err());
+        assert!(w.finish().is_err());
+        assert!(repo.index().packs().unwrap().is_empty());
+        assert!(mem.list(FileType::Pack).unwrap().is_empty());
+        assert_eq!(leftovers(&d), 0, "the staged pack is removed");
+    }
+
+    #[test]
+    fn a_pack_that_fails_to_go_in_place_is_not_indexed() {
+        for fault in [Fault::Eio, Fault::EioAfter] {
+            let faults = Faults::new();
+            let (d, mem, repo) = repo(&faults);
+            let w = BlobWriter::new(&repo);
+            w.store_new(BlobKind::Data, &random(1, 5000)).unwrap();
+            faults.fail_nth(Op::WriteStaged, 1, fault);
+            let e = w.finish().unwrap_err();
+            assert!(matches!(e, Error::Storage { .. }), "{e:?}");
+            assert!(repo.index().packs().unwrap().is_empty(), "{fault:?}");
+            // Put in place then failed: the file may be there, unindexed,
+            // which check reports and prune removes; never the reverse.
+            let in_place = mem.list(FileType::Pack).unwrap().len();
+            assert_eq!(in_place, usize::from(fault == Fault::EioAfter));
+            assert_eq!(leftovers(&d), 0);
+        }
+    }
+
+    #[test]
+    fn a_write_the_disk_did_not_keep_is_caught_before_the_pack_is_indexed() {
+        let faults = Faults::new();
+        let (_d, _mem, repo) = repo(&faults);
+        let w = BlobWriter::new(&repo);
+        faults.fail_nth(Op::StagingWrite, 1, Fault::Short);
+        w.store_new(BlobKind::Data, &random(1, 3 << 20)).unwrap();
+        let e = w.finish().unwrap_err();
+        assert!(e.to_string().contains("short write"), "{e}");
+        assert!(repo.index().packs().unwrap().is_empty());
     }
 }
