@@ -1,6 +1,7 @@
 //! Operations over an open repository: push, restore/ls/cat, check, repair, prune, report.
 
 pub mod check;
+pub mod place;
 pub mod prune;
 pub mod push;
 pub mod repair;

@@ -3,21 +3,23 @@
 //! Restore walks the tree once to plan (directories, files, links), writes
 //! file contents in parallel, then applies directory metadata deepest first
 //! so that writing into a directory does not disturb its restored mtime.
-//! All-zero chunks are skipped with a seek, so sparse files stay sparse.
+//! Each entry is made under a temporary name and renamed into place
+//! ([`crate::ops::place`]), so restoring over a live tree never destroys a
+//! file before its replacement is complete.
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::BlobRef;
+use crate::ops::place::{self, make_dir, remove_leftovers};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr};
-use std::fs::{self, OpenOptions};
+use std::ffi::OsStr;
+use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Splits a path inside a snapshot into its components (raw bytes: names
@@ -239,6 +241,7 @@ pub fn restore(
         .iter()
         .map(|i| components(i).into_iter().map(<[u8]>::to_vec).collect())
         .collect();
+    let target_existed = target.is_dir();
     fs::create_dir_all(target).at(target)?;
     let mut plan = Plan {
         dirs: vec![],
@@ -253,18 +256,30 @@ pub fn restore(
         dirs: plan.dirs.len() as u64,
         ..Default::default()
     };
-    for (p, _) in &plan.dirs {
-        make_dir(p)?;
+    // Directories this restore creates hold nothing live: files go
+    // straight under their names there. Only a directory that was there can
+    // hold leftovers of an interrupted restore.
+    let mut fresh = std::collections::HashSet::new();
+    if target_existed {
+        remove_leftovers(target);
+    } else {
+        fresh.insert(target.to_path_buf());
     }
+    for (p, _) in &plan.dirs {
+        if make_dir(p)? {
+            remove_leftovers(p);
+        } else {
+            fresh.insert(p.clone());
+        }
+    }
+    // SAFETY: geteuid cannot fail.
     let owners = unsafe { libc::geteuid() } == 0;
     let results: Vec<(PathBuf, Result<u64>)> = plan
         .files
         .par_iter()
         .map(|(p, n)| {
-            let r = restore_file(repo, p, n).and_then(|b| {
-                set_metadata(p, n, owners)?;
-                Ok(b)
-            });
+            let in_fresh = p.parent().is_some_and(|d| fresh.contains(d));
+            let r = place::file(repo, p, n, owners, in_fresh);
             progress.file_done();
             if let Ok(b) = &r {
                 progress.bytes(*b);
@@ -272,51 +287,41 @@ pub fn restore(
             (p.clone(), r)
         })
         .collect();
+    let mut failed = |p: &Path, e: Error| {
+        let e = e.to_string();
+        progress.warn(&p.display().to_string(), &e);
+        stats.errors.push((p.display().to_string(), e));
+    };
+    let mut files = 0;
+    let mut bytes = 0;
     for (p, r) in results {
         match r {
             Ok(b) => {
-                stats.files += 1;
-                stats.bytes += b;
+                files += 1;
+                bytes += b;
             }
-            Err(e) => {
-                progress.warn(&p.display().to_string(), &e.to_string());
-                stats.errors.push((p.display().to_string(), e.to_string()));
-            }
+            Err(e) => failed(&p, e),
         }
     }
     for (p, n) in &plan.others {
-        if let Err(e) = restore_special(p, n).and_then(|_| set_metadata(p, n, owners)) {
-            progress.warn(&p.display().to_string(), &e.to_string());
-            stats.errors.push((p.display().to_string(), e.to_string()));
+        if let Err(e) = place::special(p, n, owners) {
+            failed(p, e);
         }
     }
     for (p, first, _) in &plan.links {
-        let _ = fs::remove_file(p);
-        if let Err(e) = fs::hard_link(first, p) {
-            progress.warn(&p.display().to_string(), &e.to_string());
-            stats.errors.push((p.display().to_string(), e.to_string()));
-        } else {
-            stats.files += 1;
+        match place::hard_link(first, p) {
+            Ok(()) => files += 1,
+            Err(e) => failed(p, e),
         }
     }
     for (p, n) in plan.dirs.iter().rev() {
-        if let Err(e) = set_metadata(p, n, owners) {
-            stats.errors.push((p.display().to_string(), e.to_string()));
+        if let Err(e) = place::set_metadata(p, p, n, owners) {
+            failed(p, e);
         }
     }
+    stats.files += files;
+    stats.bytes += bytes;
     Ok(stats)
-}
-
-/// Creates one directory of the plan (its parent comes earlier in the plan).
-/// Whatever else holds its place in the target is removed first: a symlink
-/// left there by an intruder must not lead the restore outside the target.
-fn make_dir(p: &Path) -> Result<()> {
-    match fs::symlink_metadata(p) {
-        Ok(md) if md.is_dir() => return Ok(()),
-        Ok(_) => fs::remove_file(p).at(p)?,
-        Err(_) => {}
-    }
-    fs::create_dir(p).at(p)
 }
 
 fn plan_tree(
@@ -362,123 +367,6 @@ fn plan_tree(
             _ => {}
         }
         rel.pop();
-    }
-    Ok(())
-}
-
-fn restore_file(repo: &Repository, p: &Path, n: &Node) -> Result<u64> {
-    // Whatever holds the place (an old file, a planted symlink) goes first,
-    // and the new file is created fresh: a symlink is never followed.
-    match fs::remove_file(p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(p, e)),
-        _ => {}
-    }
-    let f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(p)
-        .at(p)?;
-    let Some(content) = &n.content else {
-        return Ok(0);
-    };
-    let mut offset = 0u64;
-    repo.for_each_chunk_group(content, &mut |group| {
-        let mut starts = Vec::with_capacity(group.len());
-        for (_, len) in group {
-            starts.push(offset);
-            offset += *len as u64;
-        }
-        // Chunks are fetched and written in parallel, each at its offset;
-        // all-zero chunks are left as holes, so sparse files stay sparse.
-        group
-            .par_iter()
-            .zip(starts)
-            .try_for_each(|((id, len), at)| {
-                let data = repo.read_blob(&BlobRef::from(*id))?;
-                if data.len() != *len as usize {
-                    return Err(Error::corrupt(
-                        format!("chunk {id}"),
-                        format!("{} bytes, the chunk list says {len}", data.len()),
-                    ));
-                }
-                if data.iter().all(|&b| b == 0) {
-                    return Ok(());
-                }
-                f.write_all_at(&data, at).at(p)
-            })
-    })?;
-    f.set_len(offset).at(p)?;
-    Ok(offset)
-}
-
-fn restore_special(p: &Path, n: &Node) -> Result<()> {
-    let _ = fs::remove_file(p);
-    match n.kind {
-        NodeKind::Symlink => {
-            let t = n.target.as_deref().unwrap_or_default();
-            std::os::unix::fs::symlink(OsStr::from_bytes(t), p).at(p)
-        }
-        NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev => {
-            let c = CString::new(p.as_os_str().as_bytes())
-                .map_err(|_| Error::Usage(format!("{} has a NUL byte", p.display())))?;
-            let fmt = match n.kind {
-                NodeKind::Fifo => libc::S_IFIFO,
-                NodeKind::Chardev => libc::S_IFCHR,
-                _ => libc::S_IFBLK,
-            };
-            // SAFETY: c is a valid NUL-terminated path.
-            let r = unsafe {
-                libc::mknod(
-                    c.as_ptr(),
-                    fmt | (n.mode & 0o7777),
-                    n.rdev.unwrap_or(0) as libc::dev_t,
-                )
-            };
-            if r != 0 {
-                return Err(Error::io(p, std::io::Error::last_os_error()));
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-fn set_metadata(p: &Path, n: &Node, owners: bool) -> Result<()> {
-    let c = CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| Error::Usage(format!("{} has a NUL byte", p.display())))?;
-    if owners {
-        // SAFETY: c is a valid path; lchown does not follow symlinks.
-        if unsafe { libc::lchown(c.as_ptr(), n.uid, n.gid) } != 0 {
-            return Err(Error::io(p, std::io::Error::last_os_error()));
-        }
-    }
-    if n.kind != NodeKind::Symlink {
-        // SAFETY: c is a valid path.
-        if unsafe { libc::chmod(c.as_ptr(), n.mode as libc::mode_t) } != 0 {
-            return Err(Error::io(p, std::io::Error::last_os_error()));
-        }
-    }
-    let times = [
-        libc::timespec {
-            tv_sec: n.mtime as libc::time_t,
-            tv_nsec: n.mtime_ns as libc::c_long,
-        },
-        libc::timespec {
-            tv_sec: n.mtime as libc::time_t,
-            tv_nsec: n.mtime_ns as libc::c_long,
-        },
-    ];
-    // SAFETY: c is a valid path and times has two entries.
-    if unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    } != 0
-    {
-        return Err(Error::io(p, std::io::Error::last_os_error()));
     }
     Ok(())
 }

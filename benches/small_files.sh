@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Many small files: push and restore of 100,000 empty files and of 20,000
+# 1 KiB files, in one run, so restore can be compared with push on the same
+# machine at the same moment. The target is "restore within 1.5x of push".
+#
+#   benches/small_files.sh            # REPS=3 by default
+#
+# Environment: REPS, WORK (default /var/tmp/snap-small.PID), SNAP (default:
+# built with cargo into /var/tmp/snap-target), N_EMPTY (100000), N_SMALL
+# (20000). Medians go to stdout and benches/results/small-files.md.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPS=${REPS:-3}
+WORK=${WORK:-/var/tmp/snap-small.$$}
+N_EMPTY=${N_EMPTY:-100000}
+N_SMALL=${N_SMALL:-20000}
+if [ -z "${SNAP:-}" ]; then
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/snap-target}
+  (cd "$HERE/.." && cargo build --release --bin snap >/dev/null)
+  SNAP=$CARGO_TARGET_DIR/release/snap
+fi
+mkdir -p "$WORK"
+trap 'rm -rf "$WORK"' EXIT
+export SNAP_PASSWORD=bench SNAP_KDF_MEMORY_KIB=65536
+
+python3 - "$WORK" "$N_EMPTY" "$N_SMALL" <<'PY'
+import os, sys
+work, n_empty, n_small = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for name, n, size in (("empty", n_empty, 0), ("small", n_small, 1024)):
+    root = os.path.join(work, "src-" + name)
+    for i in range(n):
+        d = os.path.join(root, "d%03d" % (i % 100))
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "f%06d" % i), "wb") as f:
+            f.write(os.urandom(size) if size else b"")
+PY
+
+now() { date +%s.%N; }
+declare -A T
+for rep in $(seq 1 "$REPS"); do
+  for set in empty small; do
+    repo=$WORK/repo-$set-$rep
+    "$SNAP" --repo "$repo" init >/dev/null
+    a=$(now); "$SNAP" --repo "$repo" push --quiet "$WORK/src-$set"; b=$(now)
+    "$SNAP" --repo "$repo" snapshots --quiet >/dev/null; c=$(now)
+    rm -rf "$WORK/out"
+    d=$(now); "$SNAP" --repo "$repo" restore --quiet latest --target "$WORK/out"; e=$(now)
+    if [ "$rep" = 1 ]; then diff -r "$WORK/src-$set" "$WORK/out" >/dev/null || { echo "restore of $set differs" >&2; exit 1; }; fi
+    T[$set,push,$rep]=$(awk "BEGIN{print $b - $a}")
+    T[$set,open,$rep]=$(awk "BEGIN{print $c - $b}")
+    T[$set,restore,$rep]=$(awk "BEGIN{print $e - $d}")
+    rm -rf "$WORK/out" "$repo"
+  done
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+out=$HERE/results/small-files.md
+{
+  echo "# Many small files: push and restore ($(date -u +%Y-%m-%d), REPS=$REPS, $(nproc) cores)"
+  echo
+  echo "| set | files | push s | restore s | restore / push | open (snapshots) s |"
+  echo "|---|---|---|---|---|---|"
+  for set in empty small; do
+    p=(); r=(); o=()
+    for rep in $(seq 1 "$REPS"); do p+=("${T[$set,push,$rep]}"); r+=("${T[$set,restore,$rep]}"); o+=("${T[$set,open,$rep]}"); done
+    mp=$(median "${p[@]}"); mr=$(median "${r[@]}"); mo=$(median "${o[@]}")
+    n=$N_EMPTY; [ $set = small ] && n=$N_SMALL
+    echo "| $set | $n | $mp | $mr | $(awk "BEGIN{printf \"%.2f\", $mr / $mp}") | $mo |"
+  done
+} | tee "$out"
