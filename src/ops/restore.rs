@@ -274,9 +274,17 @@ pub fn restore(
     }
     // SAFETY: geteuid cannot fail.
     let owners = unsafe { libc::geteuid() } == 0;
-    let results: Vec<(PathBuf, Result<u64>)> = plan
+    // Files are created one directory per thread where possible: creating
+    // entries in one directory takes its lock, so two threads in the same
+    // directory mostly wait for each other. A thread with nothing left still
+    // steals from the other's directory.
+    let by_dir: Vec<&[(PathBuf, Node)]> = plan
         .files
+        .chunk_by(|a, b| a.0.parent() == b.0.parent())
+        .collect();
+    let results: Vec<(PathBuf, Result<u64>)> = by_dir
         .par_iter()
+        .flat_map(|files| files.par_iter())
         .map(|(p, n)| {
             let in_fresh = p.parent().is_some_and(|d| fresh.contains(d));
             let r = place::file(repo, p, n, owners, in_fresh);
