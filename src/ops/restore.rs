@@ -304,7 +304,26 @@ pub fn restore(
             stats.errors.push((p.display().to_string(), e.to_string()));
         }
     }
+    restore_root(snap, target, includes.is_empty(), owners, &mut stats);
     Ok(stats)
+}
+
+/// The pushed directory's own mode, owner and mtime go to the target, last
+/// (writing into it changes its mtime), when the whole snapshot is restored.
+fn restore_root(
+    snap: &Snapshot,
+    target: &Path,
+    whole: bool,
+    owners: bool,
+    stats: &mut RestoreStats,
+) {
+    if let (true, Some(root)) = (whole, &snap.root) {
+        if let Err(e) = set_metadata(target, &root.as_node(), owners) {
+            stats
+                .errors
+                .push((target.display().to_string(), e.to_string()));
+        }
+    }
 }
 
 /// Creates one directory of the plan (its parent comes earlier in the plan).
