@@ -1,7 +1,8 @@
 //! Repositories written by earlier versions of snap stay readable: the
 //! fixtures under tests/fixtures/ were made by `make.sh` with the snap of
 //! format version 1 (commit e7e766e) and of version 2 (commit 63b7b07).
-//! Today's binary lists them, restores them byte for byte and checks them.
+//! Today's binary lists them, restores them byte for byte, checks them and
+//! pushes into them.
 
 mod common;
 
@@ -29,9 +30,12 @@ fn fixture(v: u32) -> Repo {
     let r = Repo::uninit();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/repo-v{v}"));
     copy_dir(&src, &r.path);
-    // Git keeps no empty directory; the layout's locks/ is one (snap does
-    // not create it when missing: noted for the backend).
+    // Git keeps no empty directory: put back those of the layout that init
+    // makes (snap does not create locks/ or data/xx/ when they are missing).
     fs::create_dir_all(r.path.join("locks")).unwrap();
+    for b in 0..=255u8 {
+        fs::create_dir_all(r.path.join(format!("data/{b:02x}"))).unwrap();
+    }
     let mut clear = [0u8; 12];
     clear.copy_from_slice(&fs::read(r.path.join("config")).unwrap()[..12]);
     assert_eq!(&clear[..8], b"SNAPCONF");
@@ -88,6 +92,16 @@ fn opens_lists_restores_and_checks(v: u32) {
     );
 
     repo.ok(&["check", "--read-data"]);
+
+    // Today's snap also writes into it, without changing its version.
+    let more = repo.dir("more");
+    fs::create_dir(&more).unwrap();
+    fs::write(more.join("new.txt"), "new").unwrap();
+    repo.ok(&["push", more.to_str().unwrap()]);
+    assert_eq!(stdout(&repo.ok(&["cat", "latest", "/new.txt"])), "new");
+    assert_eq!(repo.snapshots(&[]).len(), 3);
+    repo.ok(&["check", "--read-data"]);
+    assert_eq!(fs::read(repo.path.join("config")).unwrap()[8], v as u8);
 }
 
 #[test]
