@@ -50,13 +50,10 @@ fn refused(repo: &Repo, args: &[&str], stdin: &[u8], what: &str) {
     );
 }
 
-/// `YYYY-MM-DDT03:00:00Z` of `days` from today (UTC).
+/// A minute ago, moved by `days` (RFC 3339, UTC): never after the clock of
+/// the commands the test runs next, unless `days` is positive.
 fn day(days: i64) -> String {
-    (chrono::Utc::now().date_naive() + chrono::Duration::days(days))
-        .and_hms_opt(3, 0, 0)
-        .unwrap()
-        .and_utc()
-        .to_rfc3339()
+    (chrono::Utc::now() - chrono::Duration::minutes(1) + chrono::Duration::days(days)).to_rfc3339()
 }
 
 fn kept_ids(plan: &Value) -> Vec<(String, Vec<String>)> {
