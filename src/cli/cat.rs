@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 pub struct Args {
     /// Snapshot id (prefix) or `latest`.
     snapshot: String,
-    /// Path of a file inside the snapshot (for a dump: its --name).
+    /// Path of a file inside the snapshot, or as it was backed up (for a dump: its --name).
     path: std::ffi::OsString,
     #[command(flatten)]
     filter: FilterArgs,
@@ -20,14 +20,14 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "cat")?;
     let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter())?;
-    let node =
-        restore::find_node(&repo, &snap, &id.short(), a.path.as_bytes())?.ok_or_else(|| {
-            anyhow::anyhow!(
-                "give the path of a file inside snapshot {}; see `snap ls {}`",
-                id.short(),
-                id.short()
-            )
-        })?;
+    let path = select::snapshot_path(&repo, &snap, &id.short(), a.path.as_bytes())?;
+    let node = restore::find_node(&repo, &snap, &id.short(), &path)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "give the path of a file inside snapshot {}; see `snap ls {}`",
+            id.short(),
+            id.short()
+        )
+    })?;
     let mut out = std::io::stdout().lock();
     restore::cat(&repo, &node, &mut out)?;
     Ok(0)

@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 pub struct Args {
     /// Snapshot id (prefix) or `latest`.
     snapshot: String,
-    /// Path inside the snapshot.
+    /// Path inside the snapshot, or as it was backed up (/var/www/site2).
     #[arg(default_value = "/")]
     path: std::ffi::OsString,
     #[command(flatten)]
@@ -45,7 +45,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut items = Vec::new();
     let mut werr = None;
-    restore::list(&repo, &snap, &id.short(), a.path.as_bytes(), &mut |l| {
+    let path = select::snapshot_path(&repo, &snap, &id.short(), a.path.as_bytes())?;
+    restore::list(&repo, &snap, &id.short(), &path, &mut |l| {
         if ctx.json {
             items.push(l);
         } else if werr.is_none() {

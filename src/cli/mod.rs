@@ -254,7 +254,7 @@ pub struct PolicyArgs {
 impl PolicyArgs {
     fn now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
         Ok(match &self.now {
-            Some(t) => push::parse_time(t)?.with_timezone(&chrono::Utc),
+            Some(t) => push::parse_time("--now", t)?.with_timezone(&chrono::Utc),
             None => chrono::Utc::now(),
         })
     }
@@ -270,7 +270,7 @@ impl PolicyArgs {
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct FilterArgs {
     /// Only snapshots of this site.
-    #[arg(long)]
+    #[arg(long, value_parser = push::non_empty)]
     site: Option<String>,
     /// Only this kind (files or db).
     #[arg(long, value_parser = parse_kind)]
@@ -279,10 +279,10 @@ pub struct FilterArgs {
     #[arg(long)]
     level: Option<u8>,
     /// Only snapshots with this tag (repeatable: all must match).
-    #[arg(long = "tag")]
+    #[arg(long = "tag", value_parser = push::non_empty)]
     tags: Vec<String>,
     /// Only snapshots of this host.
-    #[arg(long)]
+    #[arg(long, value_parser = push::non_empty)]
     host: Option<String>,
 }
 

@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long)]
     dry_run: bool,
     /// Only this site's snapshots.
-    #[arg(long)]
+    #[arg(long, value_parser = super::push::non_empty)]
     site: Option<String>,
     /// Repack until at most this share of the repository is unused, in percent.
     #[arg(long, default_value_t = 5.0)]

@@ -14,7 +14,7 @@ pub struct Args {
     /// Directories or files to save.
     paths: Vec<PathBuf>,
     /// Client site this snapshot belongs to (omit for global snapshots).
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     site: Option<String>,
     /// files or db [default: files for paths, db for --stdin and --from-command]
     #[arg(long, value_parser = super::parse_kind)]
@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     level: u8,
     /// Tag (repeatable).
-    #[arg(long = "tag")]
+    #[arg(long = "tag", value_parser = non_empty)]
     tags: Vec<String>,
     /// Leave out paths matching this glob (repeatable). A pattern with a '/'
     /// matches the whole path, one without matches any file or directory name.
@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long)]
     from_command: bool,
     /// File name for --stdin or --from-command (e.g. client_a.sql).
-    #[arg(long)]
+    #[arg(long, value_parser = file_name)]
     name: Option<String>,
     /// Read every file again, even those unchanged since the parent snapshot.
     #[arg(long)]
@@ -52,15 +52,64 @@ pub struct Args {
     #[arg(long)]
     time: Option<String>,
     /// Record this host name instead of this machine's.
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     host: Option<String>,
     /// The command for --from-command.
     #[arg(last = true)]
     command: Vec<String>,
 }
 
-/// Parses a user-given time.
-pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+/// Refuses an empty value (or only blanks): an empty `--site` would make a
+/// group of its own that no policy names.
+pub fn non_empty(s: &str) -> std::result::Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("an empty value is not allowed: give a name, or leave the option out".into());
+    }
+    Ok(s.to_string())
+}
+
+/// A stream's `--name` is the one file of the snapshot: a single valid file
+/// name, or the snapshot could not be restored.
+fn file_name(s: &str) -> std::result::Result<String, String> {
+    if s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\0') {
+        return Err(format!(
+            "{s:?} is not a file name: give a single name without '/', not '.' or '..' (e.g. client_a.sql)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Times before this are refused: no file system or backup has them.
+const EARLIEST: &str = "1970-01-01T00:00:00Z";
+/// Years ahead of now beyond which a `--time` is refused as absurd.
+const MAX_YEARS_AHEAD: i64 = 100;
+
+/// Parses `--time` and checks it against the clock: absurd values (before
+/// 1970, a century ahead) are refused, and a time more than a day ahead
+/// draws a warning: such a snapshot is "in the future", counts for no
+/// retention rule and is neither `latest` nor a parent until its time comes.
+pub fn push_time(
+    s: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(chrono::DateTime<chrono::FixedOffset>, Option<String>)> {
+    let t = parse_time("--time", s)?;
+    let earliest = chrono::DateTime::parse_from_rfc3339(EARLIEST).expect("valid constant");
+    if t < earliest {
+        anyhow::bail!("--time {s:?} is before 1970: give the real time of the backup");
+    }
+    if t.to_utc() > now + chrono::Duration::days(365 * MAX_YEARS_AHEAD) {
+        anyhow::bail!(
+            "--time {s:?} is more than {MAX_YEARS_AHEAD} years ahead: give the real time of the backup"
+        );
+    }
+    let warning = (t.to_utc() > now + chrono::Duration::days(1)).then(|| {
+        format!("--time {s:?} is more than a day ahead of this machine's clock: the snapshot counts for no retention rule, and is not `latest`, until then")
+    });
+    Ok((t, warning))
+}
+
+/// Parses a user-given time; `flag` names the option in errors.
+pub fn parse_time(flag: &str, s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
     use chrono::TimeZone;
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t);
@@ -69,7 +118,7 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
         if let Ok(n) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
             return match chrono::Local.from_local_datetime(&n).earliest() {
                 Some(t) => Ok(t.fixed_offset()),
-                None => anyhow::bail!("{s:?} does not exist in the local time zone (a daylight-saving gap): give another time, or an RFC 3339 time with its offset"),
+                None => anyhow::bail!("{flag} {s:?} does not exist in the local time zone (a daylight-saving gap): give another time, or an RFC 3339 time with its offset"),
             };
         }
     }
@@ -81,7 +130,7 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
             return Ok(t.fixed_offset());
         }
     }
-    anyhow::bail!("--time {s:?} is not a time: use RFC 3339 (2026-11-25T03:00:00+01:00) or \"2026-11-25 03:00:00\"")
+    anyhow::bail!("{flag} {s:?} is not a time: use RFC 3339 (2026-11-25T03:00:00+01:00) or \"2026-11-25 03:00:00\"")
 }
 
 fn read_excludes(a: &Args) -> Result<Vec<String>> {
@@ -121,6 +170,16 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         (false, Some(_)) => anyhow::bail!("--name is only for --stdin and --from-command"),
         (false, None) => None,
     };
+    let time = match &a.time {
+        Some(t) => {
+            let (t, warning) = push_time(t, chrono::Utc::now())?;
+            if let Some(w) = warning {
+                eprintln!("snap: warning: {w}");
+            }
+            Some(t)
+        }
+        None => None,
+    };
     let abs: Vec<PathBuf> = a
         .paths
         .iter()
@@ -145,7 +204,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         excludes: read_excludes(&a)?,
         force: a.force,
         parent,
-        time: a.time.as_deref().map(parse_time).transpose()?,
+        time,
         host: a.host.clone().unwrap_or_else(snap::repo::lock::host_name),
     };
     let progress = ctx.progress(None);

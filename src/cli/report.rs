@@ -13,7 +13,7 @@ pub const EXIT_BROKEN_PROMISE: i32 = 4;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Only this site.
-    #[arg(long)]
+    #[arg(long, value_parser = super::push::non_empty)]
     site: Option<String>,
     #[command(flatten)]
     policy: super::PolicyArgs,
@@ -29,8 +29,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         super::print_json(&groups)?;
     } else {
         for g in &groups {
+            let future = match g.future {
+                0 => String::new(),
+                n => format!(" ({n} more dated after now, not counted)"),
+            };
             outln!(
-                "{}: {} point(s), newest {}, policy {} — {:?}",
+                "{}: {} point(s){future}, newest {}, policy {} — {:?}",
                 g.group,
                 g.points,
                 g.newest.as_deref().unwrap_or("-"),

@@ -15,7 +15,7 @@ pub struct Args {
     /// Directory to restore into (created if missing; files in it are overwritten).
     #[arg(long)]
     target: PathBuf,
-    /// Restore only this path of the snapshot (repeatable).
+    /// Restore only this path of the snapshot, or as it was backed up (repeatable).
     #[arg(long = "include")]
     includes: Vec<std::ffi::OsString>,
     #[command(flatten)]
@@ -25,10 +25,11 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "restore")?;
     let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter())?;
-    let includes: Vec<Vec<u8>> = a.includes.iter().map(|i| i.as_bytes().to_vec()).collect();
-    for inc in &includes {
-        restore::find_node(&repo, &snap, &id.short(), inc)?;
-    }
+    let includes: Vec<Vec<u8>> = a
+        .includes
+        .iter()
+        .map(|i| select::snapshot_path(&repo, &snap, &id.short(), i.as_bytes()))
+        .collect::<snap::error::Result<_>>()?;
     let progress = ctx.progress(None);
     let started = std::time::Instant::now();
     let stats = restore::restore(&repo, &snap, &a.target, &includes, &progress)?;

@@ -11,7 +11,13 @@
 //! recent days that have one (so a stopped cron job never lets everything age
 //! out). `within` is measured from now. The age ladder is a guarantee, see
 //! [`ladder_keep`].
+//!
+//! Snapshots dated after now (a wrong clock, a typo in `--time`) take part in
+//! no rule: they would otherwise fill the newest buckets and the "newest of
+//! its group" guarantee in place of real restore points. They are kept, for
+//! their own reason, and the rules apply to the others.
 
+use crate::format::snapshot::OrderKey;
 use crate::id::SnapshotId;
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -62,20 +68,33 @@ impl Rules {
     }
 }
 
+/// The longest `within`: a longer one is a typo, and would overflow the
+/// clock arithmetic (then silently keep nothing).
+pub const MAX_DURATION_DAYS: i64 = 100 * 366;
+
 /// Parses "36h", "30d", "4w" into seconds.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let t = s.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 36h, 30d or 4w"))?;
-    let mult = match unit {
+    let mult: i64 = match unit {
         "h" => 3600,
         "d" => 86_400,
         "w" => 7 * 86_400,
         _ => return Err(format!("{s:?} is not a duration like 36h, 30d or 4w")),
     };
-    Ok(n * mult)
+    let too_long = || format!("{s:?} is too long: at most {MAX_DURATION_DAYS} days");
+    // All digits, so a failed parse is an overflow.
+    let n: i64 = num.parse().map_err(|_| {
+        if num.is_empty() {
+            format!("{s:?} is not a duration like 36h, 30d or 4w")
+        } else {
+            too_long()
+        }
+    })?;
+    match n.checked_mul(mult) {
+        Some(secs) if secs <= MAX_DURATION_DAYS * 86_400 => Ok(secs),
+        _ => Err(too_long()),
+    }
 }
 
 /// A named policy: rules per kind, for one plan level.
@@ -137,6 +156,8 @@ pub struct Candidate {
     pub id: SnapshotId,
     /// When it was taken.
     pub time: DateTime<FixedOffset>,
+    /// When its file was written, if recorded: breaks ties of `time`.
+    pub written: Option<DateTime<Utc>>,
     /// Protected snapshots are never removed.
     pub protected: bool,
 }
@@ -188,14 +209,30 @@ pub fn age_days(t: &DateTime<FixedOffset>, now: &DateTime<Utc>, tz: Tz) -> i64 {
     (today - local_date(t, tz)).num_days()
 }
 
+impl Candidate {
+    /// Its place in the repository's snapshot order.
+    pub fn order_key(&self) -> OrderKey {
+        OrderKey {
+            time: self.time.to_utc(),
+            written: self.written,
+            id: self.id,
+        }
+    }
+}
+
+/// Why a snapshot dated after now is kept.
+pub const FUTURE: &str = "dated after now";
+
 /// Decides for one group. `snaps` may come in any order.
 pub fn apply(snaps: &[Candidate], rules: &Rules, tz: Tz, now: DateTime<Utc>) -> Decision {
-    let mut order: Vec<&Candidate> = snaps.iter().collect();
-    order.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
+    let mut all: Vec<&Candidate> = snaps.iter().collect();
+    all.sort_by_key(|c| std::cmp::Reverse(c.order_key()));
+    let (future, order): (Vec<&Candidate>, Vec<&Candidate>) =
+        all.iter().partition(|c| c.time > now);
     if *rules == Rules::default() {
         // A policy that says nothing about a kind removes none of it.
         return Decision {
-            keep: order
+            keep: all
                 .iter()
                 .map(|c| (c.id, vec!["no rule for this kind".into()]))
                 .collect(),
@@ -208,7 +245,10 @@ pub fn apply(snaps: &[Candidate], rules: &Rules, tz: Tz, now: DateTime<Utc>) -> 
     if let Some(first) = order.first() {
         keep(first.id, "newest of its group".into());
     }
-    for c in order.iter().filter(|c| c.protected) {
+    for c in &future {
+        keep(c.id, FUTURE.into());
+    }
+    for c in all.iter().filter(|c| c.protected) {
         keep(c.id, "protected".into());
     }
     if let Some(n) = rules.last {
@@ -250,7 +290,7 @@ pub fn apply(snaps: &[Candidate], rules: &Rules, tz: Tz, now: DateTime<Utc>) -> 
         }
     }
     let mut d = Decision::default();
-    for c in order {
+    for c in all {
         match reasons.remove(&c.id) {
             Some(why) => d.keep.push((c.id, why)),
             None => d.remove.push(c.id),
@@ -363,12 +403,20 @@ pub struct Check {
 }
 
 /// Checks what `rules` promise against the snapshots of one group.
+/// Snapshots dated after `now` are no restore point of any promise.
 pub fn check_promises(
     snaps: &[Candidate],
     rules: &Rules,
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Vec<Check> {
+    let (future, real): (Vec<Candidate>, Vec<Candidate>) =
+        snaps.iter().cloned().partition(|c| c.time > now);
+    let snaps = &real[..];
+    let future_note = match future.len() {
+        0 => String::new(),
+        n => format!("; {n} snapshot(s) dated after now, not counted"),
+    };
     let mut out = Vec::new();
     let oldest_age = snaps.iter().map(|c| age_days(&c.time, &now, tz)).max();
     let newest_age = snaps.iter().map(|c| age_days(&c.time, &now, tz)).min();
@@ -430,6 +478,7 @@ pub fn check_promises(
             let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
             detail.push_str(&format!("; none in {}", list.join(", ")));
         }
+        detail.push_str(&future_note);
         out.push(Check {
             promise: format!("{name} x{n}"),
             status,
@@ -451,9 +500,9 @@ pub fn check_promises(
                 Status::Missing
             };
             let detail = if points > 0 {
-                format!("{points} point(s) {lo} to {hi} days old")
+                format!("{points} point(s) {lo} to {hi} days old{future_note}")
             } else {
-                format!("no point between {lo} and {hi} days old")
+                format!("no point between {lo} and {hi} days old{future_note}")
             };
             out.push(Check {
                 promise: format!("ladder [{lo}d, {hi}d)"),
@@ -474,7 +523,7 @@ pub fn check_promises(
             promise: format!("last {n}"),
             status,
             points: have.min(n as usize),
-            detail: format!("{have} point(s)"),
+            detail: format!("{have} point(s){future_note}"),
         });
     }
     out

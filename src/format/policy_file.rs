@@ -11,7 +11,8 @@
 //! files = { monthly = 6 }
 //! ```
 //!
-//! Errors name the line they are on.
+//! Errors name the line they are on: the line of the value at fault, else
+//! the policy's header.
 
 use crate::error::{Error, Result};
 use crate::format::policy::{builtin_policies, Policy, Rules};
@@ -19,11 +20,12 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use toml::Spanned;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileToml {
-    timezone: Option<String>,
+    timezone: Option<Spanned<String>>,
     #[serde(default)]
     policy: BTreeMap<String, PolicyToml>,
 }
@@ -31,11 +33,24 @@ struct FileToml {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyToml {
-    level: u8,
-    sites: Option<Vec<String>>,
-    timezone: Option<String>,
-    files: Option<Rules>,
-    db: Option<Rules>,
+    level: Spanned<u8>,
+    sites: Option<Spanned<Vec<String>>>,
+    timezone: Option<Spanned<String>>,
+    files: Option<Spanned<Rules>>,
+    db: Option<Spanned<Rules>>,
+}
+
+/// The 1-based line of a byte offset.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn line_of_span<T>(text: &str, v: &Spanned<T>) -> usize {
+    line_at(text, v.span().start)
 }
 
 fn parse_tz(s: &str, what: &str) -> std::result::Result<Tz, String> {
@@ -57,9 +72,19 @@ pub fn default_timezone() -> Tz {
         .unwrap_or(Tz::UTC)
 }
 
-fn line_of(text: &str, needle: &str) -> usize {
+/// The line of a policy's `[policy.NAME]` header (1 when not found, e.g.
+/// for a dotted-key or inline definition).
+fn header_line(text: &str, name: &str) -> usize {
+    let bare = format!("[policy.{name}");
+    let quoted = format!("[policy.\"{name}\"");
     text.lines()
-        .position(|l| l.contains(needle))
+        .position(|l| {
+            let l = l.trim_start();
+            [&bare, &quoted].iter().any(|h| {
+                l.strip_prefix(h.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with([']', '.']))
+            })
+        })
         .map(|i| i + 1)
         .unwrap_or(1)
 }
@@ -68,51 +93,87 @@ fn line_of(text: &str, needle: &str) -> usize {
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Policy>> {
     let bad = |line: usize, msg: String| Error::Usage(format!("{origin}, line {line}: {msg}"));
     let f: FileToml = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
-            .unwrap_or(1);
+        let line = e.span().map(|s| line_at(text, s.start)).unwrap_or(1);
         bad(line, e.message().to_string())
     })?;
     let tz = match &f.timezone {
-        Some(t) => parse_tz(t, "timezone").map_err(|m| bad(line_of(text, "timezone"), m))?,
+        Some(t) => parse_tz(t.get_ref(), "timezone").map_err(|m| bad(line_of_span(text, t), m))?,
         None => default_timezone(),
     };
     let mut policies = builtin_policies(tz);
     for (name, p) in f.policy {
-        let line = line_of(text, &format!("policy.{name}"));
-        if !(1..=2).contains(&p.level) {
+        let line = header_line(text, &name);
+        let level = *p.level.get_ref();
+        let level_line = line_of_span(text, &p.level);
+        if !(1..=2).contains(&level) {
             return Err(bad(
-                line,
-                format!("policy {name}: level must be 1 or 2, not {}", p.level),
+                level_line,
+                format!("policy {name}: level must be 1 or 2, not {level}"),
             ));
         }
         let ptz = match &p.timezone {
-            Some(t) => parse_tz(t, &format!("policy {name}")).map_err(|m| bad(line, m))?,
+            Some(t) => parse_tz(t.get_ref(), &format!("policy {name}"))
+                .map_err(|m| bad(line_of_span(text, t), m))?,
             None => tz,
         };
         let base = policies.iter().find(|b| b.name == name).cloned();
+        if let Some(b) = &base {
+            if b.level != level {
+                return Err(bad(
+                    level_line,
+                    format!("policy {name} is the built-in policy of level {}, not {level}: keep level = {}, or give a policy for level {level} another name", b.level, b.level),
+                ));
+            }
+            if let Some(s) = &p.sites {
+                return Err(bad(
+                    line_of_span(text, s),
+                    format!("policy {name} is in charge of every level-{} group without a policy of its own, so it takes no sites: give the policy for these sites another name", b.level),
+                ));
+            }
+        }
+        if let Some(s) = &p.sites {
+            let sites = s.get_ref();
+            if sites.is_empty() {
+                return Err(bad(
+                    line_of_span(text, s),
+                    format!("policy {name}: sites = [] names no site, so no group would ever be its charge: list sites, or remove the policy"),
+                ));
+            }
+            if let Some(blank) = sites.iter().find(|x| x.trim().is_empty()) {
+                return Err(bad(
+                    line_of_span(text, s),
+                    format!("policy {name}: {blank:?} is not a site name"),
+                ));
+            }
+        }
         if base.is_none() && p.sites.is_none() {
             return Err(bad(
                 line,
-                format!("policy {name} lists no sites, so no group would ever be its charge: add sites = [...], or name it level{} to redefine that built-in", p.level),
+                format!("policy {name} lists no sites, so no group would ever be its charge: add sites = [...], or name it level{level} to redefine that built-in"),
             ));
         }
-        let files = p
-            .files
-            .or_else(|| base.as_ref().map(|b| b.files.clone()))
-            .unwrap_or_default();
-        let db =
-            p.db.or_else(|| base.as_ref().map(|b| b.db.clone()))
-                .unwrap_or_default();
-        for (kind, r) in [("files", &files), ("db", &db)] {
-            r.validate()
-                .map_err(|m| bad(line, format!("policy {name}, {kind}: {m}")))?;
+        let mut rules = Vec::new();
+        for (kind, given, inherited) in [
+            ("files", &p.files, base.as_ref().map(|b| &b.files)),
+            ("db", &p.db, base.as_ref().map(|b| &b.db)),
+        ] {
+            let r = match given {
+                Some(r) => {
+                    r.get_ref().validate().map_err(|m| {
+                        bad(line_of_span(text, r), format!("policy {name}, {kind}: {m}"))
+                    })?;
+                    r.get_ref().clone()
+                }
+                None => inherited.cloned().unwrap_or_default(),
+            };
+            rules.push(r);
         }
+        let db = rules.pop().expect("two kinds");
+        let files = rules.pop().expect("two kinds");
         let policy = Policy {
             name: name.clone(),
-            level: p.level,
-            sites: p.sites,
+            level,
+            sites: p.sites.map(Spanned::into_inner),
             timezone: ptz,
             files,
             db,
@@ -202,12 +263,12 @@ db = { daily = 45 }
             ),
             (
                 "\n\n[policy.x]\nlevel = 3\ndb = { weekly = 4 }\n",
-                3,
+                4,
                 "level must be 1 or 2",
             ),
             (
                 "[policy.x]\nlevel = 2\nsites = [\"s\"]\ndb = { ladder = [7, 3] }\n",
-                1,
+                4,
                 "increasing",
             ),
             (
@@ -218,8 +279,38 @@ db = { daily = 45 }
             ("timezone = \"Mars/Olympus\"\n", 1, "not a time zone"),
             (
                 "[policy.x]\nlevel = 2\nsites = [\"s\"]\nfiles = { within = \"3x\" }\n",
-                1,
+                4,
                 "not a duration",
+            ),
+            (
+                "# a bad ladder, reported where it is\n\n[policy.client-b]\nlevel = 2\nsites = [\"client-b\"]\nfiles = { ladder = [1, 1] }\n",
+                6,
+                "increasing",
+            ),
+            (
+                "[policy.x]\nlevel = 2\nsites = [\"s\"]\n\n[policy.x.db]\nwithin = \"9999999999999999h\"\n",
+                5,
+                "too long",
+            ),
+            (
+                "\n[policy.level1]\nlevel = 2\ndb = { daily = 3 }\n",
+                3,
+                "built-in policy of level 1",
+            ),
+            (
+                "[policy.level2]\nlevel = 2\nsites = [\"a\"]\n",
+                3,
+                "takes no sites",
+            ),
+            (
+                "[policy.x]\nlevel = 2\n\nsites = []\n",
+                4,
+                "names no site",
+            ),
+            (
+                "[policy.x]\nlevel = 2\nsites = [\"a\", \"\"]\n",
+                3,
+                "not a site name",
             ),
         ] {
             let e = parse(text, "p.toml").unwrap_err().to_string();

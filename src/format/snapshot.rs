@@ -2,11 +2,19 @@
 //!
 //! The file is `sealed(JSON)` with associated data `"snap snapshot v1"`; its
 //! name (the snapshot id) is the unkeyed BLAKE3 hash of the file's bytes.
+//!
+//! Snapshots are ordered by [`OrderKey`]: the instant of `time`, then the
+//! instant the file was written (`written`, absent in older snapshots, which
+//! sort first), then the id. "latest", the parent of a push and every
+//! retention rule use that one order, so that equal times resolve to the last
+//! snapshot pushed.
 
 use crate::error::{Error, Result};
 use crate::format::crypto::Keys;
 use crate::id::{SnapshotId, TreeId};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
 
 /// Snapshot encoding version.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -104,6 +112,87 @@ pub struct Snapshot {
     pub skipped: Vec<PushError>,
     /// Figures.
     pub summary: Summary,
+    /// When the snapshot file was written (the push's clock, UTC), unlike
+    /// `time`, which the user may set: it orders snapshots of equal `time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<String>,
+    /// The pushed directory's own metadata, when a single directory was
+    /// pushed as the root; restore gives it to the target directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootMeta>,
+}
+
+/// Metadata of the directory a snapshot's root tree was read from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootMeta {
+    /// Permission and special bits (no file type bits).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Nanoseconds of the modification time.
+    pub mtime_ns: u32,
+}
+
+impl RootMeta {
+    /// The metadata of a directory as read from the file system.
+    pub fn of(md: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        RootMeta {
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            mtime: md.mtime(),
+            mtime_ns: md.mtime_nsec() as u32,
+        }
+    }
+}
+
+impl RootMeta {
+    /// The directory as a tree node (nameless), for code that applies node
+    /// metadata.
+    pub fn as_node(&self) -> crate::format::tree::Node {
+        crate::format::tree::Node {
+            name: Vec::new(),
+            kind: crate::format::tree::NodeKind::Dir,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
+            mtime_ns: self.mtime_ns,
+            ctime: 0,
+            ctime_ns: 0,
+            inode: 0,
+            dev: 0,
+            nlink: 0,
+            size: 0,
+            content: None,
+            subtree: None,
+            target: None,
+            rdev: None,
+            error: None,
+        }
+    }
+}
+
+/// A snapshot's place in the repository's order (see the module comment).
+/// Field order is comparison order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OrderKey {
+    /// The instant of `time`.
+    pub time: DateTime<Utc>,
+    /// The instant of `written`; `None` (older snapshots) sorts first.
+    pub written: Option<DateTime<Utc>>,
+    /// The id, last resort.
+    pub id: SnapshotId,
+}
+
+/// Compares two snapshots in the repository's order, oldest first.
+pub fn order(a: &(SnapshotId, Snapshot), b: &(SnapshotId, Snapshot)) -> Ordering {
+    a.1.order_key(&a.0).cmp(&b.1.order_key(&b.0))
 }
 
 impl Snapshot {
@@ -135,8 +224,37 @@ impl Snapshot {
     }
 
     /// The time as a timestamp.
-    pub fn timestamp(&self) -> chrono::DateTime<chrono::FixedOffset> {
-        chrono::DateTime::parse_from_rfc3339(&self.time).unwrap_or_default()
+    pub fn timestamp(&self) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(&self.time).unwrap_or_default()
+    }
+
+    /// When the file was written, if recorded (and readable).
+    pub fn written_at(&self) -> Option<DateTime<Utc>> {
+        let w = self.written.as_deref()?;
+        DateTime::parse_from_rfc3339(w).ok().map(|t| t.to_utc())
+    }
+
+    /// When the push began by its own clock (`written` less the push's
+    /// duration), whatever `time` says; `None` without `written`.
+    pub fn push_started(&self) -> Option<DateTime<Utc>> {
+        let ms = i64::try_from(self.summary.duration_ms).ok()?;
+        self.written_at()?
+            .checked_sub_signed(chrono::Duration::try_milliseconds(ms)?)
+    }
+
+    /// Whether the snapshot is dated after `now` (a wrong clock, a typo in
+    /// `--time`): such a snapshot takes no restore point from real ones.
+    pub fn is_future(&self, now: DateTime<Utc>) -> bool {
+        self.timestamp() > now
+    }
+
+    /// The snapshot's place in the repository's order.
+    pub fn order_key(&self, id: &SnapshotId) -> OrderKey {
+        OrderKey {
+            time: self.timestamp().to_utc(),
+            written: self.written_at(),
+            id: *id,
+        }
     }
 }
 
@@ -163,10 +281,70 @@ mod tests {
             errors: vec![],
             skipped: vec![],
             summary: Summary::default(),
+            written: Some("2026-11-25T02:00:01.5Z".into()),
+            root: None,
         };
         let (id, bytes) = s.encode(&k);
         assert_eq!(Snapshot::decode(&id, &bytes, &k).unwrap(), s);
         assert!(Snapshot::decode(&SnapshotId([0; 32]), &bytes, &k).is_err());
         assert_eq!(s.timestamp().offset().local_minus_utc(), 3600);
+        let mut timed = s.clone();
+        timed.summary.duration_ms = 1500;
+        assert_eq!(
+            timed.push_started().unwrap().to_rfc3339(),
+            "2026-11-25T02:00:00+00:00",
+            "written less the duration"
+        );
+    }
+
+    fn at(time: &str, written: Option<&str>, id: u8) -> (SnapshotId, Snapshot) {
+        let s = Snapshot {
+            version: 1,
+            time: time.into(),
+            host: "h".into(),
+            site: None,
+            kind: Kind::Files,
+            level: 1,
+            tags: vec![],
+            paths: vec!["/x".into()],
+            tree: TreeId([0; 32]),
+            parent: None,
+            command: None,
+            complete: true,
+            errors: vec![],
+            skipped: vec![],
+            summary: Summary::default(),
+            written: written.map(String::from),
+            root: None,
+        };
+        (SnapshotId([id; 32]), s)
+    }
+
+    #[test]
+    fn order_is_instant_then_written_then_id() {
+        let mut v = [
+            at("2026-11-25T03:00:00+01:00", Some("2026-11-29T10:00:02Z"), 1),
+            at("2026-11-25T02:00:00Z", None, 9),
+            at("2026-11-25T03:00:00+01:00", Some("2026-11-29T10:00:01Z"), 7),
+            at("2026-11-25T02:00:00Z", None, 3),
+            at("2026-11-25T01:00:00Z", Some("2026-11-29T09:00:00Z"), 8),
+        ];
+        v.sort_by(order);
+        let ids: Vec<u8> = v.iter().map(|(id, _)| id.0[0]).collect();
+        // 03:00+01:00 is 02:00Z: the same instant; unwritten ones first (by
+        // id), then by written, whatever the ids say.
+        assert_eq!(ids, [8, 3, 9, 7, 1]);
+    }
+
+    #[test]
+    fn older_snapshots_without_new_fields_still_decode() {
+        let k = Keys::generate();
+        let (_, s) = at("2026-11-25T02:00:00Z", None, 1);
+        let mut v = serde_json::to_value(&s).unwrap();
+        assert!(v.get("written").is_none() && v.get("root").is_none());
+        v.as_object_mut().unwrap().remove("written");
+        let bytes = k.seal(AAD, &serde_json::to_vec(&v).unwrap());
+        let id = SnapshotId(*blake3::hash(&bytes).as_bytes());
+        assert_eq!(Snapshot::decode(&id, &bytes, &k).unwrap(), s);
     }
 }

@@ -231,6 +231,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> 
             .map(|(id, s)| Candidate {
                 id: *id,
                 time: s.timestamp(),
+                written: s.written_at(),
                 protected: protected.contains(id),
             })
             .collect();

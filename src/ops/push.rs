@@ -22,7 +22,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::chunker::{Chunker, StreamChunker};
-use crate::format::snapshot::{Kind, PushError, Snapshot, Summary, SNAPSHOT_VERSION};
+use crate::format::snapshot::{Kind, PushError, RootMeta, Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::format::tree::{
     decode_records, encode_records, ends_group, split_groups, Content, ListRef, Node, NodeKind,
     Tree, INLINE_MAX,
@@ -108,6 +108,7 @@ pub struct Pusher<'a> {
     /// Ids of all-zero chunks by length, stored already: a sparse file's
     /// holes are then neither hashed nor looked up again.
     zero_chunks: Mutex<std::collections::HashMap<usize, ChunkId>>,
+    root: Mutex<Option<RootMeta>>,
 }
 
 fn build_globs(patterns: &[String], with_slash: bool) -> Result<GlobSet> {
@@ -163,6 +164,7 @@ impl<'a> Pusher<'a> {
             time: opts_time,
             racy_after: AtomicI64::new(i64::MIN),
             zero_chunks: Mutex::default(),
+            root: Mutex::default(),
         })
     }
 
@@ -191,8 +193,11 @@ impl<'a> Pusher<'a> {
             Some((id, self.repo.load_snapshot(&id)?))
         } else {
             let kind = self.opts.kind();
+            // A snapshot dated after this push (a wrong clock, a typo in
+            // --time) is not what this push follows.
             self.repo.snapshots()?.into_iter().rev().find(|(_, s)| {
-                s.host == self.opts.host
+                s.timestamp() <= self.time
+                    && s.host == self.opts.host
                     && s.site == self.opts.site
                     && s.kind == kind
                     && s.paths == paths
@@ -204,7 +209,13 @@ impl<'a> Pusher<'a> {
             // rewritten at the same size just after the parent read it can
             // keep the times the parent saw. Entries stamped within a margin
             // of the parent's start are therefore not trusted, but read again.
-            let start = s.timestamp().timestamp_nanos_opt().unwrap_or(i64::MIN);
+            // `time` may be set by the user (a day ahead, say): the start
+            // the push's own clock recorded counts when it is earlier.
+            let start = match s.push_started() {
+                Some(w) if w < s.timestamp() => w.timestamp_nanos_opt(),
+                _ => s.timestamp().timestamp_nanos_opt(),
+            }
+            .unwrap_or(i64::MIN);
             self.racy_after
                 .store(start.saturating_sub(RACY_MARGIN_NS), Ordering::Relaxed);
         }
@@ -223,6 +234,7 @@ impl<'a> Pusher<'a> {
             let md = std::fs::symlink_metadata(one).map_err(|e| Error::source(one, e))?;
             if md.is_dir() {
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+                *self.root.lock().expect("root") = Some(RootMeta::of(&md));
                 return self.save_dir(one, parent);
             }
         }
@@ -584,6 +596,8 @@ impl<'a> Pusher<'a> {
             complete: errors.is_empty(),
             errors,
             skipped,
+            written: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
+            root: self.root.into_inner().expect("root"),
             summary: Summary {
                 files_new: c.new.load(Ordering::Relaxed),
                 files_changed: c.changed.load(Ordering::Relaxed),

@@ -17,10 +17,13 @@ pub struct GroupReport {
     pub group: GroupKey,
     /// The policy in charge, if any.
     pub policy: Option<String>,
-    /// Restore points that exist.
+    /// Restore points that exist (not dated after now).
     pub points: usize,
-    /// Time of the newest one.
+    /// Time of the newest one not dated after now.
     pub newest: Option<String>,
+    /// Snapshots dated after now (a wrong clock, a typo in `--time`): they
+    /// count for no promise.
+    pub future: usize,
     /// Each promise and how it stands.
     pub checks: Vec<Check>,
     /// The worst status of the checks.
@@ -37,20 +40,27 @@ pub fn report(
     let protected = repo.protected()?;
     let mut groups: BTreeMap<GroupKey, Vec<Candidate>> = BTreeMap::new();
     let mut newest: BTreeMap<GroupKey, String> = BTreeMap::new();
+    let mut future: BTreeMap<GroupKey, usize> = BTreeMap::new();
     for (id, s) in repo.snapshots()? {
         if site.is_some_and(|x| s.site.as_deref() != Some(x)) {
             continue;
         }
         let key = GroupKey::of(&s);
-        newest.insert(key.clone(), s.time.clone());
+        if s.is_future(now) {
+            *future.entry(key.clone()).or_default() += 1;
+        } else {
+            newest.insert(key.clone(), s.time.clone());
+        }
         groups.entry(key).or_default().push(Candidate {
             id,
             time: s.timestamp(),
+            written: s.written_at(),
             protected: protected.contains(&id),
         });
     }
     let mut out = Vec::new();
     for (key, snaps) in groups {
+        let fut = future.get(&key).copied().unwrap_or(0);
         let policy = effective_policy(policies, key.level, key.site.as_deref());
         let checks = match policy {
             Some(p) => {
@@ -71,9 +81,10 @@ pub fn report(
         };
         out.push(GroupReport {
             newest: newest.get(&key).cloned(),
+            future: fut,
             group: key,
             policy: policy.map(|p| p.name.clone()),
-            points: snaps.len(),
+            points: snaps.len() - fut,
             checks,
             status,
         });

@@ -329,7 +329,26 @@ pub fn restore(
     }
     stats.files += files;
     stats.bytes += bytes;
+    restore_root(snap, target, includes.is_empty(), owners, &mut stats);
     Ok(stats)
+}
+
+/// The pushed directory's own mode, owner and mtime go to the target, last
+/// (writing into it changes its mtime), when the whole snapshot is restored.
+fn restore_root(
+    snap: &Snapshot,
+    target: &Path,
+    whole: bool,
+    owners: bool,
+    stats: &mut RestoreStats,
+) {
+    if let (true, Some(root)) = (whole, &snap.root) {
+        if let Err(e) = place::set_metadata(target, target, &root.as_node(), owners) {
+            stats
+                .errors
+                .push((target.display().to_string(), e.to_string()));
+        }
+    }
 }
 
 fn plan_tree(

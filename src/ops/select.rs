@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Kind, Snapshot};
 use crate::id::SnapshotId;
+use crate::ops::restore::{components, find_node};
 use crate::repo::Repository;
 
 /// Which snapshots a command considers.
@@ -42,10 +43,23 @@ pub fn list(repo: &Repository, f: &Filter) -> Result<Vec<(SnapshotId, Snapshot)>
         .collect())
 }
 
+/// The newest of `snaps` (oldest first) not dated after `now`: a snapshot
+/// from a wrong clock or a typo in `--time` does not hide the real ones.
+/// When every snapshot is dated after `now`, the newest of them.
+pub fn latest(
+    mut snaps: Vec<(SnapshotId, Snapshot)>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<(SnapshotId, Snapshot)> {
+    match snaps.iter().rposition(|(_, s)| !s.is_future(now)) {
+        Some(i) => Some(snaps.swap_remove(i)),
+        None => snaps.pop(),
+    }
+}
+
 /// Resolves a `SNAPSHOT` argument.
 pub fn resolve(repo: &Repository, spec: &str, f: &Filter) -> Result<(SnapshotId, Snapshot)> {
     if spec == "latest" {
-        return list(repo, f)?.pop().ok_or_else(|| {
+        return latest(list(repo, f)?, chrono::Utc::now()).ok_or_else(|| {
             Error::Snapshot("no snapshot matches the filters; see `snap snapshots`".into())
         });
     }
@@ -69,5 +83,132 @@ pub fn resolve(repo: &Repository, spec: &str, f: &Filter) -> Result<(SnapshotId,
             "{spec:?} matches {} snapshots; give more characters",
             ids.len()
         ))),
+    }
+}
+
+/// The path inside `snap` that a user's `path` names. A path as it was
+/// backed up (`/var/www/site2` of a push of `/var/www`) is mapped through the
+/// snapshot's source paths, as restic users expect; the snapshot-relative
+/// form (`/site2`) is taken as is, and wins when both exist. A path found in
+/// neither form gets the error of the snapshot-relative form.
+pub fn snapshot_path(
+    repo: &Repository,
+    snap: &Snapshot,
+    short: &str,
+    path: &[u8],
+) -> Result<Vec<u8>> {
+    let as_is = match find_node(repo, snap, short, path) {
+        Ok(_) => return Ok(path.to_vec()),
+        Err(e @ Error::NoSuchPath { .. }) => e,
+        Err(e) => return Err(e),
+    };
+    for candidate in source_candidates(snap, path) {
+        if find_node(repo, snap, short, &candidate).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err(as_is)
+}
+
+/// Snapshot-relative forms of an absolute `path` under one of the sources.
+/// One directory pushed alone is the root itself; several sources (or one
+/// file) are root entries named by their last component.
+fn source_candidates(snap: &Snapshot, path: &[u8]) -> Vec<Vec<u8>> {
+    if !path.starts_with(b"/") || snap.command.is_some() {
+        return Vec::new();
+    }
+    let wanted = components(path);
+    let mut out = Vec::new();
+    for src in &snap.paths {
+        let src_c = components(src.as_bytes());
+        let Some(last) = src_c.last() else { continue };
+        if wanted.len() < src_c.len() || wanted[..src_c.len()] != src_c[..] {
+            continue;
+        }
+        let rest = &wanted[src_c.len()..];
+        if snap.paths.len() == 1 {
+            out.push(join(rest));
+        }
+        out.push(join(&[&[*last][..], rest].concat()));
+    }
+    out
+}
+
+fn join(comps: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in comps {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snapshot::Summary;
+    use crate::id::TreeId;
+
+    fn snap(paths: &[&str]) -> Snapshot {
+        Snapshot {
+            version: 1,
+            time: "2026-11-25T02:00:00Z".into(),
+            host: "h".into(),
+            site: None,
+            kind: Kind::Files,
+            level: 1,
+            tags: vec![],
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            tree: TreeId([0; 32]),
+            parent: None,
+            command: None,
+            complete: true,
+            errors: vec![],
+            skipped: vec![],
+            summary: Summary::default(),
+            written: None,
+            root: None,
+        }
+    }
+
+    fn cands(paths: &[&str], p: &str) -> Vec<String> {
+        source_candidates(&snap(paths), p.as_bytes())
+            .into_iter()
+            .map(|c| String::from_utf8(c).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn backed_up_paths_map_through_the_sources() {
+        assert_eq!(
+            cands(&["/var/www"], "/var/www/site2/a"),
+            ["/site2/a", "/www/site2/a"]
+        );
+        assert_eq!(cands(&["/var/www"], "/var/www/"), ["/", "/www"]);
+        assert_eq!(cands(&["/var/www"], "/var/wwwx/a"), Vec::<String>::new());
+        assert_eq!(cands(&["/var/www"], "site2"), Vec::<String>::new());
+        assert_eq!(
+            cands(&["/etc/hosts", "/var/www"], "/var/www/site2"),
+            ["/www/site2"]
+        );
+        assert_eq!(cands(&["/etc/hosts"], "/etc/hosts"), ["/", "/hosts"]);
+    }
+
+    #[test]
+    fn latest_skips_snapshots_dated_after_now() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let a = snap(&["/x"]);
+        let mut b = snap(&["/x"]);
+        b.time = "2027-11-25T02:00:00Z".into();
+        let v = vec![(SnapshotId([1; 32]), a), (SnapshotId([2; 32]), b)];
+        assert_eq!(latest(v.clone(), now).unwrap().0, SnapshotId([1; 32]));
+        let only_future = vec![v[1].clone()];
+        assert_eq!(latest(only_future, now).unwrap().0, SnapshotId([2; 32]));
+        assert!(latest(vec![], now).is_none());
     }
 }

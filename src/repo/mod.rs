@@ -500,8 +500,7 @@ impl Repository {
                 Err(e) => set.damaged.push((id, e.to_string())),
             }
         }
-        set.ok
-            .sort_by(|a, b| a.1.timestamp().cmp(&b.1.timestamp()).then(a.0.cmp(&b.0)));
+        set.ok.sort_by(crate::format::snapshot::order);
         Ok(set)
     }
 

@@ -23,6 +23,7 @@ fn cand(n: u8, t: DateTime<FixedOffset>) -> Candidate {
     Candidate {
         id: SnapshotId(id),
         time: t,
+        written: None,
         protected: false,
     }
 }
@@ -361,4 +362,101 @@ fn promises_report_ok_pending_and_missing() {
     let checks = check_promises(&with_old, &ladder, p, now);
     assert_eq!(checks[3].status, Status::Missing, "{checks:?}");
     assert!(checks[3].detail.contains("between 7 and 14"));
+}
+
+#[test]
+fn a_snapshot_dated_after_now_displaces_no_real_one() {
+    let now = utc("2026-11-29T12:00:00+00:00");
+    let future = cand(99, at("2027-11-29T03:00:00+00:00"));
+    let real: Vec<Candidate> = (0..4)
+        .map(|d| {
+            cand(
+                d,
+                at("2026-11-29T03:00:00+00:00") - Duration::days(d as i64),
+            )
+        })
+        .collect();
+    let mut all = real.clone();
+    all.push(future.clone());
+    let tz = paris();
+    for rules in [
+        Rules {
+            ladder: Some(vec![1, 2, 3, 7, 14]),
+            ..Rules::default()
+        },
+        Rules {
+            daily: Some(2),
+            ..Rules::default()
+        },
+        Rules {
+            last: Some(1),
+            ..Rules::default()
+        },
+    ] {
+        let with = apply(&all, &rules, tz, now);
+        let without = apply(&real, &rules, tz, now);
+        let kept = |d: &Decision| -> Vec<SnapshotId> { d.keep.iter().map(|k| k.0).collect() };
+        let reasons = |id: SnapshotId| with.keep.iter().find(|k| k.0 == id).map(|k| k.1.clone());
+        assert_eq!(
+            reasons(future.id),
+            Some(vec![FUTURE.to_string()]),
+            "{rules:?}"
+        );
+        // The real snapshots fare exactly as if the future one did not exist.
+        let mut real_kept = kept(&with);
+        real_kept.retain(|id| *id != future.id);
+        assert_eq!(real_kept, kept(&without), "{rules:?}");
+        assert_eq!(with.remove, without.remove, "{rules:?}");
+        assert!(reasons(real[0].id)
+            .unwrap()
+            .contains(&"newest of its group".to_string()));
+    }
+}
+
+#[test]
+fn equal_times_resolve_to_the_last_written() {
+    let now = utc("2026-11-29T12:00:00+00:00");
+    let t = at("2026-11-28T03:00:00+00:00");
+    // Ids in the opposite order of the writes: the ids must not decide.
+    let snaps: Vec<Candidate> = (0..5u8)
+        .map(|i| Candidate {
+            written: Some(utc("2026-11-29T10:00:00+00:00") + Duration::seconds(i as i64)),
+            ..cand(10 - i, t)
+        })
+        .collect();
+    let d = apply(
+        &snaps,
+        &Rules {
+            daily: Some(1),
+            ..Rules::default()
+        },
+        paris(),
+        now,
+    );
+    assert_eq!(d.keep.len(), 1);
+    assert_eq!(d.keep[0].0, snaps[4].id, "the last one written is kept");
+    assert_eq!(d.remove, [3, 2, 1, 0].map(|i| snaps[i].id), "newest first");
+}
+
+#[test]
+fn report_before_every_snapshot_says_so() {
+    let snaps = vec![cand(1, at("2026-11-25T03:00:00+01:00"))];
+    let now = utc("2000-01-01T00:00:00+00:00");
+    for rules in [
+        Rules {
+            daily: Some(3),
+            ..Rules::default()
+        },
+        Rules {
+            ladder: Some(vec![1, 2]),
+            ..Rules::default()
+        },
+    ] {
+        for c in check_promises(&snaps, &rules, paris(), now) {
+            assert!(!c.detail.contains(" -"), "no negative age: {c:?}");
+            assert!(c.detail.contains("dated after now"), "{c:?}");
+            assert_ne!(c.status, Status::Ok, "{c:?}");
+            assert_eq!(c.points, 0, "{c:?}");
+        }
+    }
 }

@@ -1,0 +1,115 @@
+//! Repositories written by earlier versions of snap stay readable: the
+//! fixtures under tests/fixtures/ were made by `make.sh` with the snap of
+//! format version 1 (commit e7e766e) and of version 2 (commit 63b7b07).
+//! Today's binary lists them, restores them byte for byte, checks them and
+//! pushes into them.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A copy of the fixture of format version `v` (the test never writes
+/// into tests/).
+fn fixture(v: u32) -> Repo {
+    let r = Repo::uninit();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/repo-v{v}"));
+    copy_dir(&src, &r.path);
+    // Git keeps no empty directory: put back those of the layout that init
+    // makes (snap does not create locks/ or data/xx/ when they are missing).
+    fs::create_dir_all(r.path.join("locks")).unwrap();
+    for b in 0..=255u8 {
+        fs::create_dir_all(r.path.join(format!("data/{b:02x}"))).unwrap();
+    }
+    let mut clear = [0u8; 12];
+    clear.copy_from_slice(&fs::read(r.path.join("config")).unwrap()[..12]);
+    assert_eq!(&clear[..8], b"SNAPCONF");
+    assert_eq!(u32::from_le_bytes(clear[8..].try_into().unwrap()), v);
+    r
+}
+
+/// What make.sh wrote into `sub/data.txt`.
+fn data_txt() -> Vec<u8> {
+    (0..3000u32).map(|i| b'A' + (i * 7 % 26) as u8).collect()
+}
+
+fn opens_lists_restores_and_checks(v: u32) {
+    let repo = fixture(v);
+    let snaps = repo.snapshots(&[]);
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    assert_eq!(snaps[0]["time"], "2026-01-02T03:00:00.000000000+00:00");
+    assert_eq!(snaps[0]["kind"], "files");
+    assert_eq!(snaps[1]["site"], "client-a");
+    let files = snaps[0]["id"].as_str().unwrap();
+    let db = snaps[1]["id"].as_str().unwrap();
+
+    let listed = stdout(&repo.ok(&["ls", files]));
+    for p in ["/hello.txt", "/sub/data.txt", "/sub/link -> ../hello.txt"] {
+        assert!(listed.contains(p), "ls lacks {p}:\n{listed}");
+    }
+    let hello = format!("hello from a version-{v} repository\n");
+    assert_eq!(stdout(&repo.ok(&["cat", files, "/hello.txt"])), hello);
+    assert_eq!(
+        stdout(&repo.ok(&["cat", "latest", "--site", "client-a", "client_a.sql"])),
+        format!("CREATE TABLE t (v{v} int);\n")
+    );
+
+    let target = repo.dir("restored");
+    repo.ok(&["restore", files, "--target", target.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(target.join("hello.txt")).unwrap(),
+        hello.as_bytes()
+    );
+    assert_eq!(fs::read(target.join("sub/data.txt")).unwrap(), data_txt());
+    assert_eq!(
+        fs::read_link(target.join("sub/link")).unwrap(),
+        Path::new("../hello.txt")
+    );
+    let md = fs::metadata(target.join("sub/data.txt")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o640);
+    let t = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap();
+    assert_eq!(md.mtime(), t.timestamp());
+    let dump = repo.dir("dump");
+    repo.ok(&["restore", db, "--target", dump.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(dump.join("client_a.sql")).unwrap(),
+        format!("CREATE TABLE t (v{v} int);\n").as_bytes()
+    );
+
+    repo.ok(&["check", "--read-data"]);
+
+    // Today's snap also writes into it, without changing its version.
+    let more = repo.dir("more");
+    fs::create_dir(&more).unwrap();
+    fs::write(more.join("new.txt"), "new").unwrap();
+    repo.ok(&["push", more.to_str().unwrap()]);
+    assert_eq!(stdout(&repo.ok(&["cat", "latest", "/new.txt"])), "new");
+    assert_eq!(repo.snapshots(&[]).len(), 3);
+    repo.ok(&["check", "--read-data"]);
+    assert_eq!(fs::read(repo.path.join("config")).unwrap()[8], v as u8);
+}
+
+#[test]
+fn a_version_1_repository_stays_readable() {
+    opens_lists_restores_and_checks(1);
+}
+
+#[test]
+fn a_version_2_repository_stays_readable() {
+    opens_lists_restores_and_checks(2);
+}
