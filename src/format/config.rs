@@ -10,10 +10,11 @@ use crate::format::crypto::Keys;
 use crate::id::RepoId;
 use serde::{Deserialize, Serialize};
 
-/// The one format version this program reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format version this program writes (and the newest it reads).
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this program still reads (version 1 has no
-/// `protected/` directory and is otherwise the same).
+/// `protected/` directory, version 2 no `written`/`root` snapshot fields;
+/// otherwise they are the same).
 pub const OLDEST_READABLE: u32 = 1;
 const MAGIC: &[u8; 8] = b"SNAPCONF";
 const AAD: &[u8] = b"snap config v1";
@@ -178,10 +179,10 @@ mod tests {
         let b = c.encode(&k);
         assert_eq!(Config::decode(&b, &k).unwrap(), c);
         let mut v2 = b.clone();
-        v2[8] = 3;
+        v2[8] = 4;
         assert!(matches!(
             Config::decode(&v2, &k),
-            Err(Error::UnsupportedVersion { found: 3, .. })
+            Err(Error::UnsupportedVersion { found: 4, .. })
         ));
         assert!(Config::decode(b"garbage garbage", &k).is_err());
     }
