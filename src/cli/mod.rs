@@ -103,13 +103,11 @@ impl Ctx {
             "SNAP_PASSWORD_FILE",
             "repository password: ",
         )?;
-        Ok(Repository::open(
-            &self.repo,
-            pw.as_bytes(),
-            mode,
-            command,
-            self.lock_wait,
-        )?)
+        let repo = Repository::open(&self.repo, pw.as_bytes(), mode, command, self.lock_wait)?;
+        for w in repo.stray_names() {
+            eprintln!("snap: warning: {w}");
+        }
+        Ok(repo)
     }
 
     fn write_mode(&self) -> Mode {

@@ -6,6 +6,7 @@
 //! packs, which cost space but never correctness.
 
 pub mod lock;
+pub mod read;
 pub mod writer;
 
 use crate::backend::local::LocalBackend;
@@ -52,6 +53,7 @@ pub struct Repository {
     index: Arc<dyn Index>,
     root: PathBuf,
     visible: Option<std::collections::HashSet<String>>,
+    stray: Vec<String>,
     _lock: Lock,
 }
 
@@ -172,14 +174,18 @@ impl Repository {
     ) -> Result<Self> {
         check_is_repository(root)?;
         let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(root));
-        let cfg_bytes = backend.read(FileType::Config, "config")?;
+        let cfg_bytes = read::bounded(&*backend, FileType::Config, "config", read::MAX_CONFIG)?;
         Config::check_header(&cfg_bytes)?;
-        let names = backend.list(FileType::Key)?;
+        let last_key_file = read::last_key_path(&index_path(root));
+        let last_key = std::fs::read_to_string(&last_key_file).ok();
+        let names = read::key_order(backend.list(FileType::Key)?, last_key.as_deref());
         let mut found = None;
         for name in &names {
             // A key file that cannot be used (damaged, unknown version, absurd
-            // costs) is skipped: it must not lock out the other passwords.
-            let Ok(bytes) = backend.read(FileType::Key, name) else {
+            // costs, oversized) is skipped: it must not lock out the other
+            // passwords.
+            let Ok(bytes) = read::bounded(&*backend, FileType::Key, name, read::MAX_KEY_FILE)
+            else {
                 continue;
             };
             let Ok(kf) = serde_json::from_slice::<KeyFile>(&bytes) else {
@@ -202,8 +208,11 @@ impl Repository {
         // A reader sees the index as it is when opened. Snapshots listed
         // before that moment had all their blobs indexed before they were
         // written, so a reader only considers those.
+        let snapshot_names = backend.list(FileType::Snapshot)?;
+        let mut stray = read::snapshot_names(FileType::Snapshot, &snapshot_names).1;
+        stray.extend(read::snapshot_names(FileType::Protect, &backend.list(FileType::Protect)?).1);
         let visible = match mode {
-            Mode::Read => Some(backend.list(FileType::Snapshot)?.into_iter().collect()),
+            Mode::Read => Some(snapshot_names.into_iter().collect()),
             _ => None,
         };
         let mut repo = Repository {
@@ -214,6 +223,7 @@ impl Repository {
             index: Arc::new(NoIndex),
             root: root.to_path_buf(),
             visible,
+            stray,
             _lock: lock,
         };
         let access = match mode {
@@ -222,6 +232,11 @@ impl Repository {
         };
         if mode == Mode::Repair {
             return Ok(repo);
+        }
+        if last_key.as_deref() != Some(repo.key_id.as_str()) {
+            // Only a hint for the next open: a read-only disk may refuse it.
+            let _ = std::fs::create_dir_all(index_path(root))
+                .and_then(|()| std::fs::write(&last_key_file, &repo.key_id));
         }
         // The usual case opens the index once. A missing index, or one whose
         // rebuild was interrupted, is rebuilt from the packs before anything
@@ -243,6 +258,12 @@ impl Repository {
         }
         repo.index = Arc::new(RocksIndex::open(&ipath, &repo.config.id, access)?);
         Ok(repo)
+    }
+
+    /// Names in `snapshots/` and `protected/` that are not snapshot ids:
+    /// skipped by every command, for the command line to warn about.
+    pub fn stray_names(&self) -> &[String] {
+        &self.stray
     }
 
     /// The repository directory.
@@ -273,6 +294,7 @@ impl Repository {
         let loc = self.index.get(b)?.ok_or_else(|| Error::Missing {
             object: format!("{:?} blob {}", b.kind, hex::encode(b.id)),
         })?;
+        blob::check_lengths(b, loc.length, loc.raw_len)?;
         let sealed = self
             .backend
             .read_range(FileType::Pack, &loc.pack.to_hex(), loc.offset, loc.length as u64)
@@ -303,7 +325,23 @@ impl Repository {
             Content::Groups(gs) => {
                 for g in gs {
                     let bytes = self.read_blob(&g.id.into())?;
-                    f(&decode_records(&bytes, &|| format!("chunk list {}", g.id))?)?;
+                    let what = || format!("chunk list {}", g.id);
+                    let records = decode_records(&bytes, &what)?;
+                    // The group entry's totals are what sizes and offsets are
+                    // planned from: a list that disagrees is refused.
+                    let sum: u64 = records.iter().map(|(_, l)| *l as u64).sum();
+                    if records.len() != g.chunks as usize || sum != g.bytes {
+                        return Err(Error::corrupt(
+                            what(),
+                            format!(
+                                "{} records of {sum} bytes, the tree says {} of {}",
+                                records.len(),
+                                g.chunks,
+                                g.bytes
+                            ),
+                        ));
+                    }
+                    f(&records)?;
                 }
                 Ok(())
             }
@@ -347,33 +385,28 @@ impl Repository {
             .collect())
     }
 
-    /// Ids of all snapshots.
+    /// Ids of all snapshots; names that are not ids are skipped (see
+    /// [`Repository::stray_names`]).
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
-        let mut out = Vec::new();
-        for n in self.backend.list(FileType::Snapshot)? {
-            if self.visible.as_ref().is_some_and(|v| !v.contains(&n)) {
-                continue;
-            }
-            match SnapshotId::from_hex(&n) {
-                Ok(id) => out.push(id),
-                Err(_) => {
-                    return Err(Error::corrupt(
-                        format!("snapshots/{n}"),
-                        "file name is not a snapshot id",
-                    ))
-                }
-            }
-        }
-        Ok(out)
+        let names: Vec<String> = self
+            .backend
+            .list(FileType::Snapshot)?
+            .into_iter()
+            .filter(|n| self.visible.as_ref().is_none_or(|v| v.contains(n)))
+            .collect();
+        Ok(read::snapshot_names(FileType::Snapshot, &names).0)
     }
 
     /// Loads one snapshot.
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        Snapshot::decode(
-            id,
-            &self.backend.read(FileType::Snapshot, &id.to_hex())?,
-            &self.keys,
-        )
+        let name = id.to_hex();
+        let bytes = read::bounded(
+            &*self.backend,
+            FileType::Snapshot,
+            &name,
+            read::MAX_SNAPSHOT,
+        )?;
+        Snapshot::decode(id, &bytes, &self.keys)
     }
 
     /// All snapshots that can be read, oldest first, and those that cannot,
@@ -495,7 +528,8 @@ impl Repository {
     pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
         let mut out = Vec::new();
         for name in self.backend.list(FileType::Key)? {
-            let kf: KeyFile = serde_json::from_slice(&self.backend.read(FileType::Key, &name)?)
+            let bytes = read::bounded(&*self.backend, FileType::Key, &name, read::MAX_KEY_FILE)?;
+            let kf: KeyFile = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::corrupt(format!("key file keys/{name}"), e.to_string()))?;
             out.push(KeyListing {
                 current: name == self.key_id,
