@@ -273,6 +273,49 @@ fn stray_names_are_warned_about_and_skipped() {
         );
     }
     assert_eq!(repo.snapshots(&[]).len(), 1);
+    fs::write(repo.path.join("data/00/README"), b"hello").unwrap();
+    let out = repo.ok(&["check", "--read-data"]);
+    assert!(
+        stderr(&out).contains("\"README\" in a directory under data/ is not a pack id"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_tree_as_deep_as_the_limit_is_read_and_one_level_more_is_refused() {
+    let (repo, mut c) = crafted();
+    let ch = c.chunk(b"at the bottom\n");
+    // The root counts as one level: 1023 directories below it make 1024.
+    let mut id = c.dir(vec![file(b"f", &[ch])]);
+    for _ in 0..1022 {
+        id = c.dir(vec![dir(b"d", id)]);
+    }
+    let deepest = short(&c.snapshot(c.dir(vec![dir(b"d", id)])));
+    let id = c.dir(vec![dir(b"d", id)]);
+    let too_deep = short(&c.snapshot(c.dir(vec![dir(b"d", id)])));
+    drop(c);
+    let listed = stdout(&limited(&repo, &["ls", &deepest]));
+    let bottom = format!("{}/f", "/d".repeat(1023));
+    assert!(listed.contains(&bottom), "the deepest file is listed");
+    let path = format!("{}/f", "d/".repeat(1023).trim_end_matches('/'));
+    assert_eq!(
+        stdout(&repo.ok(&["cat", &deepest, &path])),
+        "at the bottom\n"
+    );
+    refused(
+        &limited(&repo, &["ls", &too_deep]),
+        "deeper than 1024",
+        "ls",
+    );
+    let out = limited(&repo, &["check"]);
+    refused(&out, "deeper than 1024", "check");
+    assert!(
+        stdout(&out).contains(&too_deep),
+        "only the deeper snapshot is damaged: {}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains(&deepest), "{}", stdout(&out));
 }
 
 fn bad_name_snapshot(name: &[u8]) -> (Repo, String) {

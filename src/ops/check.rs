@@ -16,7 +16,7 @@ use crate::format::blob;
 use crate::format::tree::{Content, Node, NodeKind};
 use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
 use crate::index::BlobLocation;
-use crate::ops::walk::{display_path, walk, Event, Flow};
+use crate::ops::walk::{display_path, walk, Event, Flow, MAX_DEPTH};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use rayon::prelude::*;
@@ -71,11 +71,18 @@ impl CheckReport {
 /// Runs the check.
 pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let on_disk: HashMap<String, u64> = repo
+    // A name that is not a pack id is not part of the repository: noted
+    // and left alone, like stray names elsewhere.
+    let (on_disk, stray): (HashMap<String, u64>, HashMap<String, u64>) = repo
         .backend
         .list_sizes(FileType::Pack)?
         .into_iter()
-        .collect();
+        .partition(|(n, _)| PackId::from_hex(n).is_ok());
+    for name in stray.keys() {
+        report.warnings.push(format!(
+            "{name:?} in a directory under data/ is not a pack id: skipped (move it out of the repository)"
+        ));
+    }
     report.packs = on_disk.len();
     let indexed = repo.index().packs()?;
     let indexed_names: HashSet<String> = indexed.iter().map(|(id, _)| id.to_hex()).collect();
@@ -132,7 +139,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let snaps = repo.snapshot_ids()?;
     report.snapshots = snaps.len();
     let mut seen_trees: HashSet<TreeId> = HashSet::new();
-    let mut clean_trees: HashSet<TreeId> = HashSet::new();
+    let mut clean_trees: HashMap<TreeId, usize> = HashMap::new();
     for sid in snaps {
         let snap = match repo.load_snapshot(&sid) {
             Ok(s) => s,
@@ -177,15 +184,18 @@ struct Walker<'a> {
     bad_packs: &'a HashSet<PackId>,
     bad_blobs: &'a HashSet<BlobRef>,
     seen_trees: &'a mut HashSet<TreeId>,
-    /// Trees with nothing damaged beneath them: not walked again.
-    clean_trees: &'a mut HashSet<TreeId>,
+    /// Trees with nothing damaged beneath them, with their height (levels
+    /// of trees, themselves included): not walked again where they fit
+    /// under the depth bound.
+    clean_trees: &'a mut HashMap<TreeId, usize>,
     report: &'a mut CheckReport,
     /// Trees entered in this snapshot: a damaged one reused at another
     /// place is reported at its first place only, so a crafted snapshot
     /// that reuses one tree many times over cannot make the walk explode.
     entered: HashSet<TreeId>,
-    /// The trees on the current path, with the affected count when entered.
-    open: Vec<(TreeId, usize)>,
+    /// The trees on the current path, with the affected count when entered
+    /// and the greatest height of their subtrees so far.
+    open: Vec<(TreeId, usize, usize)>,
     /// First path and content of each hard-link group of this snapshot.
     links: HashMap<(u64, u64), (String, u64, Option<Content>)>,
 }
@@ -210,6 +220,12 @@ impl Walker<'_> {
 
     fn blob_problem(&self, b: &BlobRef) -> Result<Option<String>> {
         Ok(self.locate(b)?.err())
+    }
+
+    fn child_height(&mut self, height: usize) {
+        if let Some(parent) = self.open.last_mut() {
+            parent.2 = parent.2.max(height);
+        }
     }
 
     fn affected(&mut self, path: &str, reason: String) {
@@ -237,9 +253,15 @@ impl Walker<'_> {
                 // again, but the paths a damaged one breaks are reported per
                 // snapshot. One on the current path is let through: the
                 // walker reports the cycle.
-                if self.clean_trees.contains(id)
-                    || (self.entered.contains(id) && !self.open.iter().any(|(t, _)| t == id))
-                {
+                // A clean tree is only clean where it fits under the depth
+                // bound: the same tree can sit deeper in another snapshot.
+                if let Some(&height) = self.clean_trees.get(id) {
+                    if self.open.len() + height <= MAX_DEPTH {
+                        self.child_height(height);
+                        return Ok(Flow::Skip);
+                    }
+                }
+                if self.entered.contains(id) && !self.open.iter().any(|(t, _, _)| t == id) {
                     return Ok(Flow::Skip);
                 }
                 self.entered.insert(*id);
@@ -247,7 +269,7 @@ impl Walker<'_> {
                     self.tree_error(id, &display_path(path), p);
                     return Ok(Flow::Skip);
                 }
-                self.open.push((*id, self.report.affected.len()));
+                self.open.push((*id, self.report.affected.len(), 0));
                 Ok(Flow::Continue)
             }
             Event::TreeError { path, id, error } => {
@@ -257,9 +279,10 @@ impl Walker<'_> {
             }
             Event::Leave { id, .. } => {
                 self.seen_trees.insert(*id);
-                if let Some((_, before)) = self.open.pop() {
+                if let Some((_, before, below)) = self.open.pop() {
+                    self.child_height(below + 1);
                     if self.report.affected.len() == before {
-                        self.clean_trees.insert(*id);
+                        self.clean_trees.insert(*id, below + 1);
                     }
                 }
                 Ok(Flow::Continue)
