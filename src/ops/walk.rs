@@ -259,7 +259,7 @@ pub fn validate(n: &Node) -> std::result::Result<(), String> {
                                 g.id, g.bytes, g.chunks
                             ));
                         }
-                        total += g.bytes;
+                        total = total.saturating_add(g.bytes);
                     }
                     total
                 }
