@@ -17,8 +17,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// Address space a command may use in the memory-bound tests: far below
-/// the 3-4 GiB a planted length asks for, well above what snap needs.
-const ADDRESS_SPACE: &str = "--as=2147483648";
+/// the 3-4 GiB a planted length asks for, well above what snap needs. The
+/// thread pool and malloc arenas are fixed in size (see [`limited_to`]) so
+/// that the bound does not depend on the number of cores.
+const ADDRESS_SPACE: &str = "--as=1073741824";
 
 /// Runs `snap ARGS` on `repo` under an address-space limit (through
 /// `prlimit`), so that a planted length that is allocated fails the test
@@ -32,6 +34,9 @@ fn limited_to(limit: &str, repo: &Repo, args: &[&str]) -> Output {
     c.arg(limit)
         .arg("--")
         .arg(assert_cmd::cargo::cargo_bin("snap"));
+    // Each worker thread reserves its stack and may get a malloc arena:
+    // address space that grows with the cores, not with what is read.
+    c.env("RAYON_NUM_THREADS", "2").env("MALLOC_ARENA_MAX", "2");
     with_env(&mut c, repo)
         .args(args)
         .output()

@@ -97,6 +97,10 @@ proptest! {
         let snap_bytes = k.seal(b"snap snapshot v1", &data);
         let _ = Snapshot::decode(&SnapshotId(*blake3::hash(&snap_bytes).as_bytes()), &snap_bytes, k);
         let _ = serde_json::from_slice::<KeyFile>(&data);
+        let mut config = b"SNAPCONF".to_vec();
+        config.extend_from_slice(&2u32.to_le_bytes());
+        config.extend_from_slice(&k.seal(b"snap config v1", &data));
+        let _ = Config::decode(&config, k);
     }
 
     #[test]
