@@ -202,6 +202,13 @@ fn oversized_config_snapshot_and_key_files_are_refused_by_their_size() {
     plant_huge(&repo.path.join("keys/ffffffffffffffffffffffffffffffff"));
     let out = limited(&repo, &["snapshots"]);
     assert_success(&out, "snapshots beside a 3 GiB key file");
+    let out = limited(&repo, &["key", "list"]);
+    assert_success(&out, "key list beside a 3 GiB key file");
+    assert!(
+        stdout(&out).contains("ffffffffffffffffffffffffffffffff unusable: keys/ffffffffffffffffffffffffffffffff is damaged: 3221225472 bytes"),
+        "{}",
+        stdout(&out)
+    );
 
     // A huge snapshot file is named, the others still listed.
     let fake = "ab".repeat(32);

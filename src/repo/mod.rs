@@ -70,6 +70,10 @@ pub struct KeyListing {
     pub host: String,
     /// User that added it.
     pub user: String,
+    /// Why the file cannot be used, when it cannot (planted, damaged,
+    /// oversized): it is listed, not a reason to fail the listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 fn user_name() -> String {
@@ -528,15 +532,29 @@ impl Repository {
     pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
         let mut out = Vec::new();
         for name in self.backend.list(FileType::Key)? {
-            let bytes = read::bounded(&*self.backend, FileType::Key, &name, read::MAX_KEY_FILE)?;
-            let kf: KeyFile = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::corrupt(format!("key file keys/{name}"), e.to_string()))?;
-            out.push(KeyListing {
-                current: name == self.key_id,
-                id: name,
-                created: kf.created,
-                host: kf.host,
-                user: kf.user,
+            let kf = read::bounded(&*self.backend, FileType::Key, &name, read::MAX_KEY_FILE)
+                .and_then(|bytes| {
+                    serde_json::from_slice::<KeyFile>(&bytes).map_err(|e| {
+                        Error::corrupt(read::place(FileType::Key, &name), e.to_string())
+                    })
+                });
+            out.push(match kf {
+                Ok(kf) => KeyListing {
+                    current: name == self.key_id,
+                    id: name,
+                    created: kf.created,
+                    host: kf.host,
+                    user: kf.user,
+                    damaged: None,
+                },
+                Err(e) => KeyListing {
+                    current: false,
+                    id: name,
+                    created: String::new(),
+                    host: String::new(),
+                    user: String::new(),
+                    damaged: Some(e.to_string()),
+                },
             });
         }
         out.sort_by(|a, b| a.created.cmp(&b.created));
