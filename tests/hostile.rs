@@ -330,6 +330,29 @@ fn a_tree_as_deep_as_the_limit_is_read_and_one_level_more_is_refused() {
     assert!(!stdout(&out).contains(&deepest), "{}", stdout(&out));
 }
 
+#[test]
+fn a_tree_found_clean_higher_up_is_still_refused_where_it_lies_too_deep() {
+    let (repo, mut c) = crafted();
+    // `chain` is 1000 levels high. Under `a` it fits; under `b`, 30
+    // directories further down in the same snapshot, it does not.
+    let mut chain = c.dir(vec![]);
+    for _ in 0..999 {
+        chain = c.dir(vec![dir(b"d", chain)]);
+    }
+    let mut deep = chain;
+    for _ in 0..30 {
+        deep = c.dir(vec![dir(b"x", deep)]);
+    }
+    let root = c.dir(vec![dir(b"a", chain), dir(b"b", deep)]);
+    let s = short(&c.snapshot(root));
+    drop(c);
+    refused(&limited(&repo, &["ls", &s]), "deeper than 1024", "ls");
+    let out = limited(&repo, &["check"]);
+    refused(&out, "deeper than 1024", "check");
+    assert!(stdout(&out).contains("path /b/x/x"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("path /a"), "{}", stdout(&out));
+}
+
 fn bad_name_snapshot(name: &[u8]) -> (Repo, String) {
     let (repo, mut c) = crafted();
     let ch = c.chunk(b"planted\n");

@@ -261,7 +261,10 @@ impl Walker<'_> {
                         return Ok(Flow::Skip);
                     }
                 }
-                if self.entered.contains(id) && !self.open.iter().any(|(t, _, _)| t == id) {
+                if self.entered.contains(id)
+                    && !self.clean_trees.contains_key(id)
+                    && !self.open.iter().any(|(t, _, _)| t == id)
+                {
                     return Ok(Flow::Skip);
                 }
                 self.entered.insert(*id);
