@@ -496,6 +496,32 @@ fn hard_links_with_different_contents_are_found_by_check() {
 }
 
 #[test]
+fn hard_links_across_a_directory_checked_in_an_earlier_snapshot_are_compared() {
+    let (repo, mut c) = crafted();
+    let link = |name: &[u8], ch| {
+        let mut n: Node = file(name, &[ch]);
+        n.nlink = 2;
+        n.inode = 42;
+        n.dev = 7;
+        n
+    };
+    let one = c.chunk(b"one\n");
+    let two = c.chunk(b"two\n");
+    let a = c.dir(vec![link(b"x", one)]);
+    c.snapshot(c.dir(vec![dir(b"a", a)]));
+    let b = c.dir(vec![link(b"y", two)]);
+    let second = short(&c.snapshot(c.dir(vec![dir(b"a", a), dir(b"b", b)])));
+    drop(c);
+    let out = repo.run(&["check"]);
+    refused(&out, "with other contents", "check");
+    assert!(
+        stdout(&out).contains(&format!("snapshot {second} path /b/y")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn a_snapshot_time_that_does_not_parse_is_found_by_check() {
     let (repo, mut c) = crafted();
     let root = c.dir(vec![]);

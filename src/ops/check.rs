@@ -139,7 +139,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let snaps = repo.snapshot_ids()?;
     report.snapshots = snaps.len();
     let mut seen_trees: HashSet<TreeId> = HashSet::new();
-    let mut clean_trees: HashMap<TreeId, usize> = HashMap::new();
+    let mut clean_trees: HashMap<TreeId, Clean> = HashMap::new();
     for sid in snaps {
         let snap = match repo.load_snapshot(&sid) {
             Ok(s) => s,
@@ -187,17 +187,35 @@ struct Walker<'a> {
     /// Trees with nothing damaged beneath them, with their height (levels
     /// of trees, themselves included): not walked again where they fit
     /// under the depth bound.
-    clean_trees: &'a mut HashMap<TreeId, usize>,
+    clean_trees: &'a mut HashMap<TreeId, Clean>,
     report: &'a mut CheckReport,
     /// Trees entered in this snapshot: a damaged one reused at another
     /// place is reported at its first place only, so a crafted snapshot
     /// that reuses one tree many times over cannot make the walk explode.
     entered: HashSet<TreeId>,
-    /// The trees on the current path, with the affected count when entered
-    /// and the greatest height of their subtrees so far.
-    open: Vec<(TreeId, usize, usize)>,
+    /// The trees on the current path.
+    open: Vec<Open>,
     /// First path and content of each hard-link group of this snapshot.
     links: HashMap<(u64, u64), (String, u64, Option<Content>)>,
+}
+
+/// What is known of a tree with nothing damaged beneath it.
+#[derive(Clone, Copy)]
+struct Clean {
+    /// Levels of trees, itself included.
+    height: usize,
+    /// Whether a file beneath it may be a hard link: its group can span
+    /// other trees of a snapshot, so the tree is walked in each snapshot.
+    links: bool,
+}
+
+/// A tree on the current path.
+struct Open {
+    id: TreeId,
+    /// Affected paths reported when it was entered.
+    affected_before: usize,
+    /// What is known so far of the trees beneath it.
+    below: Clean,
 }
 
 impl Walker<'_> {
@@ -222,9 +240,10 @@ impl Walker<'_> {
         Ok(self.locate(b)?.err())
     }
 
-    fn child_height(&mut self, height: usize) {
+    fn child_done(&mut self, child: Clean) {
         if let Some(parent) = self.open.last_mut() {
-            parent.2 = parent.2.max(height);
+            parent.below.height = parent.below.height.max(child.height);
+            parent.below.links |= child.links;
         }
     }
 
@@ -255,15 +274,15 @@ impl Walker<'_> {
                 // walker reports the cycle.
                 // A clean tree is only clean where it fits under the depth
                 // bound: the same tree can sit deeper in another snapshot.
-                if let Some(&height) = self.clean_trees.get(id) {
-                    if self.open.len() + height <= MAX_DEPTH {
-                        self.child_height(height);
+                if let Some(&clean) = self.clean_trees.get(id) {
+                    if self.open.len() + clean.height <= MAX_DEPTH && !clean.links {
+                        self.child_done(clean);
                         return Ok(Flow::Skip);
                     }
                 }
                 if self.entered.contains(id)
                     && !self.clean_trees.contains_key(id)
-                    && !self.open.iter().any(|(t, _, _)| t == id)
+                    && !self.open.iter().any(|o| o.id == *id)
                 {
                     return Ok(Flow::Skip);
                 }
@@ -272,7 +291,14 @@ impl Walker<'_> {
                     self.tree_error(id, &display_path(path), p);
                     return Ok(Flow::Skip);
                 }
-                self.open.push((*id, self.report.affected.len(), 0));
+                self.open.push(Open {
+                    id: *id,
+                    affected_before: self.report.affected.len(),
+                    below: Clean {
+                        height: 0,
+                        links: false,
+                    },
+                });
                 Ok(Flow::Continue)
             }
             Event::TreeError { path, id, error } => {
@@ -282,10 +308,14 @@ impl Walker<'_> {
             }
             Event::Leave { id, .. } => {
                 self.seen_trees.insert(*id);
-                if let Some((_, before, below)) = self.open.pop() {
-                    self.child_height(below + 1);
-                    if self.report.affected.len() == before {
-                        self.clean_trees.insert(*id, below + 1);
+                if let Some(o) = self.open.pop() {
+                    let done = Clean {
+                        height: o.below.height + 1,
+                        links: o.below.links,
+                    };
+                    self.child_done(done);
+                    if self.report.affected.len() == o.affected_before {
+                        self.clean_trees.insert(*id, done);
                     }
                 }
                 Ok(Flow::Continue)
@@ -310,6 +340,9 @@ impl Walker<'_> {
     fn hard_link(&mut self, n: &Node, path: &str) {
         if n.nlink <= 1 || n.inode == 0 {
             return;
+        }
+        if let Some(o) = self.open.last_mut() {
+            o.below.links = true;
         }
         match self.links.get(&(n.dev, n.inode)) {
             None => {
