@@ -2,7 +2,8 @@
 //! cat and check.
 //!
 //! The walk is iterative (a hostile chain of nested trees cannot overflow the
-//! stack), bounded to [`MAX_DEPTH`] levels, and refuses a tree that appears
+//! stack), bounded to [`MAX_DEPTH`] levels and to [`MAX_PATH_TREE_BYTES`] of
+//! trees held at once, and refuses a tree that appears
 //! twice on the current path (a cycle); a tree reused at two places that are
 //! not nested (identical directories dedupe to one tree) is walked at each.
 //! The visitor can skip any subtree by its id. Every entry is validated with
@@ -10,14 +11,20 @@
 //! rules (format-spec.md §10.1, §10.3).
 
 use crate::error::{Error, Result};
+use crate::format::blob::MAX_TREE;
 use crate::format::tree::{decode_records, Content, Node, NodeKind, Tree, GROUP_MAX, RECORD_LEN};
-use crate::id::TreeId;
+use crate::id::{BlobRef, TreeId};
 use crate::repo::Repository;
 use std::collections::HashSet;
 
 /// Deepest directory nesting a reader follows, counting the root tree as one
 /// level (format-spec.md §10.1).
 pub const MAX_DEPTH: usize = 1024;
+
+/// Most tree plaintext held at once, over the trees of the current path:
+/// each is in memory until its last entry is visited, so depth times the
+/// largest tree (§8) would be too much.
+pub const MAX_PATH_TREE_BYTES: u64 = 512 * 1024 * 1024;
 
 /// What the walker reports to its visitor.
 pub enum Event<'a> {
@@ -77,6 +84,8 @@ struct Frame {
     id: TreeId,
     tree: Tree,
     next: usize,
+    /// Its plaintext length, as the index gives it.
+    bytes: u64,
 }
 
 /// Walks the tree `root` whose path is `base`, depth first, entries in name
@@ -156,6 +165,11 @@ fn enter(
     if visit(Event::Enter { path, id })? == Flow::Skip {
         return Ok(None);
     }
+    let bytes = repo
+        .index()
+        .get(&BlobRef::from(*id))?
+        .map_or(0, |l| l.raw_len as u64);
+    let held: u64 = stack.iter().map(|f| f.bytes).sum();
     let refused = if on_path.contains(id) {
         Some(format!(
             "contains itself (a cycle at {}): the tree was crafted or damaged",
@@ -164,6 +178,12 @@ fn enter(
     } else if stack.len() >= MAX_DEPTH {
         Some(format!(
             "is nested deeper than {MAX_DEPTH} levels (at {}): the tree was crafted or damaged",
+            display_path(path)
+        ))
+    } else if bytes <= MAX_TREE as u64 && !fits(held, bytes) {
+        // A tree over its own bound is left to load_tree, which names that.
+        Some(format!(
+            "would make the trees on the path to {} hold more than {MAX_PATH_TREE_BYTES} bytes: the tree was crafted or damaged",
             display_path(path)
         ))
     } else {
@@ -178,12 +198,18 @@ fn enter(
             id: *id,
             tree,
             next: 0,
+            bytes,
         })),
         Err(error) => {
             visit(Event::TreeError { path, id, error })?;
             Ok(None)
         }
     }
+}
+
+/// Whether a tree of `bytes` may be held beside `held` bytes of trees.
+fn fits(held: u64, bytes: u64) -> bool {
+    held.saturating_add(bytes) <= MAX_PATH_TREE_BYTES
 }
 
 /// Turns the walker's findings into errors, for commands that must not go
@@ -313,6 +339,15 @@ mod tests {
             rdev: None,
             error: None,
         }
+    }
+
+    #[test]
+    fn the_trees_of_one_path_are_bounded_together() {
+        let max_tree = MAX_TREE as u64;
+        assert!(fits(0, max_tree));
+        assert!(fits(max_tree, max_tree));
+        assert!(!fits(2 * max_tree, 1));
+        assert!(!fits(u64::MAX, 1));
     }
 
     #[test]
