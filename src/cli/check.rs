@@ -18,42 +18,49 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let progress = ctx.progress(None);
     let r = check::check(&repo, a.read_data, &progress)?;
     progress.finish();
-    if ctx.json {
-        super::print_json(&r)?;
-    } else {
-        for w in &r.warnings {
-            eprintln!("snap: note: {w}");
-        }
-        for e in &r.errors {
-            outln!("error: {}: {}", e.object, e.message);
-        }
-        for a in &r.affected {
-            outln!(
-                "damaged: snapshot {} path {}: {}",
-                a.snapshot,
-                a.path,
-                a.reason
-            );
-        }
-        outln!(
-            "checked {} snapshots, {} trees, {} packs{}: {}",
-            r.snapshots,
-            r.trees,
-            r.packs,
-            if a.read_data {
-                format!(" ({} read in full)", r.packs_read)
-            } else {
-                String::new()
-            },
-            if r.ok() {
-                "no errors".to_string()
-            } else {
-                format!("{} error(s)", r.errors.len() + r.affected.len())
-            }
-        );
-    }
+    // A closed stdout (`snap check | head -0`) is only forgiven when the
+    // repository is sound: the verdict never depends on the reader.
+    let printed = print(ctx, &r, a.read_data);
     if !r.ok() {
         anyhow::bail!("the repository is damaged; see the errors above (`snap repair index` helps when only the index is wrong)");
     }
+    printed?;
     Ok(0)
+}
+
+fn print(ctx: &Ctx, r: &check::CheckReport, read_data: bool) -> Result<()> {
+    if ctx.json {
+        return super::print_json(r);
+    }
+    for w in &r.warnings {
+        eprintln!("snap: note: {w}");
+    }
+    for e in &r.errors {
+        outln!("error: {}: {}", e.object, e.message);
+    }
+    for a in &r.affected {
+        outln!(
+            "damaged: snapshot {} path {}: {}",
+            a.snapshot,
+            a.path,
+            a.reason
+        );
+    }
+    outln!(
+        "checked {} snapshots, {} trees, {} packs{}: {}",
+        r.snapshots,
+        r.trees,
+        r.packs,
+        if read_data {
+            format!(" ({} read in full)", r.packs_read)
+        } else {
+            String::new()
+        },
+        if r.ok() {
+            "no errors".to_string()
+        } else {
+            format!("{} error(s)", r.errors.len() + r.affected.len())
+        }
+    );
+    Ok(())
 }

@@ -49,6 +49,10 @@ pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
                 super::print_json(&keys)?;
             } else {
                 for k in keys {
+                    if let Some(why) = &k.damaged {
+                        outln!("  {:<32} unusable: {why}", k.id);
+                        continue;
+                    }
                     outln!(
                         "{} {:<32} {} {}@{}",
                         if k.current { "*" } else { " " },

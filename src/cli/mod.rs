@@ -104,7 +104,7 @@ impl Ctx {
             "repository password: ",
         )?;
         let repo = Repository::open(&self.repo, pw.as_bytes(), mode, command, self.lock_wait)?;
-        for w in &repo.warnings {
+        for w in repo.warnings.iter().chain(repo.stray_names()) {
             eprintln!("snap: warning: {w}");
         }
         Ok(repo)

@@ -5,10 +5,16 @@
 //! size, so already-compressed media (JPEG, MP4, zip) is stored as is. The
 //! associated data is `kind byte || id`, so a sealed blob cannot be served in
 //! place of another.
+//!
+//! Every length the repository declares is bounded before anything is
+//! allocated from it (format-spec.md §8): a blob's plaintext by
+//! [`max_plaintext`] for its kind, its sealed length by the plaintext plus
+//! [`MAX_FRAMING`], and zstd output by the declared length.
 
 use crate::error::{Error, Result};
-use crate::format::crypto::Keys;
-use crate::id::BlobRef;
+use crate::format::crypto::{Keys, SEAL_OVERHEAD};
+use crate::format::tree::{GROUP_MAX, RECORD_LEN};
+use crate::id::{BlobKind, BlobRef};
 use std::cell::RefCell;
 
 const STORED: u8 = 0;
@@ -41,6 +47,49 @@ fn decompress(body: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
+/// Largest data blob: the largest chunk a config may ask for.
+pub const MAX_DATA: u32 = 16 * 1024 * 1024;
+/// Largest tree blob: a directory of about a million entries.
+pub const MAX_TREE: u32 = 256 * 1024 * 1024;
+/// Largest list blob: a full group of chunk records.
+pub const MAX_LIST: u32 = (GROUP_MAX * RECORD_LEN) as u32;
+/// What framing and sealing add at most: zstd is kept only when it is
+/// shorter than the plaintext, so a sealed blob is never longer than its
+/// plaintext stored.
+pub const MAX_FRAMING: u32 = 1 + SEAL_OVERHEAD as u32;
+
+/// The largest plaintext a reader accepts for a blob of `kind`.
+pub fn max_plaintext(kind: BlobKind) -> u32 {
+    match kind {
+        BlobKind::Data => MAX_DATA,
+        BlobKind::Tree => MAX_TREE,
+        BlobKind::List => MAX_LIST,
+    }
+}
+
+/// Refuses declared lengths no writer produces, before they are used to
+/// read or allocate: `sealed_len` bytes sealing `raw_len` of plaintext.
+pub fn check_lengths(r: &BlobRef, sealed_len: u32, raw_len: u32) -> Result<()> {
+    let max = max_plaintext(r.kind);
+    if raw_len > max {
+        return Err(Error::corrupt(
+            what(r),
+            format!("declares {raw_len} bytes of plaintext, more than the {max} a {:?} blob may hold (crafted or damaged pack header)", r.kind),
+        ));
+    }
+    if sealed_len as u64 > raw_len as u64 + MAX_FRAMING as u64 {
+        return Err(Error::corrupt(
+            what(r),
+            format!("{sealed_len} sealed bytes for {raw_len} of plaintext (crafted or damaged pack header)"),
+        ));
+    }
+    Ok(())
+}
+
+fn what(r: &BlobRef) -> String {
+    format!("{:?} blob {}", r.kind, hex::encode(r.id))
+}
+
 fn aad(r: &BlobRef) -> [u8; 33] {
     let mut a = [0u8; 33];
     a[0] = r.kind.to_byte();
@@ -65,7 +114,9 @@ pub fn seal(keys: &Keys, r: &BlobRef, plaintext: &[u8], zstd_level: i32) -> Vec<
 
 /// Opens a sealed blob; `raw_len` is its plaintext length from the pack header.
 pub fn open(keys: &Keys, r: &BlobRef, sealed: &[u8], raw_len: u32) -> Result<Vec<u8>> {
-    let what = || format!("{:?} blob {}", r.kind, hex::encode(r.id));
+    let what = || what(r);
+    let sealed_len = u32::try_from(sealed.len()).unwrap_or(u32::MAX);
+    check_lengths(r, sealed_len, raw_len)?;
     let mut framed = keys.open(&aad(r), sealed, &what)?;
     let (&flag, body) = framed
         .split_first()
@@ -76,8 +127,25 @@ pub fn open(keys: &Keys, r: &BlobRef, sealed: &[u8], raw_len: u32) -> Result<Vec
             framed.remove(0);
             framed
         }
-        ZSTD => decompress(body, raw_len as usize)
-            .map_err(|e| Error::corrupt(what(), format!("zstd: {e}")))?,
+        ZSTD => {
+            // The frame states its size; one that disagrees is refused
+            // before the output buffer is made.
+            match zstd::zstd_safe::get_frame_content_size(body) {
+                Ok(Some(n)) if n == raw_len as u64 => {}
+                Ok(n) => {
+                    return Err(Error::corrupt(
+                        what(),
+                        format!(
+                            "zstd frame of {} bytes, the pack header says {raw_len}",
+                            n.map_or("unstated".into(), |n| n.to_string())
+                        ),
+                    ))
+                }
+                Err(_) => return Err(Error::corrupt(what(), "not a zstd frame")),
+            }
+            decompress(body, raw_len as usize)
+                .map_err(|e| Error::corrupt(what(), format!("zstd: {e}")))?
+        }
         f => {
             return Err(Error::corrupt(
                 what(),
@@ -129,5 +197,30 @@ mod tests {
         };
         assert!(open(&k, &other, &s, d.len() as u32).is_err());
         assert!(open(&k, &r, &s, 5).is_err());
+    }
+
+    #[test]
+    fn declared_lengths_are_bounded_before_allocation() {
+        let k = Keys::generate();
+        let d = vec![0u8; 1 << 20];
+        let r = BlobRef {
+            kind: BlobKind::Data,
+            id: k.blob_id(&d),
+        };
+        let s = seal(&k, &r, &d, 3);
+        assert!(s.len() < 1000);
+        // The frame states 1 MiB: any other declaration is refused before
+        // an output buffer is made.
+        let e = open(&k, &r, &s, 1000).unwrap_err().to_string();
+        assert!(e.contains("zstd frame of 1048576 bytes"), "{e}");
+        let e = open(&k, &r, &s, u32::MAX).unwrap_err().to_string();
+        assert!(e.contains("declares 4294967295"), "{e}");
+        assert!(check_lengths(&r, 1000 + MAX_FRAMING, 1000).is_ok());
+        assert!(check_lengths(&r, 1001 + MAX_FRAMING, 1000).is_err());
+        let list = BlobRef {
+            kind: BlobKind::List,
+            id: r.id,
+        };
+        assert!(check_lengths(&list, 10, MAX_LIST + 1).is_err());
     }
 }

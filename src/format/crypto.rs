@@ -184,21 +184,32 @@ pub struct KeyFile {
 }
 
 /// Largest Argon2id costs a key file may ask for: a planted key file must
-/// not make unlocking exhaust memory or time.
+/// not make unlocking exhaust memory or time. 1 GiB is 16 times the default
+/// and fits beside a web server's working set; the passes are bounded
+/// together with the memory by [`KDF_MAX_WORK_KIB`].
 pub const KDF_MAX: KdfParams = KdfParams {
-    memory_kib: 4 * 1024 * 1024,
-    iterations: 64,
+    memory_kib: 1024 * 1024,
+    iterations: 16,
     parallelism: 16,
 };
 
+/// Largest memory × passes (KiB): what sets Argon2id's running time, a few
+/// seconds at most here (2 GiB·passes; the default is 128 MiB·passes).
+pub const KDF_MAX_WORK_KIB: u64 = 2 * 1024 * 1024;
+
+/// Whether `p` is within the costs a reader pays.
+pub fn affordable(p: &KdfParams) -> bool {
+    p.memory_kib <= KDF_MAX.memory_kib
+        && p.iterations <= KDF_MAX.iterations
+        && p.parallelism <= KDF_MAX.parallelism
+        && p.memory_kib as u64 * p.iterations as u64 <= KDF_MAX_WORK_KIB
+}
+
 fn kek(password: &[u8], salt: &[u8], p: KdfParams) -> Result<XChaCha20Poly1305> {
-    if p.memory_kib > KDF_MAX.memory_kib
-        || p.iterations > KDF_MAX.iterations
-        || p.parallelism > KDF_MAX.parallelism
-    {
+    if !affordable(&p) {
         return Err(Error::corrupt(
             "key file",
-            format!("Argon2id costs {p:?} exceed the limits {KDF_MAX:?}"),
+            format!("Argon2id costs {p:?} exceed the limits {KDF_MAX:?} and {KDF_MAX_WORK_KIB} KiB × passes"),
         ));
     }
     let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
@@ -301,6 +312,36 @@ mod tests {
         assert_eq!(back.blob_id(b"x"), k.blob_id(b"x"));
         assert_eq!(back.gear()[..], k.gear()[..]);
         assert!(f.unwrap(b"wrong", "k").unwrap().is_none());
+    }
+
+    #[test]
+    fn costs_beyond_the_caps_are_refused_before_hashing() {
+        let k = Keys::generate();
+        let mut f = KeyFile::wrap(&k, b"pw", cheap(), "t".into(), "h".into(), "u".into()).unwrap();
+        for p in [
+            KdfParams {
+                memory_kib: 4 * 1024 * 1024,
+                ..cheap()
+            },
+            KdfParams {
+                memory_kib: 1024 * 1024,
+                iterations: 3,
+                parallelism: 1,
+            },
+            KdfParams {
+                iterations: 17,
+                ..cheap()
+            },
+        ] {
+            f.params = p;
+            let t = std::time::Instant::now();
+            assert!(f.unwrap(b"pw", "k").is_err(), "{p:?}");
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(1),
+                "{p:?} was computed"
+            );
+        }
+        assert!(affordable(&KdfParams::default()));
     }
 
     #[test]

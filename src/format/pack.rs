@@ -16,6 +16,9 @@ use crate::id::{BlobKind, BlobRef, PackId};
 pub const PACK_VERSION: u8 = 1;
 /// Length of the clear trailer.
 pub const TRAILER_LEN: usize = 12;
+/// Longest sealed header a reader accepts (about 1.3 million entries): the
+/// length in the trailer is checked against it before the header is read.
+pub const MAX_HEADER_LEN: u32 = 64 * 1024 * 1024;
 const MAGIC: &[u8; 7] = b"SNAPPAK";
 const ENTRY_LEN: usize = 1 + 32 + 8 + 4 + 4;
 const HEADER_AAD: &[u8] = b"snap pack header v1";
@@ -126,6 +129,12 @@ pub fn decode_trailer(pack: &PackId, pack_len: u64, trailer: &[u8]) -> Result<u3
         });
     }
     let len = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
+    if len > MAX_HEADER_LEN {
+        return Err(Error::corrupt(
+            what(),
+            format!("header length {len} is over the {MAX_HEADER_LEN} a reader accepts (crafted or damaged trailer)"),
+        ));
+    }
     if len as u64 + TRAILER_LEN as u64 > pack_len {
         return Err(Error::corrupt(
             what(),
@@ -246,6 +255,10 @@ mod tests {
         let n = f.len();
         f[n - 20] ^= 0x10;
         assert!(read_header(&k, &id, &f).is_err());
+        let mut h = bytes.clone();
+        h[n - 12..n - 8].copy_from_slice(&(MAX_HEADER_LEN + 1).to_le_bytes());
+        let e = decode_trailer(&id, u64::MAX, &h[n - 12..]).unwrap_err();
+        assert!(e.to_string().contains("over the"), "{e}");
         let mut v = bytes.clone();
         v[n - 1] = 9;
         assert!(matches!(

@@ -1,18 +1,22 @@
 //! Check: is everything the snapshots need present, and (with `read_data`)
 //! intact?
 //!
-//! Structure check: every snapshot decodes, every tree and chunk list it
-//! reaches decodes, every chunk it names is in the index, and every pack the
-//! index names exists with the recorded size. Data check: every pack hashes
+//! Structure check: every snapshot decodes and its time parses, every tree
+//! and chunk list it reaches decodes, every entry follows the rules restore
+//! applies (the shared walker and its validation: names, required fields,
+//! sizes, group totals, depth, cycles), hard links agree, every chunk it
+//! names is in the index with the length its record gives, and every pack
+//! the index names exists with the recorded size. Data check: every pack hashes
 //! to its name, its header decodes, and every blob opens and hashes to its
 //! id. Damage is reported with the snapshots and paths it affects.
 
 use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::format::blob;
-use crate::format::pack::read_header;
-use crate::format::tree::{Content, NodeKind};
+use crate::format::tree::{Content, Node, NodeKind};
 use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
+use crate::index::BlobLocation;
+use crate::ops::walk::{display_path, walk, Event, Flow, MAX_DEPTH};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use rayon::prelude::*;
@@ -67,11 +71,18 @@ impl CheckReport {
 /// Runs the check.
 pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let on_disk: HashMap<String, u64> = repo
+    // A name that is not a pack id is not part of the repository: noted
+    // and left alone, like stray names elsewhere.
+    let (on_disk, stray): (HashMap<String, u64>, HashMap<String, u64>) = repo
         .backend
         .list_sizes(FileType::Pack)?
         .into_iter()
-        .collect();
+        .partition(|(n, _)| PackId::from_hex(n).is_ok());
+    for name in stray.keys() {
+        report.warnings.push(format!(
+            "{name:?} in a directory under data/ is not a pack id: skipped (move it out of the repository)"
+        ));
+    }
     report.packs = on_disk.len();
     let indexed = repo.index().packs()?;
     let indexed_names: HashSet<String> = indexed.iter().map(|(id, _)| id.to_hex()).collect();
@@ -107,8 +118,8 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
         let names: Vec<(&String, &u64)> = on_disk.iter().collect();
         let found: Vec<(String, PackVerdict)> = names
             .par_iter()
-            .map(|(name, _)| {
-                let r = verify_pack(repo, name);
+            .map(|(name, size)| {
+                let r = verify_pack(repo, name, **size);
                 progress.file_done();
                 ((*name).clone(), r)
             })
@@ -128,7 +139,7 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
     let snaps = repo.snapshot_ids()?;
     report.snapshots = snaps.len();
     let mut seen_trees: HashSet<TreeId> = HashSet::new();
-    let mut clean_trees: HashSet<TreeId> = HashSet::new();
+    let mut clean_trees: HashMap<TreeId, Clean> = HashMap::new();
     for sid in snaps {
         let snap = match repo.load_snapshot(&sid) {
             Ok(s) => s,
@@ -140,6 +151,15 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
                 continue;
             }
         };
+        if let Err(e) = chrono::DateTime::parse_from_rfc3339(&snap.time) {
+            report.errors.push(Problem {
+                object: format!("snapshot {sid}"),
+                message: format!(
+                    "time {:?} is not RFC 3339 ({e}): it sorts as 1970-01-01 and retention cannot place it",
+                    snap.time
+                ),
+            });
+        }
         let mut w = Walker {
             repo,
             sid,
@@ -148,8 +168,11 @@ pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Res
             seen_trees: &mut seen_trees,
             clean_trees: &mut clean_trees,
             report: &mut report,
+            entered: HashSet::new(),
+            open: Vec::new(),
+            links: HashMap::new(),
         };
-        w.tree(&snap.tree, "")?;
+        walk(repo, &snap.tree, &[], &mut |e| w.event(e))?;
     }
     report.trees = seen_trees.len();
     Ok(report)
@@ -161,91 +184,181 @@ struct Walker<'a> {
     bad_packs: &'a HashSet<PackId>,
     bad_blobs: &'a HashSet<BlobRef>,
     seen_trees: &'a mut HashSet<TreeId>,
-    /// Trees with nothing damaged beneath them: not walked again.
-    clean_trees: &'a mut HashSet<TreeId>,
+    /// Trees with nothing damaged beneath them, with their height (levels
+    /// of trees, themselves included): not walked again where they fit
+    /// under the depth bound.
+    clean_trees: &'a mut HashMap<TreeId, Clean>,
     report: &'a mut CheckReport,
+    /// Trees entered in this snapshot: a damaged one reused at another
+    /// place is reported at its first place only, so a crafted snapshot
+    /// that reuses one tree many times over cannot make the walk explode.
+    entered: HashSet<TreeId>,
+    /// The trees on the current path.
+    open: Vec<Open>,
+    /// First path and content of each hard-link group of this snapshot.
+    links: HashMap<(u64, u64), (String, u64, Option<Content>)>,
+}
+
+/// What is known of a tree with nothing damaged beneath it.
+#[derive(Clone, Copy)]
+struct Clean {
+    /// Levels of trees, itself included.
+    height: usize,
+    /// Whether a file beneath it may be a hard link: its group can span
+    /// other trees of a snapshot, so the tree is walked in each snapshot.
+    links: bool,
+}
+
+/// A tree on the current path.
+struct Open {
+    id: TreeId,
+    /// Affected paths reported when it was entered.
+    affected_before: usize,
+    /// What is known so far of the trees beneath it.
+    below: Clean,
 }
 
 impl Walker<'_> {
-    fn blob_problem(&self, b: &BlobRef) -> Result<Option<String>> {
+    /// Where the index places `b`, or what is wrong with it.
+    fn locate(&self, b: &BlobRef) -> Result<std::result::Result<BlobLocation, String>> {
+        let name = || format!("{:?} blob {}", b.kind, hex::encode(b.id));
         if self.bad_blobs.contains(b) {
-            return Ok(Some(format!(
-                "{:?} blob {} is damaged",
-                b.kind,
-                hex::encode(b.id)
-            )));
+            return Ok(Err(format!("{} is damaged", name())));
         }
         match self.repo.index().get(b)? {
-            None => Ok(Some(format!(
-                "{:?} blob {} is missing",
-                b.kind,
-                hex::encode(b.id)
-            ))),
-            Some(loc) if self.bad_packs.contains(&loc.pack) => Ok(Some(format!(
-                "{:?} blob {} is in damaged pack {}",
-                b.kind,
-                hex::encode(b.id),
-                loc.pack
-            ))),
-            Some(_) => Ok(None),
+            None => Ok(Err(format!("{} is missing", name()))),
+            Some(loc) if self.bad_packs.contains(&loc.pack) => {
+                Ok(Err(format!("{} is in damaged pack {}", name(), loc.pack)))
+            }
+            Some(loc) => Ok(blob::check_lengths(b, loc.length, loc.raw_len)
+                .map(|()| loc)
+                .map_err(|e| e.to_string())),
+        }
+    }
+
+    fn blob_problem(&self, b: &BlobRef) -> Result<Option<String>> {
+        Ok(self.locate(b)?.err())
+    }
+
+    fn child_done(&mut self, child: Clean) {
+        if let Some(parent) = self.open.last_mut() {
+            parent.below.height = parent.below.height.max(child.height);
+            parent.below.links |= child.links;
         }
     }
 
     fn affected(&mut self, path: &str, reason: String) {
         self.report.affected.push(Affected {
             snapshot: self.sid.short(),
-            path: if path.is_empty() {
-                "/".into()
-            } else {
-                path.into()
-            },
+            path: path.into(),
             reason,
         });
     }
 
-    fn tree(&mut self, id: &TreeId, path: &str) -> Result<()> {
-        // A clean tree seen in an earlier snapshot need not be walked again,
-        // but the paths a damaged one breaks are reported per snapshot.
-        if self.clean_trees.contains(id) {
-            return Ok(());
+    fn tree_error(&mut self, id: &TreeId, path: &str, message: String) {
+        if self.seen_trees.insert(*id) {
+            self.report.errors.push(Problem {
+                object: format!("tree {id}"),
+                message: message.clone(),
+            });
         }
-        let first = self.seen_trees.insert(*id);
-        let affected_before = self.report.affected.len();
-        if let Some(p) = self.blob_problem(&(*id).into())? {
-            if first {
-                self.report.errors.push(Problem {
-                    object: format!("tree {id}"),
-                    message: p.clone(),
-                });
-            }
-            self.affected(path, p);
-            return Ok(());
-        }
-        let tree = match self.repo.load_tree(id) {
-            Ok(t) => t,
-            Err(e) => {
-                if first {
-                    self.report.errors.push(Problem {
-                        object: format!("tree {id}"),
-                        message: e.to_string(),
-                    });
+        self.affected(path, message);
+    }
+
+    fn event(&mut self, e: Event) -> Result<Flow> {
+        match e {
+            Event::Enter { path, id } => {
+                // A clean tree seen in an earlier snapshot need not be walked
+                // again, but the paths a damaged one breaks are reported per
+                // snapshot. One on the current path is let through: the
+                // walker reports the cycle.
+                // A clean tree is only clean where it fits under the depth
+                // bound: the same tree can sit deeper in another snapshot.
+                if let Some(&clean) = self.clean_trees.get(id) {
+                    if self.open.len() + clean.height <= MAX_DEPTH && !clean.links {
+                        self.child_done(clean);
+                        return Ok(Flow::Skip);
+                    }
                 }
-                self.affected(path, e.to_string());
-                return Ok(());
+                if self.entered.contains(id)
+                    && !self.clean_trees.contains_key(id)
+                    && !self.open.iter().any(|o| o.id == *id)
+                {
+                    return Ok(Flow::Skip);
+                }
+                self.entered.insert(*id);
+                if let Some(p) = self.blob_problem(&(*id).into())? {
+                    self.tree_error(id, &display_path(path), p);
+                    return Ok(Flow::Skip);
+                }
+                self.open.push(Open {
+                    id: *id,
+                    affected_before: self.report.affected.len(),
+                    below: Clean {
+                        height: 0,
+                        links: false,
+                    },
+                });
+                Ok(Flow::Continue)
             }
-        };
-        for n in &tree.entries {
-            let p = format!("{path}/{}", String::from_utf8_lossy(&n.name));
-            match (n.kind, &n.subtree, &n.content) {
-                (NodeKind::Dir, Some(sub), _) => self.tree(sub, &p)?,
-                (NodeKind::File, _, Some(content)) => self.file(content, &p)?,
-                _ => {}
+            Event::TreeError { path, id, error } => {
+                self.open.pop();
+                self.tree_error(id, &display_path(path), error.to_string());
+                Ok(Flow::Continue)
+            }
+            Event::Leave { id, .. } => {
+                self.seen_trees.insert(*id);
+                if let Some(o) = self.open.pop() {
+                    let done = Clean {
+                        height: o.below.height + 1,
+                        links: o.below.links,
+                    };
+                    self.child_done(done);
+                    if self.report.affected.len() == o.affected_before {
+                        self.clean_trees.insert(*id, done);
+                    }
+                }
+                Ok(Flow::Continue)
+            }
+            Event::Invalid { path, why, .. } => {
+                self.affected(&display_path(path), format!("invalid entry: {why}"));
+                Ok(Flow::Continue)
+            }
+            Event::Node { path, node } => {
+                if let (NodeKind::File, Some(content)) = (node.kind, &node.content) {
+                    let p = display_path(path);
+                    self.hard_link(node, &p);
+                    self.file(content, &p)?;
+                }
+                Ok(Flow::Continue)
             }
         }
-        if self.report.affected.len() == affected_before {
-            self.clean_trees.insert(*id);
+    }
+
+    /// Members of a hard-link group are restored as links to the first one:
+    /// they must all have its contents.
+    fn hard_link(&mut self, n: &Node, path: &str) {
+        if n.nlink <= 1 || n.inode == 0 {
+            return;
         }
-        Ok(())
+        if let Some(o) = self.open.last_mut() {
+            o.below.links = true;
+        }
+        match self.links.get(&(n.dev, n.inode)) {
+            None => {
+                self.links.insert(
+                    (n.dev, n.inode),
+                    (path.to_string(), n.size, n.content.clone()),
+                );
+            }
+            Some((first, size, content)) if *size != n.size || *content != n.content => {
+                let why = format!(
+                    "a hard link to {first} (same device and inode) with other contents: restore would give it {first}'s"
+                );
+                self.affected(path, why);
+            }
+            Some(_) => {}
+        }
     }
 
     fn file(&mut self, content: &Content, path: &str) -> Result<()> {
@@ -261,11 +374,18 @@ impl Walker<'_> {
         // its chunk list stops there.
         let mut problem: Option<String> = None;
         let walked = self.repo.for_each_chunk_group(content, &mut |group| {
-            for (c, _) in group {
+            for (c, len) in group {
                 if problem.is_some() {
                     break;
                 }
-                problem = self.blob_problem(&(*c).into())?;
+                problem = match self.locate(&(*c).into())? {
+                    Err(p) => Some(p),
+                    Ok(loc) if loc.raw_len != *len => Some(format!(
+                        "chunk {c} has {} bytes, the chunk list says {len}",
+                        loc.raw_len
+                    )),
+                    Ok(_) => None,
+                };
             }
             Ok(())
         });
@@ -282,40 +402,43 @@ impl Walker<'_> {
 /// whole pack is unreadable (so every blob the index places in it is lost).
 type PackVerdict = (Vec<Problem>, Vec<BlobRef>, bool);
 
-fn verify_pack(repo: &Repository, name: &str) -> PackVerdict {
+/// Bytes read at a time to hash a pack: a pack is never in memory whole.
+const HASH_PIECE: u64 = 8 << 20;
+
+fn verify_pack(repo: &Repository, name: &str, size: u64) -> PackVerdict {
     let obj = || format!("pack {name}");
-    let mut probs = Vec::new();
-    let mut bad = Vec::new();
-    let bytes = match repo.backend.read(FileType::Pack, name) {
-        Ok(b) => b,
-        Err(e) => {
-            return (
-                vec![Problem {
-                    object: obj(),
-                    message: e.to_string(),
-                }],
-                bad,
-                true,
-            )
-        }
-    };
-    let Ok(id) = PackId::from_hex(name) else {
-        return (
+    let whole = |message: String| {
+        (
             vec![Problem {
                 object: obj(),
-                message: "name is not a pack id".into(),
+                message,
             }],
-            bad,
+            Vec::new(),
             true,
-        );
+        )
     };
-    if blake3::hash(&bytes).as_bytes() != &id.0 {
+    let Ok(id) = PackId::from_hex(name) else {
+        return whole("name is not a pack id".into());
+    };
+    let mut probs = Vec::new();
+    let mut bad = Vec::new();
+    let mut hasher = blake3::Hasher::new();
+    let mut at = 0;
+    while at < size {
+        let n = HASH_PIECE.min(size - at);
+        match repo.backend.read_range(FileType::Pack, name, at, n) {
+            Ok(b) => hasher.update(&b),
+            Err(e) => return whole(e.to_string()),
+        };
+        at += n;
+    }
+    if hasher.finalize().as_bytes() != &id.0 {
         probs.push(Problem {
             object: obj(),
             message: "contents do not hash to its name (bit rot or tampering)".into(),
         });
     }
-    let entries = match read_header(repo.keys(), &id, &bytes) {
+    let entries = match repo.read_pack_header(&id, size) {
         Ok(e) => e,
         Err(e) => {
             probs.push(Problem {
@@ -326,8 +449,12 @@ fn verify_pack(repo: &Repository, name: &str) -> PackVerdict {
         }
     };
     for e in entries {
-        let sealed = &bytes[e.offset as usize..(e.offset + e.length as u64) as usize];
-        let ok = blob::open(repo.keys(), &e.blob, sealed, e.raw_len)
+        let ok = blob::check_lengths(&e.blob, e.length, e.raw_len)
+            .and_then(|()| {
+                repo.backend
+                    .read_range(FileType::Pack, name, e.offset, e.length as u64)
+            })
+            .and_then(|sealed| blob::open(repo.keys(), &e.blob, &sealed, e.raw_len))
             .map(|plain| repo.keys().blob_id(&plain) == e.blob.id);
         let why = match ok {
             Ok(true) => continue,

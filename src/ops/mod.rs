@@ -9,3 +9,4 @@ pub mod report;
 pub mod restore;
 pub mod select;
 pub mod sparse;
+pub mod walk;

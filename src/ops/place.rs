@@ -13,6 +13,7 @@
 use crate::error::{Error, IoContext, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::id::BlobRef;
+use crate::ops::restore::{check_chunk_len, size_mismatch};
 use crate::repo::Repository;
 use rayon::prelude::*;
 use std::ffi::{CString, OsStr};
@@ -118,12 +119,7 @@ fn write_file(repo: &Repository, at: &Path, p: &Path, n: &Node, owners: bool) ->
             }
             let write = |(id, len): &(crate::id::ChunkId, u32), at: u64| -> Result<bool> {
                 let data = repo.read_blob(&BlobRef::from(*id))?;
-                if data.len() != *len as usize {
-                    return Err(Error::corrupt(
-                        format!("chunk {id}"),
-                        format!("{} bytes, the chunk list says {len}", data.len()),
-                    ));
-                }
+                check_chunk_len(id, *len, &data)?;
                 // All-zero chunks stay holes: sparse files stay sparse.
                 if data.iter().all(|&b| b == 0) {
                     return Ok(true);
@@ -143,6 +139,9 @@ fn write_file(repo: &Repository, at: &Path, p: &Path, n: &Node, owners: bool) ->
             hole_at_end = holes.last().copied().unwrap_or(hole_at_end);
             Ok(())
         })?;
+    }
+    if offset != n.size {
+        return Err(size_mismatch(n, offset));
     }
     if hole_at_end {
         f.set_len(offset).at(p)?;

@@ -9,9 +9,10 @@
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{Node, NodeKind};
 use crate::id::BlobRef;
 use crate::ops::place::{self, make_dir, remove_leftovers};
+use crate::ops::walk::{self, Flow};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use rayon::prelude::*;
@@ -31,6 +32,7 @@ pub fn components(path: &[u8]) -> Vec<&[u8]> {
 }
 
 /// Finds the node at `path` in the snapshot; `None` stands for the root.
+/// Every entry on the way is validated as the walker does.
 pub fn find_node(
     repo: &Repository,
     snap: &Snapshot,
@@ -41,23 +43,24 @@ pub fn find_node(
     if comps.is_empty() {
         return Ok(None);
     }
+    let missing = || Error::NoSuchPath {
+        snapshot: short.into(),
+        path: String::from_utf8_lossy(path).into_owned(),
+    };
     let mut tree = repo.load_tree(&snap.tree)?;
+    let mut at: Vec<Vec<u8>> = Vec::new();
     for (i, c) in comps.iter().enumerate() {
-        let node = tree.get(c).cloned().ok_or_else(|| Error::NoSuchPath {
-            snapshot: short.into(),
-            path: String::from_utf8_lossy(path).into_owned(),
+        let node = tree.get(c).cloned().ok_or_else(missing)?;
+        at.push(node.name.clone());
+        walk::validate(&node).map_err(|why| {
+            Error::corrupt(format!("tree entry {}", walk::display_path(&at)), why)
         })?;
         if i + 1 == comps.len() {
             return Ok(Some(node));
         }
         match node.subtree {
             Some(id) if node.kind == NodeKind::Dir => tree = repo.load_tree(&id)?,
-            _ => {
-                return Err(Error::NoSuchPath {
-                    snapshot: short.into(),
-                    path: String::from_utf8_lossy(path).into_owned(),
-                })
-            }
+            _ => return Err(missing()),
         }
     }
     unreachable!("the loop returns at the last component")
@@ -102,50 +105,34 @@ pub fn list(
     path: &[u8],
     out: &mut dyn FnMut(Listed),
 ) -> Result<()> {
-    let prefix: String = components(path)
-        .iter()
-        .map(|c| format!("/{}", String::from_utf8_lossy(c)))
-        .collect();
+    let base: Vec<Vec<u8>> = components(path).into_iter().map(<[u8]>::to_vec).collect();
     let start = match find_node(repo, snap, short, path)? {
         None => Some(snap.tree),
         Some(n) => {
-            let dir = n.subtree;
-            out(listed(&prefix, &n));
-            if n.kind == NodeKind::Dir {
-                dir
-            } else {
-                None
+            out(listed(&walk::display_path(&base), &n));
+            match n.kind {
+                NodeKind::Dir => n.subtree,
+                _ => None,
             }
         }
     };
-    fn walk(
-        repo: &Repository,
-        tree: &Tree,
-        prefix: &str,
-        out: &mut dyn FnMut(Listed),
-    ) -> Result<()> {
-        for n in &tree.entries {
-            let p = format!("{prefix}/{}", String::from_utf8_lossy(&n.name));
-            out(listed(&p, n));
-            if let (NodeKind::Dir, Some(id)) = (n.kind, n.subtree) {
-                walk(repo, &repo.load_tree(&id)?, &p, out)?;
-            }
-        }
-        Ok(())
-    }
     if let Some(id) = start {
-        walk(repo, &repo.load_tree(&id)?, &prefix, out)?;
+        walk::walk(
+            repo,
+            &id,
+            &base,
+            &mut walk::strict(|p: &[Vec<u8>], n: &Node| {
+                out(listed(&walk::display_path(p), n));
+                Ok(Flow::Continue)
+            }),
+        )?;
     }
     Ok(())
 }
 
 fn listed(path: &str, n: &Node) -> Listed {
     Listed {
-        path: if path.is_empty() {
-            "/".into()
-        } else {
-            path.into()
-        },
+        path: path.into(),
         kind: n.kind,
         mode: n.mode,
         size: n.size,
@@ -159,7 +146,8 @@ fn listed(path: &str, n: &Node) -> Listed {
     }
 }
 
-/// Writes a file's contents to `w`.
+/// Writes a file's contents to `w`, checking each chunk's length and the
+/// total against the tree as restore does.
 pub fn cat(repo: &Repository, node: &Node, w: &mut dyn Write) -> Result<u64> {
     let content = node.content.as_ref().ok_or_else(|| {
         Error::Usage(format!(
@@ -170,11 +158,12 @@ pub fn cat(repo: &Repository, node: &Node, w: &mut dyn Write) -> Result<u64> {
     let mut n = 0;
     let mut closed = false;
     repo.for_each_chunk_group(content, &mut |group| {
-        for (id, _) in group {
+        for (id, len) in group {
             if closed {
                 return Ok(());
             }
             let data = repo.read_blob(&BlobRef::from(*id))?;
+            check_chunk_len(id, *len, &data)?;
             match w.write_all(&data) {
                 Ok(()) => n += data.len() as u64,
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => closed = true,
@@ -183,7 +172,27 @@ pub fn cat(repo: &Repository, node: &Node, w: &mut dyn Write) -> Result<u64> {
         }
         Ok(())
     })?;
+    if !closed && n != node.size {
+        return Err(size_mismatch(node, n));
+    }
     Ok(n)
+}
+
+pub(crate) fn check_chunk_len(id: &crate::id::ChunkId, len: u32, data: &[u8]) -> Result<()> {
+    if data.len() != len as usize {
+        return Err(Error::corrupt(
+            format!("chunk {id}"),
+            format!("{} bytes, the chunk list says {len}", data.len()),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn size_mismatch(node: &Node, got: u64) -> Error {
+    Error::corrupt(
+        format!("file {}", String::from_utf8_lossy(&node.name)),
+        format!("its chunks hold {got} bytes, the tree says {}", node.size),
+    )
 }
 
 /// Figures of a restore.
@@ -250,8 +259,7 @@ pub fn restore(
         others: vec![],
         first_of_inode: HashMap::new(),
     };
-    let root = repo.load_tree(&snap.tree)?;
-    plan_tree(repo, &root, target, &mut Vec::new(), &includes, &mut plan)?;
+    plan_tree(repo, &snap.tree, target, &includes, &mut plan)?;
     let mut stats = RestoreStats {
         dirs: plan.dirs.len() as u64,
         ..Default::default()
@@ -353,36 +361,27 @@ fn restore_root(
 
 fn plan_tree(
     repo: &Repository,
-    tree: &Tree,
-    dir: &Path,
-    rel: &mut Vec<Vec<u8>>,
+    root: &crate::id::TreeId,
+    target: &Path,
     includes: &[Vec<Vec<u8>>],
     plan: &mut Plan,
 ) -> Result<()> {
-    for n in &tree.entries {
-        if n.name.is_empty() || n.name == b"." || n.name == b".." || n.name.contains(&b'/') {
-            return Err(Error::corrupt(
-                "tree entry",
-                format!("unsafe name {:?}", String::from_utf8_lossy(&n.name)),
-            ));
-        }
-        rel.push(n.name.clone());
+    let mut visit = walk::strict(|rel: &[Vec<u8>], n: &Node| {
         let refs: Vec<&[u8]> = rel.iter().map(|v| v.as_slice()).collect();
         let (take, descend) = selected(&refs, includes);
-        let p = dir.join(OsStr::from_bytes(&n.name));
+        let p: PathBuf = rel
+            .iter()
+            .fold(target.to_path_buf(), |p, c| p.join(OsStr::from_bytes(c)));
         match n.kind {
             NodeKind::Dir if descend => {
-                plan.dirs.push((p.clone(), n.clone()));
-                if let Some(id) = n.subtree {
-                    plan_tree(repo, &repo.load_tree(&id)?, &p, rel, includes, plan)?;
-                }
+                plan.dirs.push((p, n.clone()));
+                return Ok(Flow::Continue);
             }
             NodeKind::File if take => {
                 if n.nlink > 1 && n.inode != 0 {
                     if let Some(first) = plan.first_of_inode.get(&(n.dev, n.inode)) {
                         plan.links.push((p, first.clone(), n.clone()));
-                        rel.pop();
-                        continue;
+                        return Ok(Flow::Continue);
                     }
                     plan.first_of_inode.insert((n.dev, n.inode), p.clone());
                 }
@@ -393,7 +392,7 @@ fn plan_tree(
             }
             _ => {}
         }
-        rel.pop();
-    }
-    Ok(())
+        Ok(Flow::Skip)
+    });
+    walk::walk(repo, root, &[], &mut visit)
 }

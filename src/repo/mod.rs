@@ -6,6 +6,7 @@
 //! packs, which cost space but never correctness.
 
 pub mod lock;
+pub mod read;
 pub mod writer;
 
 use crate::backend::local::LocalBackend;
@@ -55,6 +56,7 @@ pub struct Repository {
     /// What opening found and repaired on its own (index entries of packs
     /// that are gone), for the command line to show.
     pub warnings: Vec<String>,
+    stray: Vec<String>,
     _lock: Lock,
 }
 
@@ -71,6 +73,10 @@ pub struct KeyListing {
     pub host: String,
     /// User that added it.
     pub user: String,
+    /// Why the file cannot be used, when it cannot (planted, damaged,
+    /// oversized): it is listed, not a reason to fail the listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 fn user_name() -> String {
@@ -217,18 +223,23 @@ impl Repository {
         wait: Duration,
     ) -> Result<Self> {
         let root = local;
-        let cfg_bytes = backend.read(FileType::Config, "config")?;
+        let cfg_bytes = read::bounded(&*backend, FileType::Config, "config", read::MAX_CONFIG)?;
         Config::check_header(&cfg_bytes)?;
-        let names = backend.list(FileType::Key)?;
+        let last_key_file = read::last_key_path(&index_path(root));
+        let last_key = std::fs::read_to_string(&last_key_file).ok();
+        let names = read::key_order(backend.list(FileType::Key)?, last_key.as_deref());
         let mut found = None;
         let mut unreadable = None;
         for name in &names {
             // A key file that cannot be used (damaged, unknown version, absurd
-            // costs) is skipped: it must not lock out the other passwords.
-            let bytes = match backend.read(FileType::Key, name) {
+            // costs, oversized) is skipped: it must not lock out the other
+            // passwords.
+            let bytes = match read::bounded(&*backend, FileType::Key, name, read::MAX_KEY_FILE) {
                 Ok(b) => b,
                 Err(e) => {
-                    unreadable.get_or_insert(e);
+                    if matches!(e, Error::Storage { .. }) {
+                        unreadable.get_or_insert(e);
+                    }
                     continue;
                 }
             };
@@ -258,8 +269,11 @@ impl Repository {
         // A reader sees the index as it is when opened. Snapshots listed
         // before that moment had all their blobs indexed before they were
         // written, so a reader only considers those.
+        let snapshot_names = backend.list(FileType::Snapshot)?;
+        let mut stray = read::snapshot_names(FileType::Snapshot, &snapshot_names).1;
+        stray.extend(read::snapshot_names(FileType::Protect, &backend.list(FileType::Protect)?).1);
         let visible = match mode {
-            Mode::Read => Some(backend.list(FileType::Snapshot)?.into_iter().collect()),
+            Mode::Read => Some(snapshot_names.into_iter().collect()),
             _ => None,
         };
         let mut repo = Repository {
@@ -271,6 +285,7 @@ impl Repository {
             root: root.to_path_buf(),
             visible,
             warnings: Vec::new(),
+            stray,
             _lock: lock,
         };
         let access = match mode {
@@ -279,6 +294,11 @@ impl Repository {
         };
         if mode == Mode::Repair {
             return Ok(repo);
+        }
+        if last_key.as_deref() != Some(repo.key_id.as_str()) {
+            // Only a hint for the next open: a read-only disk may refuse it.
+            let _ = std::fs::create_dir_all(index_path(root))
+                .and_then(|()| std::fs::write(&last_key_file, &repo.key_id));
         }
         // The usual case opens the index once. A missing index, or one whose
         // rebuild was interrupted, is rebuilt from the packs before anything
@@ -351,6 +371,12 @@ impl Repository {
         self.index.sync()
     }
 
+    /// Names in `snapshots/` and `protected/` that are not snapshot ids:
+    /// skipped by every command, for the command line to warn about.
+    pub fn stray_names(&self) -> &[String] {
+        &self.stray
+    }
+
     /// The repository directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -379,6 +405,7 @@ impl Repository {
         let loc = self.index.get(b)?.ok_or_else(|| Error::Missing {
             object: format!("{:?} blob {}", b.kind, hex::encode(b.id)),
         })?;
+        blob::check_lengths(b, loc.length, loc.raw_len)?;
         let sealed = self
             .backend
             .read_range(FileType::Pack, &loc.pack.to_hex(), loc.offset, loc.length as u64)
@@ -412,7 +439,23 @@ impl Repository {
             Content::Groups(gs) => {
                 for g in gs {
                     let bytes = self.read_blob(&g.id.into())?;
-                    f(&decode_records(&bytes, &|| format!("chunk list {}", g.id))?)?;
+                    let what = || format!("chunk list {}", g.id);
+                    let records = decode_records(&bytes, &what)?;
+                    // The group entry's totals are what sizes and offsets are
+                    // planned from: a list that disagrees is refused.
+                    let sum: u64 = records.iter().map(|(_, l)| *l as u64).sum();
+                    if records.len() != g.chunks as usize || sum != g.bytes {
+                        return Err(Error::corrupt(
+                            what(),
+                            format!(
+                                "{} records of {sum} bytes, the tree says {} of {}",
+                                records.len(),
+                                g.chunks,
+                                g.bytes
+                            ),
+                        ));
+                    }
+                    f(&records)?;
                 }
                 Ok(())
             }
@@ -456,33 +499,28 @@ impl Repository {
             .collect())
     }
 
-    /// Ids of all snapshots.
+    /// Ids of all snapshots; names that are not ids are skipped (see
+    /// [`Repository::stray_names`]).
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
-        let mut out = Vec::new();
-        for n in self.backend.list(FileType::Snapshot)? {
-            if self.visible.as_ref().is_some_and(|v| !v.contains(&n)) {
-                continue;
-            }
-            match SnapshotId::from_hex(&n) {
-                Ok(id) => out.push(id),
-                Err(_) => {
-                    return Err(Error::corrupt(
-                        format!("snapshots/{n}"),
-                        "file name is not a snapshot id",
-                    ))
-                }
-            }
-        }
-        Ok(out)
+        let names: Vec<String> = self
+            .backend
+            .list(FileType::Snapshot)?
+            .into_iter()
+            .filter(|n| self.visible.as_ref().is_none_or(|v| v.contains(n)))
+            .collect();
+        Ok(read::snapshot_names(FileType::Snapshot, &names).0)
     }
 
     /// Loads one snapshot.
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        Snapshot::decode(
-            id,
-            &self.backend.read(FileType::Snapshot, &id.to_hex())?,
-            &self.keys,
-        )
+        let name = id.to_hex();
+        let bytes = read::bounded(
+            &*self.backend,
+            FileType::Snapshot,
+            &name,
+            read::MAX_SNAPSHOT,
+        )?;
+        Snapshot::decode(id, &bytes, &self.keys)
     }
 
     /// All snapshots that can be read, oldest first, and those that cannot,
@@ -603,14 +641,29 @@ impl Repository {
     pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
         let mut out = Vec::new();
         for name in self.backend.list(FileType::Key)? {
-            let kf: KeyFile = serde_json::from_slice(&self.backend.read(FileType::Key, &name)?)
-                .map_err(|e| Error::corrupt(format!("key file keys/{name}"), e.to_string()))?;
-            out.push(KeyListing {
-                current: name == self.key_id,
-                id: name,
-                created: kf.created,
-                host: kf.host,
-                user: kf.user,
+            let kf = read::bounded(&*self.backend, FileType::Key, &name, read::MAX_KEY_FILE)
+                .and_then(|bytes| {
+                    serde_json::from_slice::<KeyFile>(&bytes).map_err(|e| {
+                        Error::corrupt(read::place(FileType::Key, &name), e.to_string())
+                    })
+                });
+            out.push(match kf {
+                Ok(kf) => KeyListing {
+                    current: name == self.key_id,
+                    id: name,
+                    created: kf.created,
+                    host: kf.host,
+                    user: kf.user,
+                    damaged: None,
+                },
+                Err(e) => KeyListing {
+                    current: false,
+                    id: name,
+                    created: String::new(),
+                    host: String::new(),
+                    user: String::new(),
+                    damaged: Some(e.to_string()),
+                },
             });
         }
         out.sort_by(|a, b| a.created.cmp(&b.created));
