@@ -452,3 +452,36 @@ fn snapshots_filters_latest_and_id_prefixes() {
     assert_code(&out, 1, "a malformed id");
     assert!(stderr(&out).contains("not-an-id"));
 }
+
+#[test]
+fn a_source_deeper_than_readers_accept_is_saved_up_to_the_limit() {
+    let r = Repo::new();
+    let src = r.dir("deep");
+    // The pushed directory is level 1; 1029 more levels go past the 1024
+    // that readers accept.
+    let mut p = src.clone();
+    for _ in 0..1029 {
+        p.push("d");
+    }
+    fs::create_dir_all(&p).unwrap();
+    fs::write(p.join("bottom.txt"), b"too deep").unwrap();
+    let out = r.run(&["push", src.to_str().unwrap()]);
+    assert_code(&out, 3, "push of a too deep tree");
+    assert!(
+        stderr(&out).contains("nested deeper than the 1024 levels"),
+        "{}",
+        stderr(&out)
+    );
+    // What was saved is readable by every command.
+    r.ok(&["ls", "latest"]);
+    r.ok(&["check", "--read-data"]);
+    let target = r.dir("out");
+    let restore = r.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_code(&restore, 0, "restore");
+    let deepest = target.join(std::iter::repeat_n("d", 1023).collect::<Vec<_>>().join("/"));
+    assert!(
+        deepest.is_dir(),
+        "the deepest level a reader accepts is restored"
+    );
+    assert!(!deepest.join("d").exists(), "nothing deeper");
+}

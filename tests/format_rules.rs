@@ -1,6 +1,7 @@
-//! Rules of format-spec.md that readers of other implementations need
-//! and that no command exercises: here, a blob body of several zstd frames
-//! (§8) is one plaintext, and trailing bytes after the frames are refused.
+//! Rules of format-spec.md that readers of other implementations need and
+//! that no command exercises: a blob body is one zstd frame that states its
+//! content size (§8); several frames, trailing bytes and a size that
+//! disagrees with the pack header are refused before anything is allocated.
 
 use snap::format::blob;
 use snap::format::crypto::Keys;
@@ -15,23 +16,26 @@ fn sealed(keys: &Keys, r: &BlobRef, body: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn several_zstd_frames_are_one_plaintext() {
+fn a_blob_is_one_zstd_frame_of_the_recorded_size() {
     let keys = Keys::generate();
     let r = BlobRef {
         kind: BlobKind::Data,
         id: [7; 32],
     };
     let (a, b) = (vec![b'a'; 3000], vec![b'b'; 5000]);
-    let mut body = zstd::bulk::compress(&a, 3).unwrap();
-    body.extend(zstd::bulk::compress(&b, 3).unwrap());
-    // A skippable frame (magic 0x184D2A50, 4-byte length, then that many bytes).
-    body.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 0xff, 0xff]);
-    let plain = blob::open(&keys, &r, &sealed(&keys, &r, &body), 8000).unwrap();
-    assert_eq!(plain, [a, b].concat());
+    let whole = zstd::bulk::compress(&[a.clone(), b.clone()].concat(), 3).unwrap();
+    let plain = blob::open(&keys, &r, &sealed(&keys, &r, &whole), 8000).unwrap();
+    assert_eq!(plain, [a.clone(), b.clone()].concat());
 
-    let mut trailing = body.clone();
+    // Two frames: the first states 3000 bytes where 8000 are recorded.
+    let mut two = zstd::bulk::compress(&a, 3).unwrap();
+    two.extend(zstd::bulk::compress(&b, 3).unwrap());
+    let e = blob::open(&keys, &r, &sealed(&keys, &r, &two), 8000).unwrap_err();
+    assert!(e.to_string().contains("3000"), "{e}");
+
+    let mut trailing = whole.clone();
     trailing.extend_from_slice(b"xyz");
     assert!(blob::open(&keys, &r, &sealed(&keys, &r, &trailing), 8000).is_err());
     // A plaintext longer than the pack header says is refused, not allocated.
-    assert!(blob::open(&keys, &r, &sealed(&keys, &r, &body), 7999).is_err());
+    assert!(blob::open(&keys, &r, &sealed(&keys, &r, &whole), 7999).is_err());
 }

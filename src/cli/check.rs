@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     // repository is sound: the verdict never depends on the reader.
     let printed = print(ctx, &r, a.read_data);
     if !r.ok() {
-        anyhow::bail!("the repository is damaged; see the errors above (`snap repair index` helps when only the index is wrong)");
+        anyhow::bail!("the repository is damaged; see the errors above. `snap repair packs` keeps what still authenticates of damaged or missing packs and lets the next push store the rest again; `snap repair index` helps when only the index is wrong");
     }
     printed?;
     Ok(0)

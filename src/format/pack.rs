@@ -21,6 +21,9 @@ pub const TRAILER_LEN: usize = 12;
 pub const MAX_HEADER_LEN: u32 = 64 * 1024 * 1024;
 const MAGIC: &[u8; 7] = b"SNAPPAK";
 const ENTRY_LEN: usize = 1 + 32 + 8 + 4 + 4;
+/// The most blobs a writer puts in one pack, so that its header stays well
+/// under [`MAX_HEADER_LEN`] (sealing and framing add a few bytes).
+pub const MAX_ENTRIES: usize = (MAX_HEADER_LEN as usize - 4096) / ENTRY_LEN;
 const HEADER_AAD: &[u8] = b"snap pack header v1";
 
 /// One blob's place in a pack.

@@ -21,6 +21,7 @@
 //! survive logrotate. Packs, which never change, are the ones memory-mapped.
 
 use crate::error::{Error, Result};
+use crate::format::blob;
 use crate::format::chunker::{Chunker, StreamChunker};
 use crate::format::snapshot::{Kind, PushError, RootMeta, Snapshot, Summary, SNAPSHOT_VERSION};
 use crate::format::tree::{
@@ -28,6 +29,7 @@ use crate::format::tree::{
     Tree, INLINE_MAX,
 };
 use crate::id::{BlobKind, BlobRef, ChunkId, ListId, SnapshotId, TreeId};
+use crate::ops::walk::MAX_DEPTH;
 use crate::progress::Progress;
 use crate::repo::writer::BlobWriter;
 use crate::repo::Repository;
@@ -235,7 +237,7 @@ impl<'a> Pusher<'a> {
             if md.is_dir() {
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
                 *self.root.lock().expect("root") = Some(RootMeta::of(&md));
-                return self.save_dir(one, parent);
+                return self.save_dir(one, parent, 1);
             }
         }
         let mut names = std::collections::HashSet::new();
@@ -257,18 +259,36 @@ impl<'a> Pusher<'a> {
             .par_iter()
             .map(|p| {
                 let name = p.file_name().expect("checked above");
-                self.save_entry(p, name, parent.and_then(|t| t.get(name.as_bytes())))
+                self.save_entry(p, name, parent.and_then(|t| t.get(name.as_bytes())), 1)
             })
             .collect::<Result<_>>()?;
-        self.store_tree(Tree::new(nodes.into_iter().flatten().collect()))
+        self.store_tree(
+            Path::new("/"),
+            Tree::new(nodes.into_iter().flatten().collect()),
+        )
     }
 
-    fn store_tree(&self, t: Tree) -> Result<TreeId> {
-        let (id, _) = self.writer.store_new(BlobKind::Tree, &t.encode())?;
+    /// Stores the tree of `dir`. One too large for readers (§8) is a problem
+    /// of that source directory, not of the repository.
+    fn store_tree(&self, dir: &Path, t: Tree) -> Result<TreeId> {
+        let bytes = t.encode();
+        if bytes.len() > blob::MAX_TREE as usize {
+            return Err(Error::source(
+                dir,
+                std::io::Error::other(format!(
+                    "its listing takes {} bytes, more than the {} a snapshot's tree may hold: exclude part of it",
+                    bytes.len(),
+                    blob::MAX_TREE
+                )),
+            ));
+        }
+        let (id, _) = self.writer.store_new(BlobKind::Tree, &bytes)?;
         Ok(TreeId(id))
     }
 
-    fn save_dir(&self, dir: &Path, parent: Option<&Tree>) -> Result<TreeId> {
+    /// Saves a directory whose tree is `level` levels deep (the root tree
+    /// is level 1).
+    fn save_dir(&self, dir: &Path, parent: Option<&Tree>, level: usize) -> Result<TreeId> {
         let mut entries = Vec::new();
         for e in std::fs::read_dir(dir).map_err(|e| Error::source(dir, e))? {
             match e {
@@ -285,15 +305,26 @@ impl<'a> Pusher<'a> {
         let nodes: Vec<Option<Node>> = entries
             .par_iter()
             .map(|(name, path)| {
-                self.save_entry(path, name, parent.and_then(|t| t.get(name.as_bytes())))
+                self.save_entry(
+                    path,
+                    name,
+                    parent.and_then(|t| t.get(name.as_bytes())),
+                    level,
+                )
             })
             .collect::<Result<_>>()?;
-        self.store_tree(Tree::new(nodes.into_iter().flatten().collect()))
+        self.store_tree(dir, Tree::new(nodes.into_iter().flatten().collect()))
     }
 
-    /// Saves one entry. `Ok(None)`: a source problem, recorded, and the
+    /// Saves one entry of a tree `level` levels deep. `Ok(None)`: a source problem, recorded, and the
     /// entry left out; `Err`: the repository failed and the push must stop.
-    fn save_entry(&self, path: &Path, name: &OsStr, prev: Option<&Node>) -> Result<Option<Node>> {
+    fn save_entry(
+        &self,
+        path: &Path,
+        name: &OsStr,
+        prev: Option<&Node>,
+        level: usize,
+    ) -> Result<Option<Node>> {
         let md = match std::fs::symlink_metadata(path) {
             Ok(md) => md,
             Err(e) => {
@@ -309,11 +340,21 @@ impl<'a> Pusher<'a> {
                 .filter(|n| n.kind == NodeKind::Dir)
                 .and_then(|n| n.subtree)
                 .and_then(|id| self.repo.load_tree(&id).ok());
-            match self.save_dir(path, prev_tree.as_ref()) {
+            if level >= MAX_DEPTH {
+                // Readers refuse deeper trees (format-spec.md §10.1).
+                self.problem(
+                    path,
+                    format!(
+                        "nested deeper than the {MAX_DEPTH} levels a snapshot may hold; not saved"
+                    ),
+                );
+                return Ok(None);
+            }
+            match self.save_dir(path, prev_tree.as_ref(), level + 1) {
                 Ok(id) => node.subtree = Some(id),
                 Err(e) if e.is_source() => {
                     self.problem(path, format!("directory not saved: {e}"));
-                    node.subtree = Some(self.store_tree(Tree::new(Vec::new()))?);
+                    node.subtree = Some(self.store_tree(path, Tree::new(Vec::new()))?);
                     node.error = Some(e.to_string());
                 }
                 Err(e) => return Err(e),
@@ -565,7 +606,7 @@ impl<'a> Pusher<'a> {
             rdev: None,
             error: None,
         };
-        self.store_tree(Tree::new(vec![node]))
+        self.store_tree(Path::new(name), Tree::new(vec![node]))
     }
 
     /// Flushes every pack and writes the snapshot file.

@@ -20,7 +20,7 @@ use crate::backend::{Backend, FileType};
 use crate::error::{Error, Result};
 use crate::format::blob;
 use crate::format::crypto::Keys;
-use crate::format::pack::{encode_tail, PackEntry};
+use crate::format::pack::{encode_tail, PackEntry, MAX_ENTRIES};
 use crate::id::{BlobKind, BlobRef, PackId};
 use crate::index::{Index, PackInfo};
 use crate::repo::Repository;
@@ -45,9 +45,6 @@ pub struct WriterStats {
     pub packs: u64,
 }
 
-/// Largest plaintext a blob may have: lengths in pack headers are u32, and
-/// sealing adds a little.
-const MAX_BLOB: usize = u32::MAX as usize - 1024;
 /// Full packs waiting for their sync; they are on disk, not in memory.
 const QUEUED_PACKS: usize = 4;
 
@@ -297,9 +294,11 @@ impl BlobWriter {
     /// Seals `plaintext` (whose id is `b`) and adds it unless already stored.
     /// Returns whether it was added.
     pub fn store(&self, b: BlobRef, plaintext: &[u8]) -> Result<bool> {
-        if plaintext.len() > MAX_BLOB {
+        // Readers refuse larger blobs (format-spec.md §8): never write one.
+        let max = blob::max_plaintext(b.kind) as usize;
+        if plaintext.len() > max {
             return Err(Error::Usage(format!(
-                "a {:?} blob of {} bytes is over the {MAX_BLOB}-byte limit of the pack format",
+                "a {:?} blob of {} bytes is over the {max} bytes readers accept",
                 b.kind,
                 plaintext.len()
             )));
@@ -350,7 +349,7 @@ impl BlobWriter {
                 }
                 return Err(self.fail(e));
             }
-            if pack.len >= self.pack_size {
+            if pack.len >= self.pack_size || pack.entries.len() >= MAX_ENTRIES {
                 slot.take()
             } else {
                 None
@@ -508,6 +507,18 @@ mod tests {
             assert_eq!(in_place, usize::from(fault == Fault::EioAfter));
             assert_eq!(leftovers(&d), 0);
         }
+    }
+
+    #[test]
+    fn a_blob_larger_than_readers_accept_is_never_written() {
+        let faults = Faults::new();
+        let (_d, _mem, repo) = repo(&faults);
+        let w = BlobWriter::new(&repo);
+        let too_long = vec![7u8; crate::format::blob::MAX_LIST as usize + 36];
+        let e = w.store_new(BlobKind::List, &too_long).unwrap_err();
+        assert!(e.to_string().contains("readers accept"), "{e}");
+        w.finish().unwrap();
+        assert!(repo.index().packs().unwrap().is_empty());
     }
 
     #[test]
