@@ -80,6 +80,18 @@ fn repo_on_tmpfs(mb: u32) -> Option<(Repo, Tmpfs)> {
     Some((r, fs))
 }
 
+/// The oldest snapshot restores to exactly `src`.
+fn assert_first_restores(r: &Repo, src: &Path) {
+    let first = r.snapshots(&[])[0]["id"].as_str().unwrap().to_string();
+    let target = r.dir("first");
+    assert_code(
+        &r.run(&["restore", &first, "--target", target.to_str().unwrap()]),
+        0,
+        "restore the first snapshot",
+    );
+    assert_same_tree(src, &target, &[]);
+}
+
 fn snapshot_count(r: &Repo) -> usize {
     r.snapshots(&[]).len()
 }
@@ -225,14 +237,7 @@ fn a_deleted_pack_is_forgotten_and_the_next_push_stores_its_data_again() {
     }
     // Every snapshot, the first one included, is whole again.
     assert_code(&r.run(&["check", "--read-data"]), 0, "check");
-    let first = r.snapshots(&[])[0]["id"].as_str().unwrap().to_string();
-    let target = r.dir("first");
-    assert_code(
-        &r.run(&["restore", &first, "--target", target.to_str().unwrap()]),
-        0,
-        "restore the first snapshot",
-    );
-    assert_same_tree(&src, &target, &[]);
+    assert_first_restores(&r, &src);
 }
 
 #[test]
@@ -276,12 +281,5 @@ fn repair_packs_salvages_a_damaged_pack_and_check_names_what_stays_lost() {
     let out = r.run(&["push", src.to_str().unwrap()]);
     assert_code(&out, 0, "push after repair");
     assert_code(&r.run(&["check", "--read-data"]), 0, "check after the push");
-    let first = r.snapshots(&[])[0]["id"].as_str().unwrap().to_string();
-    let target = r.dir("first");
-    assert_code(
-        &r.run(&["restore", &first, "--target", target.to_str().unwrap()]),
-        0,
-        "restore the first snapshot",
-    );
-    assert_same_tree(&src, &target, &[]);
+    assert_first_restores(&r, &src);
 }

@@ -12,29 +12,22 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 
+const TZ: &str = "UTC";
+
 fn snap_cmd(repo: &Repo, args: &[&str]) -> assert_cmd::Command {
-    let mut c = repo.cmd();
-    c.env("TZ", "UTC")
-        .env_remove("SNAP_POLICY_FILE")
-        .env("XDG_CONFIG_HOME", repo.dir("no-config"))
-        .args(args);
-    c
+    InZone { repo, tz: TZ }.cmd(args)
 }
 
 fn run(repo: &Repo, args: &[&str]) -> Output {
-    snap_cmd(repo, args).output().expect("snap runs")
+    InZone { repo, tz: TZ }.run(args)
 }
 
 fn ok(repo: &Repo, args: &[&str]) -> Output {
-    let out = run(repo, args);
-    assert_success(&out, &format!("snap {}", args.join(" ")));
-    out
+    InZone { repo, tz: TZ }.ok(args)
 }
 
 fn json(repo: &Repo, args: &[&str]) -> Value {
-    let mut a = vec!["--json"];
-    a.extend_from_slice(args);
-    parse_json(&ok(repo, &a))
+    InZone { repo, tz: TZ }.json(args)
 }
 
 fn refused(repo: &Repo, args: &[&str], stdin: &[u8], what: &str) {

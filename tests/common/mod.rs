@@ -501,3 +501,43 @@ pub fn tree_path_set(root: &Path) -> BTreeSet<String> {
     tree_paths(root, "", &mut s);
     s
 }
+
+/// `snap` run in one time zone, with no policy file but the ones a test
+/// names: the clock-dependent tests (policies, times) all run this way.
+pub struct InZone<'a> {
+    /// The repository.
+    pub repo: &'a Repo,
+    /// A TZ value, e.g. `UTC` or `Europe/Paris`.
+    pub tz: &'static str,
+}
+
+impl InZone<'_> {
+    /// The command, not yet run.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.repo.cmd();
+        c.env("TZ", self.tz)
+            .env_remove("SNAP_POLICY_FILE")
+            .env("XDG_CONFIG_HOME", self.repo.dir("no-config"))
+            .args(args);
+        c
+    }
+
+    /// Runs it, whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("snap runs")
+    }
+
+    /// Runs it and asserts it exits 0.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert_success(&out, &format!("snap {}", args.join(" ")));
+        out
+    }
+
+    /// Runs it with `--json`, asserts exit 0, and parses stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        parse_json(&self.ok(&a))
+    }
+}
