@@ -6,6 +6,7 @@ use clap::Parser;
 
 fn main() {
     let args = cli::Cli::parse();
+    cli::handle_signals();
     // Deep directory trees recurse on the worker threads: give them room.
     let _ = rayon::ThreadPoolBuilder::new()
         .stack_size(64 << 20)
@@ -15,7 +16,10 @@ fn main() {
         Err(e) => {
             let code = cli::exit_code(&e);
             if !cli::is_broken_pipe(&e) {
-                eprintln!("snap: error: {}", cli::error_message(&e));
+                eprintln!(
+                    "snap: error: {}",
+                    cli::escape_message(&cli::error_message(&e))
+                );
             }
             if cli::is_broken_pipe(&e) {
                 0

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn snap(repo: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_snap"));
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("snap"));
     c.env("SNAP_REPO", repo)
         .env("SNAP_PASSWORD", "concurrent")
         .env("SNAP_KDF_MEMORY_KIB", "1024");

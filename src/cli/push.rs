@@ -5,6 +5,7 @@ use super::{Ctx, EXIT_INCOMPLETE};
 use anyhow::{Context, Result};
 use snap::format::snapshot::Kind;
 use snap::ops::push::{PushOptions, PushOutcome, Pusher};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -59,8 +60,8 @@ pub struct Args {
     command: Vec<String>,
 }
 
-/// Parses a user-given time.
-pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+/// Parses a user-given time; `flag` names the option in messages.
+pub fn parse_time(s: &str, flag: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
     use chrono::TimeZone;
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t);
@@ -69,7 +70,7 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
         if let Ok(n) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
             return match chrono::Local.from_local_datetime(&n).earliest() {
                 Some(t) => Ok(t.fixed_offset()),
-                None => anyhow::bail!("{s:?} does not exist in the local time zone (a daylight-saving gap): give another time, or an RFC 3339 time with its offset"),
+                None => anyhow::bail!("{flag} {s:?} does not exist in the local time zone (a daylight-saving gap): give another time, or an RFC 3339 time with its offset"),
             };
         }
     }
@@ -81,7 +82,7 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
             return Ok(t.fixed_offset());
         }
     }
-    anyhow::bail!("--time {s:?} is not a time: use RFC 3339 (2026-11-25T03:00:00+01:00) or \"2026-11-25 03:00:00\"")
+    anyhow::bail!("{flag} {s:?} is not a time: use RFC 3339 (2026-11-25T03:00:00+01:00) or \"2026-11-25 03:00:00\"")
 }
 
 fn read_excludes(a: &Args) -> Result<Vec<String>> {
@@ -145,22 +146,36 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         excludes: read_excludes(&a)?,
         force: a.force,
         parent,
-        time: a.time.as_deref().map(parse_time).transpose()?,
+        time: a
+            .time
+            .as_deref()
+            .map(|t| parse_time(t, "--time"))
+            .transpose()?,
         host: a.host.clone().unwrap_or_else(snap::repo::lock::host_name),
     };
     let progress = ctx.progress(None);
     let pusher = Pusher::new(&repo, opts, &progress)?;
     let outcome = if let Some(name) = name {
         if a.from_command {
-            let mut child = Command::new(&a.command[0])
-                .args(&a.command[1..])
+            // Its own process group: a signal to snap ends the dump and
+            // everything it started (see signals.rs), nothing is orphaned.
+            let spawning = super::signals::spawning();
+            let mut cmd = Command::new(&a.command[0]);
+            cmd.args(&a.command[1..])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
+                .process_group(0);
+            super::signals::unblock_in_child(&mut cmd);
+            let mut child = cmd
                 .spawn()
                 .with_context(|| format!("starting {:?}", a.command[0]))?;
+            super::signals::set_child_group(child.id() as i32);
+            drop(spawning);
             let out = child.stdout.take().expect("stdout is piped");
             let tree = pusher.save_stream(&name, out);
-            let status = child.wait().context("waiting for the command")?;
+            let status = child.wait().context("waiting for the command");
+            super::signals::set_child_group(0);
+            let status = status?;
             let tree = tree?;
             if !status.success() {
                 progress.finish();
@@ -189,12 +204,31 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         pusher.commit(tree, paths, parent.map(|(id, _)| id), None)?
     };
     progress.finish();
+    let m = &outcome.snapshot.summary;
+    if !stream && m.files_new + m.files_changed + m.files_unchanged == 0 {
+        let excludes = read_excludes(&a)?;
+        if !excludes.is_empty() {
+            eprintln!(
+                "snap: warning: the excludes ({}) left no file to save from {}",
+                super::term::escape(&excludes.join(", ")),
+                super::term::escape(&paths_text(&abs))
+            );
+        }
+    }
     report(ctx, &outcome)?;
     Ok(if outcome.snapshot.complete {
         0
     } else {
         EXIT_INCOMPLETE
     })
+}
+
+fn paths_text(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn report(ctx: &Ctx, o: &PushOutcome) -> Result<()> {

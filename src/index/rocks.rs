@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::format::pack::PackEntry;
 use crate::id::{BlobRef, PackId, RepoId};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options,
-    WriteBatch, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, LogLevel,
+    Options, WriteBatch, DB,
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -56,7 +56,7 @@ impl Drop for RocksIndex {
 fn err(path: &Path, e: rocksdb::Error) -> Error {
     Error::Index {
         path: path.to_path_buf(),
-        why: e.to_string(),
+        why: format!("{e}; the index is a cache: `snap repair index` rebuilds it from the packs"),
     }
 }
 
@@ -66,7 +66,13 @@ fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
     o.create_missing_column_families(true);
     o.set_compression_type(DBCompressionType::None);
     o.set_max_open_files(256);
-    o.set_keep_log_file_num(3);
+    // Every writer's open starts a new info log of ~70 KB (the option dump,
+    // written whatever the level), and statistics were added every ten
+    // minutes: keep warnings only, and one file.
+    o.set_log_level(LogLevel::Warn);
+    o.set_keep_log_file_num(1);
+    o.set_max_log_file_size(64 << 10);
+    o.set_stats_dump_period_sec(0);
     // One bound on all memtables together, whatever the column families.
     o.set_db_write_buffer_size(48 << 20);
     // One block cache shared by every column family. Index and filter blocks
@@ -101,6 +107,25 @@ fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
     (o, cfs)
 }
 
+/// What a writer changes when it opens, flushes or compacts: the names of
+/// the files and the manifest `CURRENT` names. Info logs are left out: every
+/// open, a reader's too, starts a new one.
+fn dir_state(path: &Path) -> (Vec<std::ffi::OsString>, Vec<u8>) {
+    let mut names: Vec<_> = std::fs::read_dir(path)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| !n.as_encoded_bytes().starts_with(b"LOG"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    (
+        names,
+        std::fs::read(path.join("CURRENT")).unwrap_or_default(),
+    )
+}
+
 fn is_lock_error(e: &rocksdb::Error) -> bool {
     let s = e.to_string();
     s.contains("LOCK") || s.contains("lock hold") || s.contains("Resource temporarily unavailable")
@@ -114,38 +139,58 @@ impl RocksIndex {
 
     /// Opens (creating when writable) the index at `path` for repository `repo`.
     pub fn open(path: &Path, repo: &RepoId, access: Access) -> Result<Self> {
+        Self::open_with(path, repo, access, &|_| {})
+    }
+
+    /// [`RocksIndex::open`], calling `waiting` once, with what it waits for,
+    /// when another process writes the index.
+    pub fn open_with(
+        path: &Path,
+        repo: &RepoId,
+        access: Access,
+        waiting: &dyn Fn(&str),
+    ) -> Result<Self> {
         let (o, cfs) = options();
         let db = match access {
             Access::ReadOnly => {
                 // Every table file is opened up front, so a writer's compaction
                 // that deletes files afterwards cannot pull them from under a
-                // reader; a compaction between listing and opening is retried.
+                // reader. A writer that opens, flushes or compacts while the
+                // reader opens can still remove a file the reader was about to
+                // read: the open is tried again for as long as the directory
+                // changes under it, however slow the machine. An error on a
+                // directory that did not change is damage, and is reported.
                 let mut o = o.clone();
                 o.set_max_open_files(-1);
-                let mut tries = 0;
                 loop {
                     let ro: Vec<ColumnFamilyDescriptor> = options()
                         .1
                         .into_iter()
                         .filter(|d| d.name() != CF_MARKS)
                         .collect();
+                    let before = dir_state(path);
                     match DB::open_cf_descriptors_read_only(&o, path, ro, false) {
                         Ok(db) => break db,
-                        Err(_) if tries < 5 => {
-                            tries += 1;
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
+                        Err(_) if dir_state(path) != before => {}
                         Err(e) => return Err(err(path, e)),
                     }
                 }
             }
             Access::ReadWrite(wait) => {
                 let start = Instant::now();
+                let mut said = false;
                 loop {
                     let (o, cfs) = (o.clone(), options().1);
                     match DB::open_cf_descriptors(&o, path, cfs) {
                         Ok(db) => break db,
                         Err(e) if is_lock_error(&e) && start.elapsed() < wait => {
+                            if !said {
+                                said = true;
+                                waiting(&format!(
+                                    "the local index {} is in use by another snap process",
+                                    path.display()
+                                ));
+                            }
                             std::thread::sleep(Duration::from_millis(200));
                         }
                         Err(e) if is_lock_error(&e) => {
@@ -479,5 +524,49 @@ mod tests {
             )]
         );
         assert!(RocksIndex::open(d.path(), &RepoId([9; 32]), Access::ReadOnly).is_err());
+    }
+
+    fn log_files(dir: &Path) -> (usize, u64) {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("LOG"))
+            .fold((0, 0), |(n, b), e| (n + 1, b + e.metadata().unwrap().len()))
+    }
+
+    /// Each open starts a new info log: twenty commands (as many readers as
+    /// writers) leave little behind.
+    #[test]
+    fn twenty_opens_leave_small_info_logs() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = RepoId([1; 32]);
+        for i in 0..20 {
+            let access = if i % 2 == 0 {
+                Access::ReadWrite(Duration::ZERO)
+            } else {
+                Access::ReadOnly
+            };
+            drop(RocksIndex::open(d.path(), &repo, access).unwrap());
+        }
+        let (files, bytes) = log_files(d.path());
+        // One file: the option dump RocksDB writes at every writer's open
+        // (about 67 KB for our five column families, whatever the level).
+        assert!(files <= 1, "{files} info log files");
+        assert!(bytes <= 96 << 10, "{bytes} bytes of info logs");
+    }
+
+    #[test]
+    fn a_damaged_index_names_the_repair() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = RepoId([1; 32]);
+        drop(RocksIndex::open(d.path(), &repo, Access::ReadWrite(Duration::ZERO)).unwrap());
+        std::fs::write(d.path().join("CURRENT"), b"garbage\n").unwrap();
+        for access in [Access::ReadOnly, Access::ReadWrite(Duration::ZERO)] {
+            let e = RocksIndex::open(d.path(), &repo, access)
+                .err()
+                .expect("a garbage CURRENT is refused")
+                .to_string();
+            assert!(e.contains("snap repair index"), "{e}");
+        }
     }
 }

@@ -81,6 +81,13 @@ pub struct Listed {
     /// Symlink target.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The path as stored (names need not be UTF-8; `path` replaces what is
+    /// not with U+FFFD).
+    #[serde(skip)]
+    pub raw_path: Vec<u8>,
+    /// The symlink target as stored.
+    #[serde(skip)]
+    pub raw_target: Option<Vec<u8>>,
 }
 
 fn mtime_text(n: &Node) -> String {
@@ -100,9 +107,9 @@ pub fn list(
     path: &[u8],
     out: &mut dyn FnMut(Listed),
 ) -> Result<()> {
-    let prefix: String = components(path)
+    let prefix: Vec<u8> = components(path)
         .iter()
-        .map(|c| format!("/{}", String::from_utf8_lossy(c)))
+        .flat_map(|c| [b"/".as_slice(), c].concat())
         .collect();
     let start = match find_node(repo, snap, short, path)? {
         None => Some(snap.tree),
@@ -119,11 +126,11 @@ pub fn list(
     fn walk(
         repo: &Repository,
         tree: &Tree,
-        prefix: &str,
+        prefix: &[u8],
         out: &mut dyn FnMut(Listed),
     ) -> Result<()> {
         for n in &tree.entries {
-            let p = format!("{prefix}/{}", String::from_utf8_lossy(&n.name));
+            let p = [prefix, b"/", &n.name].concat();
             out(listed(&p, n));
             if let (NodeKind::Dir, Some(id)) = (n.kind, n.subtree) {
                 walk(repo, &repo.load_tree(&id)?, &p, out)?;
@@ -137,13 +144,12 @@ pub fn list(
     Ok(())
 }
 
-fn listed(path: &str, n: &Node) -> Listed {
+fn listed(path: &[u8], n: &Node) -> Listed {
+    let path = if path.is_empty() { b"/" } else { path };
     Listed {
-        path: if path.is_empty() {
-            "/".into()
-        } else {
-            path.into()
-        },
+        path: String::from_utf8_lossy(path).into_owned(),
+        raw_path: path.to_vec(),
+        raw_target: n.target.clone(),
         kind: n.kind,
         mode: n.mode,
         size: n.size,
