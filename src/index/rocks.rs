@@ -41,14 +41,21 @@ pub struct RocksIndex {
     db: DB,
     path: PathBuf,
     writable: bool,
+    // Declared after `db`: released only once the database is closed.
+    _writer: Option<std::fs::File>,
 }
 
 impl Drop for RocksIndex {
     fn drop(&mut self) {
         // Memtables left at close live only in the write-ahead log, which
-        // every later open (each reader's too) would replay: write them out.
+        // every later open (each reader's too) would replay: write them out,
+        // every column family's (`flush` alone writes only `default`).
         if self.writable {
-            let _ = self.db.flush();
+            for name in [CF_BLOBS, CF_PACKS, CF_META, CF_MARKS] {
+                if let Some(cf) = self.db.cf_handle(name) {
+                    let _ = self.db.flush_cf(cf);
+                }
+            }
         }
     }
 }
@@ -126,6 +133,79 @@ fn dir_state(path: &Path) -> (Vec<std::ffi::OsString>, Vec<u8>) {
     )
 }
 
+/// The file writers lock (`flock`) in turn, in the index directory.
+const WRITER_LOCK: &str = "snap-writer.lock";
+
+fn in_use(path: &Path) -> String {
+    format!(
+        "the local index {} is in use by another snap process",
+        path.display()
+    )
+}
+
+/// Takes the writers' file lock of the index at `path`, waiting up to `wait`
+/// (from `start`); `say` is told once that it waits.
+fn writer_lock(
+    path: &Path,
+    wait: Duration,
+    start: Instant,
+    say: &mut dyn FnMut(&str),
+) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    let p = path.join(WRITER_LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&p)
+        .map_err(|e| Error::io(&p, e))?;
+    loop {
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(f);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(Error::io(&p, e));
+        }
+        if start.elapsed() >= wait {
+            return Err(Error::Locked {
+                detail: format!(
+                    "{} (waited {}s; raise --lock-wait to wait longer)",
+                    in_use(path),
+                    wait.as_secs()
+                ),
+            });
+        }
+        say(&in_use(path));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A private directory for a reader's info log, removed on drop (the open
+/// log file stays valid until the database closes).
+struct LogScratch(PathBuf);
+
+impl LogScratch {
+    fn new() -> Result<Self> {
+        let p = std::env::temp_dir().join(format!(
+            "snap-index-log-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir(&p).map_err(|e| Error::io(&p, e))?;
+        Ok(LogScratch(p))
+    }
+}
+
+impl Drop for LogScratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn is_lock_error(e: &rocksdb::Error) -> bool {
     let s = e.to_string();
     s.contains("LOCK") || s.contains("lock hold") || s.contains("Resource temporarily unavailable")
@@ -151,17 +231,26 @@ impl RocksIndex {
         waiting: &dyn Fn(&str),
     ) -> Result<Self> {
         let (o, cfs) = options();
+        let mut writer = None;
         let db = match access {
             Access::ReadOnly => {
                 // Every table file is opened up front, so a writer's compaction
                 // that deletes files afterwards cannot pull them from under a
                 // reader. A writer that opens, flushes or compacts while the
                 // reader opens can still remove a file the reader was about to
-                // read: the open is tried again for as long as the directory
-                // changes under it, however slow the machine. An error on a
-                // directory that did not change is damage, and is reported.
+                // read: the open fails, or worse succeeds without the rows of
+                // a write-ahead log the writer had just flushed and deleted.
+                // So an open during which the directory changed is done again,
+                // however slow the machine. An error on a directory that did
+                // not change is damage, and is reported.
                 let mut o = o.clone();
                 o.set_max_open_files(-1);
+                // A reader's info log goes to a private directory, removed
+                // once open: every open rotates and trims the logs in its log
+                // directory, and two processes trimming the same files fail
+                // each other's open (`unlink() ... No such file`).
+                let logs = LogScratch::new()?;
+                o.set_db_log_dir(&logs.0);
                 loop {
                     let ro: Vec<ColumnFamilyDescriptor> = options()
                         .1
@@ -169,9 +258,12 @@ impl RocksIndex {
                         .filter(|d| d.name() != CF_MARKS)
                         .collect();
                     let before = dir_state(path);
-                    match DB::open_cf_descriptors_read_only(&o, path, ro, false) {
-                        Ok(db) => break db,
-                        Err(_) if dir_state(path) != before => {}
+                    let r = DB::open_cf_descriptors_read_only(&o, path, ro, false);
+                    let changed = dir_state(path) != before;
+                    match r {
+                        Ok(db) if !changed => break db,
+                        Ok(_) => {}
+                        Err(_) if changed => {}
                         Err(e) => return Err(err(path, e)),
                     }
                 }
@@ -179,18 +271,22 @@ impl RocksIndex {
             Access::ReadWrite(wait) => {
                 let start = Instant::now();
                 let mut said = false;
+                let mut say = |what: &str| {
+                    if !said {
+                        said = true;
+                        waiting(what);
+                    }
+                };
+                // Writers take turns on a file lock of their own before
+                // RocksDB opens at all: a failed open still creates (and
+                // rotates, and trims) the info log, which races the holder's.
+                writer = Some(writer_lock(path, wait, start, &mut say)?);
                 loop {
                     let (o, cfs) = (o.clone(), options().1);
                     match DB::open_cf_descriptors(&o, path, cfs) {
                         Ok(db) => break db,
                         Err(e) if is_lock_error(&e) && start.elapsed() < wait => {
-                            if !said {
-                                said = true;
-                                waiting(&format!(
-                                    "the local index {} is in use by another snap process",
-                                    path.display()
-                                ));
-                            }
+                            say(&in_use(path));
                             std::thread::sleep(Duration::from_millis(200));
                         }
                         Err(e) if is_lock_error(&e) => {
@@ -212,6 +308,7 @@ impl RocksIndex {
             db,
             path: path.to_path_buf(),
             writable: matches!(access, Access::ReadWrite(_)),
+            _writer: writer,
         };
         idx.check_meta(repo, access)?;
         Ok(idx)
