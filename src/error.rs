@@ -118,7 +118,7 @@ pub enum Error {
         found: String,
     },
     /// No key file could be tried with the password: they are missing or damaged.
-    #[error("no key file can be used: {detail}; restore keys/ from a copy of the repository (the password is not the problem)")]
+    #[error("no key file can be used, so the password was not tried: {detail}; make keys/ readable, or restore it from a copy of the repository")]
     NoUsableKey {
         /// Which key files, and what is wrong with them.
         detail: String,

@@ -245,7 +245,7 @@ impl Repository {
                 Some(l)
             }
             // A reader of a read-only mount, or of another user's repository,
-            // still reads: the conflict check above ran, only the write failed.
+            // still reads: the conflict check ran before the write that failed.
             Err(e) if mode == Mode::Read && scratch::is_read_only(&e) => {
                 notes.push(format!(
                     "{} is read-only here ({e}): no lock was taken, so a prune started elsewhere meanwhile is not held off",
