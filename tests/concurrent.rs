@@ -77,9 +77,29 @@ fn concurrent_pushes_and_a_restore_during_a_push() {
             .spawn()
             .unwrap()
     };
-    let pa = spawn(&a, "a");
-    let pb = spawn(&b, "b");
-    // A restore of the first snapshot while both pushes run.
+    let mut pa = spawn(&a, "a");
+    let mut pb = spawn(&b, "b");
+    // Both pushes have opened the repository (their locks are there), unless
+    // one was done first: the restore below then runs alongside a push, on a
+    // busy machine as on an idle one.
+    let locks = repo.join("locks");
+    loop {
+        let held = std::fs::read_dir(&locks)
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".tmp-")
+            })
+            .count();
+        if held >= 2 || pa.try_wait().unwrap().is_some() || pb.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // A restore of the first snapshot while the pushes run.
     let r1 = t.path().join("r1");
     ok(snap(&repo)
         .args(["restore", "latest", "--site", "first", "--target"])
