@@ -203,6 +203,12 @@ impl Lock {
         &self.notes
     }
 
+    /// Marks the lock lost, as a failed refresh would.
+    #[cfg(test)]
+    pub(crate) fn mark_lost(&self, why: &str) {
+        *self.shared.lost.lock().expect("lock state") = Some(why.into());
+    }
+
     /// Fails once the lock cannot be trusted: a refresh failed, the lock file
     /// was removed, or it was not rewritten for so long that others may take
     /// it for stale. Call it before each write.

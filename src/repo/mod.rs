@@ -6,6 +6,8 @@
 //! packs, which cost space but never correctness.
 
 pub mod lock;
+#[cfg(test)]
+mod lock_tests;
 mod scratch;
 pub mod writer;
 
