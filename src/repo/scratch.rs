@@ -8,10 +8,27 @@ use crate::error::{Error, IoContext, Result};
 use std::path::{Path, PathBuf};
 
 /// Whether `e` says the repository cannot be written by this process (a
-/// read-only mount, or another user's files).
+/// read-only mount, or another user's files), whichever variant carries the
+/// system's error.
 pub fn is_read_only(e: &Error) -> bool {
-    matches!(e, Error::Io { source, .. }
-        if matches!(source.raw_os_error(), Some(libc::EROFS | libc::EACCES | libc::EPERM)))
+    io_cause(e).is_some_and(|io| {
+        matches!(
+            io.raw_os_error(),
+            Some(libc::EROFS | libc::EACCES | libc::EPERM)
+        )
+    })
+}
+
+/// The first `std::io::Error` in `e`'s chain of causes.
+pub fn io_cause(e: &Error) -> Option<&std::io::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cur = c.source();
+    }
+    None
 }
 
 /// Whether this process may create and change files in the index at `index`
