@@ -117,7 +117,7 @@ impl Ctx {
                 );
             }
         };
-        let repo = Repository::open_with(
+        let repo = Repository::open_telling_waits(
             &self.repo,
             pw.as_bytes(),
             mode,
@@ -295,7 +295,7 @@ pub struct PolicyArgs {
 impl PolicyArgs {
     fn now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
         Ok(match &self.now {
-            Some(t) => push::parse_time(t, "--now")?.with_timezone(&chrono::Utc),
+            Some(t) => push::parse_time("--now", t)?.with_timezone(&chrono::Utc),
             None => chrono::Utc::now(),
         })
     }

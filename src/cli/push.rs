@@ -61,7 +61,7 @@ pub struct Args {
 }
 
 /// Parses a user-given time; `flag` names the option in messages.
-pub fn parse_time(s: &str, flag: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+pub fn parse_time(flag: &str, s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
     use chrono::TimeZone;
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t);
@@ -149,7 +149,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         time: a
             .time
             .as_deref()
-            .map(|t| parse_time(t, "--time"))
+            .map(|t| parse_time("--time", t))
             .transpose()?,
         host: a.host.clone().unwrap_or_else(snap::repo::lock::host_name),
     };

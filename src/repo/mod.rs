@@ -176,12 +176,12 @@ impl Repository {
         command: &str,
         wait: Duration,
     ) -> Result<Self> {
-        Self::open_with(root, password, mode, command, wait, &|_| {})
+        Self::open_telling_waits(root, password, mode, command, wait, &|_| {})
     }
 
     /// [`Repository::open`], calling `waiting` once with what it waits for
     /// when a lock or the index is held by another process.
-    pub fn open_with(
+    pub fn open_telling_waits(
         root: &Path,
         password: &[u8],
         mode: Mode,
