@@ -11,7 +11,15 @@ fn main() {
     let _ = rayon::ThreadPoolBuilder::new()
         .stack_size(64 << 20)
         .build_global();
-    let code = match cli::run(args) {
+    let result = cli::run(args);
+    if cli::stopping() {
+        // The signal thread reports and exits; what the command made of
+        // being interrupted is not the outcome.
+        loop {
+            std::thread::park();
+        }
+    }
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             let code = cli::exit_code(&e);

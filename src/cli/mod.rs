@@ -220,6 +220,11 @@ pub fn handle_signals() {
     signals::install();
 }
 
+/// Whether a signal is ending the process (then the signal thread exits).
+pub fn stopping() -> bool {
+    signals::stopping()
+}
+
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Ctx {

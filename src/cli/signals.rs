@@ -83,7 +83,18 @@ fn name(sig: libc::c_int) -> &'static str {
     }
 }
 
+/// Set once a signal is being handled: the process is about to exit.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the signal thread is ending the process: the command's own
+/// outcome (a dump that "failed" because it was terminated) must not be
+/// reported, nor its exit code used.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
 fn stop(sig: libc::c_int) -> ! {
+    STOPPING.store(true, Ordering::SeqCst);
     let why = format!("snap was stopped by {}", name(sig));
     snap::repo::lock::release_held(&why);
     let group = {

@@ -16,6 +16,7 @@
 use crate::backend::{Backend, FileType};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -138,10 +139,24 @@ static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
 /// A held lock as [`release_held`] needs it: where, its name, its state.
 type Held = (Arc<dyn Backend>, String, Arc<Shared>);
 
+/// Held while a lock file is written (taken, or refreshed) until it is in
+/// [`HELD`], so [`release_held`] never misses a file being written.
+static WRITING: Mutex<()> = Mutex::new(());
+
+/// Set by [`release_held`]: no lock file is written after it.
+static RELEASED: AtomicBool = AtomicBool::new(false);
+
+fn writing() -> std::sync::MutexGuard<'static, ()> {
+    WRITING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Marks every lock this process holds as lost (so [`Lock::check`] fails and
-/// nothing more is written) and removes their files. For a process about to
-/// exit on a signal, whose destructors will not run.
+/// nothing more is written) and removes their files; no lock is taken or
+/// refreshed afterwards. For a process about to exit on a signal, whose
+/// destructors will not run.
 pub fn release_held(why: &str) {
+    let _writing = writing();
+    RELEASED.store(true, Ordering::SeqCst);
     let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(|p| p.into_inner()));
     for (backend, name, shared) in held {
         *shared.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
@@ -295,6 +310,13 @@ impl Lock {
         if let Some(d) = conflict(&*backend)? {
             return Err(Error::Locked { detail: d });
         }
+        let writing = writing();
+        if RELEASED.load(Ordering::SeqCst) {
+            return Err(Error::LockLost {
+                lock: format!("locks/{name}"),
+                why: "this process is stopping".into(),
+            });
+        }
         backend.write(
             FileType::Lock,
             &name,
@@ -321,6 +343,7 @@ impl Lock {
         HELD.lock()
             .expect("held locks")
             .push((backend.clone(), name.clone(), shared.clone()));
+        drop(writing);
         let refresher = {
             let (backend, name, shared) = (backend.clone(), name.clone(), shared.clone());
             std::thread::spawn(move || {
@@ -358,7 +381,9 @@ fn refresh_until_stopped(
         }
         drop(stop);
         info.time = now();
+        let writing = writing();
         let r = match backend.exists(FileType::Lock, name) {
+            _ if RELEASED.load(Ordering::SeqCst) => Err("this process is stopping".to_string()),
             Ok(false) => Err("the lock file was removed by another process".to_string()),
             Ok(true) => backend
                 .write(
@@ -369,6 +394,7 @@ fn refresh_until_stopped(
                 .map_err(|e| format!("refreshing it failed: {e}")),
             Err(e) => Err(format!("refreshing it failed: {e}")),
         };
+        drop(writing);
         match r {
             Ok(()) => *shared.written.lock().expect("lock state") = info.time,
             Err(why) => {
