@@ -126,6 +126,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The command's lock can no longer be trusted; it stopped before writing more.
+    #[error("lost the repository lock {lock}: {why}; stopped before writing more (what was written so far is cleaned up by the next writer); run the command again")]
+    LockLost {
+        /// The lock file, `locks/<name>`.
+        lock: String,
+        /// What happened to it.
+        why: String,
+    },
+    /// The directory given as the repository holds something else.
+    #[error("{path} is not a snap repository: {found}; set --repo / SNAP_REPO to a snap repository, or `snap init` an empty directory")]
+    NotARepository {
+        /// The directory.
+        path: PathBuf,
+        /// What is there instead.
+        found: String,
+    },
+    /// No key file could be tried with the password: they are missing or damaged.
+    #[error("no key file can be used, so the password was not tried: {detail}; make keys/ readable, or restore it from a copy of the repository")]
+    NoUsableKey {
+        /// Which key files, and what is wrong with them.
+        detail: String,
+    },
 }
 
 /// What a storage failure means for the caller.

@@ -59,7 +59,7 @@ fn init_refuses_an_existing_repository_and_a_foreign_directory() {
         .arg("snapshots")
         .output()
         .unwrap();
-    assert_code(&out, 1, "snapshots on a foreign directory");
+    assert_code(&out, 10, "snapshots on a foreign directory");
     assert_eq!(fs::read_dir(&foreign).unwrap().count(), 1);
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn snap(repo: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_snap"));
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("snap"));
     c.env("SNAP_REPO", repo)
         .env("SNAP_PASSWORD", "concurrent")
         .env("SNAP_KDF_MEMORY_KIB", "1024");
@@ -77,9 +77,29 @@ fn concurrent_pushes_and_a_restore_during_a_push() {
             .spawn()
             .unwrap()
     };
-    let pa = spawn(&a, "a");
-    let pb = spawn(&b, "b");
-    // A restore of the first snapshot while both pushes run.
+    let mut pa = spawn(&a, "a");
+    let mut pb = spawn(&b, "b");
+    // Both pushes have opened the repository (their locks are there), unless
+    // one was done first: the restore below then runs alongside a push, on a
+    // busy machine as on an idle one.
+    let locks = repo.join("locks");
+    loop {
+        let held = std::fs::read_dir(&locks)
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".tmp-")
+            })
+            .count();
+        if held >= 2 || pa.try_wait().unwrap().is_some() || pb.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // A restore of the first snapshot while the pushes run.
     let r1 = t.path().join("r1");
     ok(snap(&repo)
         .args(["restore", "latest", "--site", "first", "--target"])

@@ -213,8 +213,10 @@ impl Rig {
 
 /// The failure is the repository's, said as such, never a source problem.
 fn assert_storage_error(e: &Error, what: &str) {
+    // A key file that cannot be read is named as such (NoUsableKey), never
+    // taken for a wrong password.
     assert!(
-        matches!(e, Error::Storage { .. }),
+        matches!(e, Error::Storage { .. } | Error::NoUsableKey { .. }),
         "{what}: expected a storage error, got {e:?}"
     );
     assert!(!e.is_source(), "{what}");

@@ -51,9 +51,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             items.push(l);
         } else if werr.is_none() {
             let target = l
-                .target
+                .raw_target
                 .as_ref()
-                .map(|t| format!(" -> {t}"))
+                .map(|t| format!(" -> {}", super::term::escape_bytes(t)))
                 .unwrap_or_default();
             if let Err(e) = writeln!(
                 out,
@@ -63,7 +63,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 l.gid,
                 l.size,
                 l.mtime,
-                l.path,
+                super::term::escape_bytes(&l.raw_path),
                 target
             ) {
                 werr = Some(e);

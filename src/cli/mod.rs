@@ -21,8 +21,10 @@ mod push;
 mod repair;
 mod report;
 mod restore;
+mod signals;
 mod snapshots;
 mod term;
+mod unlock;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -86,6 +88,8 @@ enum Command {
     /// Rebuild what can be rebuilt.
     #[command(subcommand)]
     Repair(repair::RepairCommand),
+    /// Remove stale lock files and files in locks/ that are not locks, or the named ones.
+    Unlock(unlock::Args),
 }
 
 /// Global settings every subcommand can use.
@@ -103,9 +107,32 @@ impl Ctx {
             "SNAP_PASSWORD_FILE",
             "repository password: ",
         )?;
-        let repo = Repository::open(&self.repo, pw.as_bytes(), mode, command, self.lock_wait)?;
+        let quiet = self.quiet;
+        let waiting = |what: &str| {
+            if !quiet {
+                eprintln!(
+                    "snap: waiting up to {}s (--lock-wait): {}",
+                    self.lock_wait.as_secs(),
+                    term::escape_message(what)
+                );
+            }
+        };
+        let repo = Repository::open_telling_waits(
+            &self.repo,
+            pw.as_bytes(),
+            mode,
+            command,
+            self.lock_wait,
+            &waiting,
+        )?;
+        // Warnings go out even with --quiet: cron mail must carry them.
         for w in repo.warnings.iter().chain(repo.stray_names()) {
-            eprintln!("snap: warning: {w}");
+            eprintln!("snap: warning: {}", term::escape_message(w));
+        }
+        if !self.quiet {
+            for n in repo.notes() {
+                eprintln!("snap: note: {}", term::escape_message(n));
+            }
         }
         Ok(repo)
     }
@@ -140,11 +167,17 @@ fn password(var: &str, file_var: &str, prompt: &str) -> Result<String> {
                 PathBuf::from(&f).display()
             )
         })?;
-        return Ok(s
+        let pw = s
             .strip_suffix('\n')
             .map(|x| x.strip_suffix('\r').unwrap_or(x))
-            .unwrap_or(&s)
-            .to_string());
+            .unwrap_or(&s);
+        if pw.is_empty() {
+            anyhow::bail!(
+                "the password file {} ({file_var}) is empty: put the password in it",
+                PathBuf::from(&f).display()
+            );
+        }
+        return Ok(pw.to_string());
     }
     if let Ok(p) = std::env::var(var) {
         return Ok(p);
@@ -180,6 +213,22 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
+/// A message made safe for the terminal (control characters escaped).
+pub fn escape_message(s: &str) -> String {
+    term::escape_message(s)
+}
+
+/// Takes SIGINT, SIGTERM and SIGHUP in one thread; call before any other
+/// thread starts.
+pub fn handle_signals() {
+    signals::install();
+}
+
+/// Whether a signal is ending the process (then the signal thread exits).
+pub fn stopping() -> bool {
+    signals::stopping()
+}
+
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Ctx {
@@ -202,14 +251,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Report(a) => report::run(&ctx, a),
         Command::Protect(a) => protect::run(&ctx, a, true),
         Command::Unprotect(a) => protect::run(&ctx, a, false),
+        Command::Unlock(a) => unlock::run(&ctx, a),
     }
 }
 
 /// The exit code for an error (documented in the README).
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     match e.downcast_ref::<Error>() {
-        Some(Error::NoRepository { .. }) => 10,
-        Some(Error::Locked { .. }) => 11,
+        Some(Error::NoRepository { .. } | Error::NotARepository { .. }) => 10,
+        Some(Error::Locked { .. } | Error::LockLost { .. }) => 11,
         Some(Error::WrongPassword { .. }) => 12,
         _ => 1,
     }

@@ -5,6 +5,7 @@ use super::{Ctx, EXIT_INCOMPLETE};
 use anyhow::{Context, Result};
 use snap::format::snapshot::Kind;
 use snap::ops::push::{PushOptions, PushOutcome, Pusher};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -211,15 +212,25 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let pusher = Pusher::new(&repo, opts, &progress)?;
     let outcome = if let Some(name) = name {
         if a.from_command {
-            let mut child = Command::new(&a.command[0])
-                .args(&a.command[1..])
+            // Its own process group: a signal to snap ends the dump and
+            // everything it started (see signals.rs), nothing is orphaned.
+            let spawning = super::signals::spawning();
+            let mut cmd = Command::new(&a.command[0]);
+            cmd.args(&a.command[1..])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
+                .process_group(0);
+            super::signals::unblock_in_child(&mut cmd);
+            let mut child = cmd
                 .spawn()
                 .with_context(|| format!("starting {:?}", a.command[0]))?;
+            super::signals::set_child_group(child.id() as i32);
+            drop(spawning);
             let out = child.stdout.take().expect("stdout is piped");
             let tree = pusher.save_stream(&name, out);
-            let status = child.wait().context("waiting for the command")?;
+            let status = child.wait().context("waiting for the command");
+            super::signals::set_child_group(0);
+            let status = status?;
             let tree = tree?;
             if !status.success() {
                 progress.finish();
@@ -249,12 +260,31 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         pusher.commit(tree, paths, parent.map(|(id, _)| id), None)?
     };
     progress.finish();
+    let m = &outcome.snapshot.summary;
+    if !stream && m.files_new + m.files_changed + m.files_unchanged == 0 {
+        let excludes = read_excludes(&a)?;
+        if !excludes.is_empty() {
+            eprintln!(
+                "snap: warning: the excludes ({}) left no file to save from {}",
+                super::term::escape(&excludes.join(", ")),
+                super::term::escape(&paths_text(&abs))
+            );
+        }
+    }
     report(ctx, &outcome)?;
     Ok(if outcome.snapshot.complete {
         0
     } else {
         EXIT_INCOMPLETE
     })
+}
+
+fn paths_text(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn report(ctx: &Ctx, o: &PushOutcome) -> Result<()> {

@@ -23,6 +23,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    if let Ok(md) = std::fs::metadata(&a.target) {
+        if !md.is_dir() {
+            anyhow::bail!(
+                "--target {} is a file, not a directory: give a directory to restore into (it is created if missing)",
+                a.target.display()
+            );
+        }
+    }
     let repo = ctx.open(Mode::Read, "restore")?;
     let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter())?;
     let includes: Vec<Vec<u8>> = a

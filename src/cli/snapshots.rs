@@ -1,5 +1,6 @@
 //! `snap snapshots`
 
+use super::term::{escape, escape_message};
 use super::{Ctx, FilterArgs};
 use anyhow::Result;
 use snap::repo::Mode;
@@ -16,8 +17,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let set = repo.load_snapshots()?;
     for (id, why) in &set.damaged {
         eprintln!(
-            "snap: warning: snapshot {} cannot be read and is not listed: {why}",
-            id.short()
+            "snap: warning: snapshot {} cannot be read and is not listed: {}",
+            id.short(),
+            escape_message(why)
         );
     }
     let protected = repo.protected()?;
@@ -58,16 +60,27 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>2}  {:>10}  {}{}{}",
             id.short(),
             s.timestamp().format("%Y-%m-%d %H:%M:%S%:z"),
-            s.host,
-            s.site.as_deref().unwrap_or("-"),
+            escape(&s.host),
+            s.site.as_deref().map(escape).unwrap_or_else(|| "-".into()),
             s.kind.to_string(),
             s.level,
             super::bytes(s.summary.bytes_total),
-            s.paths.join(" "),
+            s.paths
+                .iter()
+                .map(|p| escape(p))
+                .collect::<Vec<_>>()
+                .join(" "),
             if s.tags.is_empty() {
                 String::new()
             } else {
-                format!(" [{}]", s.tags.join(","))
+                format!(
+                    " [{}]",
+                    s.tags
+                        .iter()
+                        .map(|t| escape(t))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
             },
             flag
         );

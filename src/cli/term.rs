@@ -55,7 +55,16 @@ impl Progress for TermProgress {
     }
 
     fn warn(&self, path: &str, message: &str) {
-        let line = format!("snap: warning: {path}: {message}");
+        // An I/O error names its path itself: say the path once.
+        let message = message
+            .strip_prefix(path)
+            .and_then(|m| m.strip_prefix(": "))
+            .unwrap_or(message);
+        let line = format!(
+            "snap: warning: {}: {}",
+            escape(path),
+            escape_message(message)
+        );
         match &self.bar {
             Some(b) => b.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
@@ -67,8 +76,93 @@ impl Progress for TermProgress {
             return;
         }
         match &self.bar {
-            Some(b) => b.suspend(|| eprintln!("{message}")),
-            None => eprintln!("{message}"),
+            Some(b) => b.suspend(|| eprintln!("{}", escape_message(message))),
+            None => eprintln!("{}", escape_message(message)),
         }
+    }
+}
+
+/// A name, host, tag or message made safe for a terminal, losslessly:
+/// control characters (C0, DEL, C1), bidirectional overrides and line
+/// separators become `\xNN` or `\u{NNNN}`, a backslash becomes `\\`, and
+/// everything else is kept. Every string from a repository or a file system
+/// goes through this (or [`escape_bytes`]) before it reaches a terminal.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    push_escaped(&mut out, s);
+    out
+}
+
+/// [`escape`] for bytes that may not be UTF-8: each byte of an invalid
+/// sequence becomes `\xNN`, so distinct names stay distinct.
+pub fn escape_bytes(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for chunk in b.utf8_chunks() {
+        push_escaped(&mut out, chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// A message for the terminal: [`escape`] without touching backslashes
+/// and line breaks, which messages use as themselves.
+pub fn escape_message(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for line in s.split_inclusive('\n') {
+        let (text, nl) = match line.strip_suffix('\n') {
+            Some(t) => (t, "\n"),
+            None => (line, ""),
+        };
+        for c in text.chars() {
+            push_char(&mut out, c, false);
+        }
+        out.push_str(nl);
+    }
+    out
+}
+
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        push_char(out, c, true);
+    }
+}
+
+fn push_char(out: &mut String, c: char, lossless: bool) {
+    match c {
+        '\\' if lossless => out.push_str("\\\\"),
+        c if c.is_control() && (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+        '\u{200e}'
+        | '\u{200f}'
+        | '\u{2028}'
+        | '\u{2029}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}' => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+        c => out.push(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_what_a_terminal_would_obey_and_nothing_else() {
+        assert_eq!(escape("plain/név.txt"), "plain/név.txt");
+        assert_eq!(escape("a\x1b[2Jb\n\t"), "a\\x1b[2Jb\\x0a\\x09");
+        assert_eq!(escape("\u{9b}31m"), "\\x9b31m");
+        assert_eq!(escape("x\u{202e}gpj.exe"), "x\\u{202e}gpj.exe");
+        assert_eq!(
+            escape("a\\x1b"),
+            "a\\\\x1b",
+            "a literal backslash stays distinct"
+        );
+        assert_eq!(escape_bytes(b"caf\xe9\x7f/ok"), "caf\\xe9\\x7f/ok");
+        assert_ne!(escape_bytes(b"\xe9"), escape_bytes("\\xe9".as_bytes()));
+        assert_eq!(
+            escape_message("C:\\x \"a\x1b\"\nnext"),
+            "C:\\x \"a\\x1b\"\nnext"
+        );
     }
 }

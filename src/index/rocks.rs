@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::format::pack::PackEntry;
 use crate::id::{BlobKind, BlobRef, PackId, RepoId};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options,
-    WriteBatch, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, LogLevel,
+    Options, WriteBatch, DB,
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,14 +41,21 @@ pub struct RocksIndex {
     db: DB,
     path: PathBuf,
     writable: bool,
+    // Declared after `db`: released only once the database is closed.
+    _writer: Option<std::fs::File>,
 }
 
 impl Drop for RocksIndex {
     fn drop(&mut self) {
         // Memtables left at close live only in the write-ahead log, which
-        // every later open (each reader's too) would replay: write them out.
+        // every later open (each reader's too) would replay: write them out,
+        // every column family's (`flush` alone writes only `default`).
         if self.writable {
-            let _ = self.db.flush();
+            for name in [CF_BLOBS, CF_PACKS, CF_META, CF_MARKS] {
+                if let Some(cf) = self.db.cf_handle(name) {
+                    let _ = self.db.flush_cf(cf);
+                }
+            }
         }
     }
 }
@@ -56,7 +63,7 @@ impl Drop for RocksIndex {
 fn err(path: &Path, e: rocksdb::Error) -> Error {
     Error::Index {
         path: path.to_path_buf(),
-        why: e.to_string(),
+        why: format!("{e}; the index is a cache: `snap repair index` rebuilds it from the packs"),
     }
 }
 
@@ -66,7 +73,13 @@ fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
     o.create_missing_column_families(true);
     o.set_compression_type(DBCompressionType::None);
     o.set_max_open_files(256);
-    o.set_keep_log_file_num(3);
+    // Every writer's open starts a new info log of ~70 KB (the option dump,
+    // written whatever the level), and statistics were added every ten
+    // minutes: keep warnings only, and one file.
+    o.set_log_level(LogLevel::Warn);
+    o.set_keep_log_file_num(1);
+    o.set_max_log_file_size(64 << 10);
+    o.set_stats_dump_period_sec(0);
     // One bound on all memtables together, whatever the column families.
     o.set_db_write_buffer_size(48 << 20);
     // One block cache shared by every column family. Index and filter blocks
@@ -101,6 +114,98 @@ fn options() -> (Options, Vec<ColumnFamilyDescriptor>) {
     (o, cfs)
 }
 
+/// What a writer changes when it opens, flushes or compacts: the names of
+/// the files and the manifest `CURRENT` names. Info logs are left out: every
+/// open, a reader's too, starts a new one.
+fn dir_state(path: &Path) -> (Vec<std::ffi::OsString>, Vec<u8>) {
+    let mut names: Vec<_> = std::fs::read_dir(path)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| !n.as_encoded_bytes().starts_with(b"LOG"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    (
+        names,
+        std::fs::read(path.join("CURRENT")).unwrap_or_default(),
+    )
+}
+
+/// The file writers lock (`flock`) in turn, in the index directory.
+const WRITER_LOCK: &str = "snap-writer.lock";
+
+fn in_use(path: &Path) -> String {
+    format!(
+        "the local index {} is in use by another snap process",
+        path.display()
+    )
+}
+
+/// Takes the writers' file lock of the index at `path`, waiting up to `wait`
+/// (from `start`); `say` is told once that it waits.
+fn writer_lock(
+    path: &Path,
+    wait: Duration,
+    start: Instant,
+    say: &mut dyn FnMut(&str),
+) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    let p = path.join(WRITER_LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&p)
+        .map_err(|e| Error::io(&p, e))?;
+    loop {
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(f);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(Error::io(&p, e));
+        }
+        if start.elapsed() >= wait {
+            return Err(Error::Locked {
+                detail: format!(
+                    "{} (waited {}s; raise --lock-wait to wait longer)",
+                    in_use(path),
+                    wait.as_secs()
+                ),
+            });
+        }
+        say(&in_use(path));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A private directory for a reader's info log, removed on drop (the open
+/// log file stays valid until the database closes).
+struct LogScratch(PathBuf);
+
+impl LogScratch {
+    fn new() -> Result<Self> {
+        let p = std::env::temp_dir().join(format!(
+            "snap-index-log-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir(&p).map_err(|e| Error::io(&p, e))?;
+        Ok(LogScratch(p))
+    }
+}
+
+impl Drop for LogScratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn is_lock_error(e: &rocksdb::Error) -> bool {
     let s = e.to_string();
     s.contains("LOCK") || s.contains("lock hold") || s.contains("Resource temporarily unavailable")
@@ -114,38 +219,74 @@ impl RocksIndex {
 
     /// Opens (creating when writable) the index at `path` for repository `repo`.
     pub fn open(path: &Path, repo: &RepoId, access: Access) -> Result<Self> {
+        Self::open_with(path, repo, access, &|_| {})
+    }
+
+    /// [`RocksIndex::open`], calling `waiting` once, with what it waits for,
+    /// when another process writes the index.
+    pub fn open_with(
+        path: &Path,
+        repo: &RepoId,
+        access: Access,
+        waiting: &dyn Fn(&str),
+    ) -> Result<Self> {
         let (o, cfs) = options();
+        let mut writer = None;
         let db = match access {
             Access::ReadOnly => {
                 // Every table file is opened up front, so a writer's compaction
                 // that deletes files afterwards cannot pull them from under a
-                // reader; a compaction between listing and opening is retried.
+                // reader. A writer that opens, flushes or compacts while the
+                // reader opens can still remove a file the reader was about to
+                // read: the open fails, or worse succeeds without the rows of
+                // a write-ahead log the writer had just flushed and deleted.
+                // So an open during which the directory changed is done again,
+                // however slow the machine. An error on a directory that did
+                // not change is damage, and is reported.
                 let mut o = o.clone();
                 o.set_max_open_files(-1);
-                let mut tries = 0;
+                // A reader's info log goes to a private directory, removed
+                // once open: every open rotates and trims the logs in its log
+                // directory, and two processes trimming the same files fail
+                // each other's open (`unlink() ... No such file`).
+                let logs = LogScratch::new()?;
+                o.set_db_log_dir(&logs.0);
                 loop {
                     let ro: Vec<ColumnFamilyDescriptor> = options()
                         .1
                         .into_iter()
                         .filter(|d| d.name() != CF_MARKS)
                         .collect();
-                    match DB::open_cf_descriptors_read_only(&o, path, ro, false) {
-                        Ok(db) => break db,
-                        Err(_) if tries < 5 => {
-                            tries += 1;
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
+                    let before = dir_state(path);
+                    let r = DB::open_cf_descriptors_read_only(&o, path, ro, false);
+                    let changed = dir_state(path) != before;
+                    match r {
+                        Ok(db) if !changed => break db,
+                        Ok(_) => {}
+                        Err(_) if changed => {}
                         Err(e) => return Err(err(path, e)),
                     }
                 }
             }
             Access::ReadWrite(wait) => {
                 let start = Instant::now();
+                let mut said = false;
+                let mut say = |what: &str| {
+                    if !said {
+                        said = true;
+                        waiting(what);
+                    }
+                };
+                // Writers take turns on a file lock of their own before
+                // RocksDB opens at all: a failed open still creates (and
+                // rotates, and trims) the info log, which races the holder's.
+                writer = Some(writer_lock(path, wait, start, &mut say)?);
                 loop {
                     let (o, cfs) = (o.clone(), options().1);
                     match DB::open_cf_descriptors(&o, path, cfs) {
                         Ok(db) => break db,
                         Err(e) if is_lock_error(&e) && start.elapsed() < wait => {
+                            say(&in_use(path));
                             std::thread::sleep(Duration::from_millis(200));
                         }
                         Err(e) if is_lock_error(&e) => {
@@ -167,6 +308,7 @@ impl RocksIndex {
             db,
             path: path.to_path_buf(),
             writable: matches!(access, Access::ReadWrite(_)),
+            _writer: writer,
         };
         idx.check_meta(repo, access)?;
         Ok(idx)
@@ -506,5 +648,49 @@ mod tests {
             )]
         );
         assert!(RocksIndex::open(d.path(), &RepoId([9; 32]), Access::ReadOnly).is_err());
+    }
+
+    fn log_files(dir: &Path) -> (usize, u64) {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("LOG"))
+            .fold((0, 0), |(n, b), e| (n + 1, b + e.metadata().unwrap().len()))
+    }
+
+    /// Each open starts a new info log: twenty commands (as many readers as
+    /// writers) leave little behind.
+    #[test]
+    fn twenty_opens_leave_small_info_logs() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = RepoId([1; 32]);
+        for i in 0..20 {
+            let access = if i % 2 == 0 {
+                Access::ReadWrite(Duration::ZERO)
+            } else {
+                Access::ReadOnly
+            };
+            drop(RocksIndex::open(d.path(), &repo, access).unwrap());
+        }
+        let (files, bytes) = log_files(d.path());
+        // One file: the option dump RocksDB writes at every writer's open
+        // (about 67 KB for our five column families, whatever the level).
+        assert!(files <= 1, "{files} info log files");
+        assert!(bytes <= 96 << 10, "{bytes} bytes of info logs");
+    }
+
+    #[test]
+    fn a_damaged_index_names_the_repair() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = RepoId([1; 32]);
+        drop(RocksIndex::open(d.path(), &repo, Access::ReadWrite(Duration::ZERO)).unwrap());
+        std::fs::write(d.path().join("CURRENT"), b"garbage\n").unwrap();
+        for access in [Access::ReadOnly, Access::ReadWrite(Duration::ZERO)] {
+            let e = RocksIndex::open(d.path(), &repo, access)
+                .err()
+                .expect("a garbage CURRENT is refused")
+                .to_string();
+            assert!(e.contains("snap repair index"), "{e}");
+        }
     }
 }

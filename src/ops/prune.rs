@@ -480,8 +480,10 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, progress: &dyn Progress) -> 
         stats.packs_written = w.packs;
         stats.bytes_written = w.stored_bytes;
     }
-    // 2. The snapshots the policy removes.
+    // 2. The snapshots the policy removes. A prune whose lock was lost stops
+    // before each deletion: others may be running on the packs it would free.
     for id in &plan.remove {
+        repo.check_lock()?;
         repo.backend.remove(FileType::Snapshot, &id.to_hex())?;
         stats.snapshots_removed += 1;
     }
@@ -499,6 +501,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, progress: &dyn Progress) -> 
     index.sync()?;
     // 4. Delete the pack files.
     for (id, size) in doomed {
+        repo.check_lock()?;
         repo.backend.remove(FileType::Pack, &id.to_hex())?;
         stats.packs_deleted += 1;
         stats.bytes_deleted += size;

@@ -86,6 +86,13 @@ pub struct Listed {
     /// Symlink target.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The path as stored (names need not be UTF-8; `path` replaces what is
+    /// not with U+FFFD).
+    #[serde(skip)]
+    pub raw_path: Vec<u8>,
+    /// The symlink target as stored.
+    #[serde(skip)]
+    pub raw_target: Option<Vec<u8>>,
 }
 
 fn mtime_text(n: &Node) -> String {
@@ -109,7 +116,7 @@ pub fn list(
     let start = match find_node(repo, snap, short, path)? {
         None => Some(snap.tree),
         Some(n) => {
-            out(listed(&walk::display_path(&base), &n));
+            out(listed(&raw_path(&base), &n));
             match n.kind {
                 NodeKind::Dir => n.subtree,
                 _ => None,
@@ -122,7 +129,7 @@ pub fn list(
             &id,
             &base,
             &mut walk::strict(|p: &[Vec<u8>], n: &Node| {
-                out(listed(&walk::display_path(p), n));
+                out(listed(&raw_path(p), n));
                 Ok(Flow::Continue)
             }),
         )?;
@@ -130,9 +137,20 @@ pub fn list(
     Ok(())
 }
 
-fn listed(path: &str, n: &Node) -> Listed {
+/// A path inside the snapshot as stored: `/` before each component.
+fn raw_path(components: &[Vec<u8>]) -> Vec<u8> {
+    components
+        .iter()
+        .flat_map(|c| [b"/".as_slice(), c].concat())
+        .collect()
+}
+
+fn listed(path: &[u8], n: &Node) -> Listed {
+    let path = if path.is_empty() { b"/" } else { path };
     Listed {
-        path: path.into(),
+        path: String::from_utf8_lossy(path).into_owned(),
+        raw_path: path.to_vec(),
+        raw_target: n.target.clone(),
         kind: n.kind,
         mode: n.mode,
         size: n.size,

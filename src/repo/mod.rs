@@ -6,7 +6,10 @@
 //! packs, which cost space but never correctness.
 
 pub mod lock;
+#[cfg(test)]
+mod lock_tests;
 pub mod read;
+mod scratch;
 pub mod writer;
 
 use crate::backend::local::LocalBackend;
@@ -57,7 +60,10 @@ pub struct Repository {
     /// that are gone), for the command line to show.
     pub warnings: Vec<String>,
     stray: Vec<String>,
-    _lock: Lock,
+    lock: Option<Lock>,
+    notes: Vec<String>,
+    // Declared after `index`, so the index is closed before its directory goes.
+    _scratch: Option<scratch::ScratchDir>,
 }
 
 /// What `snap key list` shows.
@@ -132,9 +138,9 @@ fn check_is_repository(root: &Path) -> Result<()> {
                     path: root.to_path_buf(),
                 })
             } else {
-                Err(Error::ForeignRepository {
+                Err(Error::NotARepository {
                     path: root.to_path_buf(),
-                    why: "it has no config file".into(),
+                    found: scratch::describe_foreign(root),
                 })
             }
         }
@@ -201,15 +207,22 @@ impl Repository {
         command: &str,
         wait: Duration,
     ) -> Result<Self> {
+        Self::open_telling_waits(root, password, mode, command, wait, &|_| {})
+    }
+
+    /// [`Repository::open`], calling `waiting` once with what it waits for
+    /// when a lock or the index is held by another process.
+    pub fn open_telling_waits(
+        root: &Path,
+        password: &[u8],
+        mode: Mode,
+        command: &str,
+        wait: Duration,
+        waiting: &dyn Fn(&str),
+    ) -> Result<Self> {
         check_is_repository(root)?;
-        Self::open_with(
-            Arc::new(LocalBackend::new(root)),
-            root,
-            password,
-            mode,
-            command,
-            wait,
-        )
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(root));
+        Self::open_backend(backend, root, password, mode, command, wait, waiting)
     }
 
     /// Opens the repository stored in `backend`, with its index in the local
@@ -222,45 +235,100 @@ impl Repository {
         command: &str,
         wait: Duration,
     ) -> Result<Self> {
+        Self::open_backend(backend, local, password, mode, command, wait, &|_| {})
+    }
+
+    fn open_backend(
+        backend: Arc<dyn Backend>,
+        local: &Path,
+        password: &[u8],
+        mode: Mode,
+        command: &str,
+        wait: Duration,
+        waiting: &dyn Fn(&str),
+    ) -> Result<Self> {
         let root = local;
         let cfg_bytes = read::bounded(&*backend, FileType::Config, "config", read::MAX_CONFIG)?;
+        if !cfg_bytes.starts_with(b"SNAPCONF") {
+            return Err(Error::NotARepository {
+                path: root.to_path_buf(),
+                found: scratch::describe_foreign(root),
+            });
+        }
         Config::check_header(&cfg_bytes)?;
         let last_key_file = read::last_key_path(&index_path(root));
         let last_key = std::fs::read_to_string(&last_key_file).ok();
         let names = read::key_order(backend.list(FileType::Key)?, last_key.as_deref());
         let mut found = None;
+        let mut unusable = Vec::new();
         let mut unreadable = None;
         for name in &names {
             // A key file that cannot be used (damaged, unknown version, absurd
             // costs, oversized) is skipped: it must not lock out the other
             // passwords.
-            let bytes = match read::bounded(&*backend, FileType::Key, name, read::MAX_KEY_FILE) {
-                Ok(b) => b,
+            let kf = match read::bounded(&*backend, FileType::Key, name, read::MAX_KEY_FILE) {
+                Ok(bytes) => serde_json::from_slice::<KeyFile>(&bytes)
+                    .map_err(|e| format!("keys/{name} is damaged ({e})")),
                 Err(e) => {
-                    if matches!(e, Error::Storage { .. }) {
+                    let why = format!("keys/{name} cannot be read ({e})");
+                    if matches!(e, Error::Storage { .. }) && !e.is_not_found() {
                         unreadable.get_or_insert(e);
                     }
-                    continue;
+                    Err(why)
                 }
             };
-            let Ok(kf) = serde_json::from_slice::<KeyFile>(&bytes) else {
-                continue;
-            };
-            if let Ok(Some(k)) = kf.unwrap(password, name) {
-                found = Some((k, name.clone()));
-                break;
+            match kf.map(|kf| kf.unwrap(password, name)) {
+                Ok(Ok(Some(k))) => {
+                    found = Some((k, name.clone()));
+                    break;
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => unusable.push(format!("keys/{name}: {e}")),
+                Err(why) => unusable.push(why),
             }
         }
-        // A key file the storage failed to read may be the one this password
-        // opens: that is a storage failure, not a wrong password.
-        let (keys, key_id) = match (found, unreadable) {
-            (Some(k), _) => k,
-            (None, Some(e)) if !e.is_not_found() => return Err(e),
-            (None, _) => return Err(Error::WrongPassword { keys: names.len() }),
+        let (keys, key_id) = match found {
+            Some(f) => f,
+            None if names.is_empty() => {
+                return Err(Error::NoUsableKey {
+                    detail: "keys/ holds no key file (deleted?)".into(),
+                })
+            }
+            None if unusable.len() == names.len() => {
+                return Err(Error::NoUsableKey {
+                    detail: unusable.join("; "),
+                })
+            }
+            // A key file the storage failed to read may be the one this
+            // password opens: that is a storage failure, not a wrong password.
+            None => match unreadable {
+                Some(e) => return Err(e),
+                None => {
+                    return Err(Error::WrongPassword {
+                        keys: names.len() - unusable.len(),
+                    })
+                }
+            },
         };
         let config = Config::decode(&cfg_bytes, &keys)?;
         let exclusive = matches!(mode, Mode::Exclusive | Mode::Repair);
-        let lock = Lock::acquire(backend.clone(), exclusive, command, wait)?;
+        let mut notes = Vec::new();
+        let lock = match Lock::acquire(backend.clone(), exclusive, command, wait, waiting) {
+            Ok(l) => {
+                notes.extend(l.notes().iter().cloned());
+                Some(l)
+            }
+            // A reader of a read-only mount, or of another user's repository,
+            // still reads: the conflict check ran before the write that failed.
+            Err(e) if mode == Mode::Read && scratch::is_read_only(&e) => {
+                notes.push(format!(
+                    "{} is read-only here ({e}): no lock was taken, so a prune started elsewhere meanwhile is not held off",
+                    root.display()
+                ));
+                None
+            }
+            Err(e) => return Err(e),
+        };
         if mode != Mode::Read {
             // Half-written files of pushes killed on this host are garbage.
             backend.remove_temporary(&|pid| !lock::process_alive(pid))?;
@@ -286,7 +354,9 @@ impl Repository {
             visible,
             warnings: Vec::new(),
             stray,
-            _lock: lock,
+            lock,
+            notes,
+            _scratch: None,
         };
         let access = match mode {
             Mode::Read => Access::ReadOnly,
@@ -299,6 +369,10 @@ impl Repository {
             // Only a hint for the next open: a read-only disk may refuse it.
             let _ = std::fs::create_dir_all(index_path(root))
                 .and_then(|()| std::fs::write(&last_key_file, &repo.key_id));
+        }
+        if mode == Mode::Read && !scratch::writable(&ipath, root) {
+            repo.open_index_read_only(&ipath)?;
+            return Ok(repo);
         }
         // The usual case opens the index once. A missing index, or one whose
         // rebuild was interrupted, is rebuilt from the packs before anything
@@ -313,7 +387,7 @@ impl Repository {
                 return Ok(repo);
             }
         }
-        let idx = RocksIndex::open(&ipath, &repo.config.id, Access::ReadWrite(wait))?;
+        let idx = RocksIndex::open_with(&ipath, &repo.config.id, Access::ReadWrite(wait), waiting)?;
         if !idx.is_complete()? {
             repo.index = Arc::new(idx);
             repo.rebuild_index_into()?;
@@ -321,7 +395,12 @@ impl Repository {
         } else {
             drop(idx);
         }
-        repo.index = Arc::new(RocksIndex::open(&ipath, &repo.config.id, access)?);
+        repo.index = Arc::new(RocksIndex::open_with(
+            &ipath,
+            &repo.config.id,
+            access,
+            waiting,
+        )?);
         Ok(repo)
     }
 
@@ -375,6 +454,61 @@ impl Repository {
     /// skipped by every command, for the command line to warn about.
     pub fn stray_names(&self) -> &[String] {
         &self.stray
+    }
+
+    /// Where this user cannot write the index: the repository's own index if
+    /// it is complete, else one built from the pack headers in a scratch
+    /// directory that goes when the repository is dropped.
+    fn open_index_read_only(&mut self, ipath: &Path) -> Result<()> {
+        let why = if RocksIndex::exists(ipath) {
+            match RocksIndex::open(ipath, &self.config.id, Access::ReadOnly) {
+                Ok(idx) if idx.is_complete()? => {
+                    self.index = Arc::new(idx);
+                    return Ok(());
+                }
+                Ok(_) => "it is incomplete".to_string(),
+                Err(e) => e.to_string(),
+            }
+        } else {
+            "there is none".to_string()
+        };
+        let dir = scratch::ScratchDir::new()?;
+        let idx = RocksIndex::open(
+            &dir.path().join("index"),
+            &self.config.id,
+            Access::ReadWrite(Duration::ZERO),
+        )?;
+        self.index = Arc::new(idx);
+        let report = self.rebuild_index_into()?;
+        self.notes.push(format!(
+            "the index at {} cannot be written by this user and is not usable ({why}): read the headers of {} packs into a temporary index instead",
+            ipath.display(),
+            report.packs
+        ));
+        self._scratch = Some(dir);
+        Ok(())
+    }
+
+    /// A handle on this command's lock for other threads (none when no lock
+    /// was taken, as on a read-only disk).
+    pub(crate) fn lock_watch(&self) -> Option<lock::LockWatch> {
+        self.lock.as_ref().map(Lock::watch)
+    }
+
+    /// Fails once this command's lock can no longer be trusted (a refresh
+    /// failed, or another process removed it). Every writer calls it before
+    /// each write to the repository.
+    pub fn check_lock(&self) -> Result<()> {
+        match &self.lock {
+            Some(l) => l.check(),
+            None => Ok(()),
+        }
+    }
+
+    /// What the user should know about how the repository was opened (no
+    /// lock taken, a temporary index, files in `locks/` that are not locks).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// The repository directory.
@@ -560,6 +694,7 @@ impl Repository {
     /// Writes a snapshot file: the last step of a push.
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
         self.index.sync()?;
+        self.check_lock()?;
         let (id, bytes) = s.encode(&self.keys);
         self.backend
             .write(FileType::Snapshot, &id.to_hex(), &bytes)?;
@@ -708,6 +843,14 @@ impl Repository {
         self.backend.remove(FileType::Key, &name)?;
         Ok(name)
     }
+}
+
+/// Removes stale locks and files in `locks/` that are not locks, or, with
+/// `names`, exactly those lock files. Needs no password: lock files are not
+/// encrypted, and anyone who can write `locks/` can remove them.
+pub fn unlock(root: &Path, names: &[String]) -> Result<lock::Unlocked> {
+    check_is_repository(root)?;
+    lock::unlock(&LocalBackend::new(root), names)
 }
 
 /// Snapshots as loaded: the readable ones, oldest first, and the damaged ones.

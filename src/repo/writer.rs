@@ -23,6 +23,7 @@ use crate::format::crypto::Keys;
 use crate::format::pack::{encode_tail, PackEntry, MAX_ENTRIES};
 use crate::id::{BlobKind, BlobRef, PackId};
 use crate::index::{Index, PackInfo};
+use crate::repo::lock::LockWatch;
 use crate::repo::Repository;
 use crossbeam_channel::{bounded, Sender};
 use std::collections::HashSet;
@@ -105,6 +106,7 @@ impl StagedPack {
         keys: &Keys,
         backend: &dyn Backend,
         index: &dyn Index,
+        lock: &Option<LockWatch>,
     ) -> Result<Vec<PackEntry>> {
         let tail = encode_tail(keys, &self.entries);
         let path = self.path.clone();
@@ -131,7 +133,11 @@ impl StagedPack {
                 )),
             ));
         }
+        // A command whose lock cannot be trusted (a prune may be deleting
+        // what it deduplicated against) writes nothing more.
+        check_lock(lock)?;
         backend.write_staged(FileType::Pack, &id.to_hex(), &path)?;
+        check_lock(lock)?;
         let info = PackInfo {
             metadata: self.metadata,
             blobs: self.entries.len() as u32,
@@ -140,6 +146,10 @@ impl StagedPack {
         index.add_pack(&id, info, &self.entries)?;
         Ok(self.entries)
     }
+}
+
+fn check_lock(lock: &Option<LockWatch>) -> Result<()> {
+    lock.as_ref().map_or(Ok(()), LockWatch::check)
 }
 
 fn staging_error(
@@ -201,6 +211,7 @@ pub struct BlobWriter {
     tx: Option<Sender<StagedPack>>,
     thread: Option<JoinHandle<u64>>,
     failed: Arc<Mutex<Failure>>,
+    lock: Option<LockWatch>,
     blobs: AtomicU64,
     raw: AtomicU64,
     stored: AtomicU64,
@@ -213,18 +224,19 @@ impl BlobWriter {
         let pending: Arc<Mutex<HashSet<BlobRef>>> = Arc::default();
         let failed: Arc<Mutex<Failure>> = Arc::default();
         let thread = {
-            let (keys, backend, index, pending, failed) = (
+            let (keys, backend, index, pending, failed, lock) = (
                 repo.keys_arc(),
                 repo.backend.clone(),
                 repo.index_arc(),
                 pending.clone(),
                 failed.clone(),
+                repo.lock_watch(),
             );
             std::thread::spawn(move || -> u64 {
                 let mut packs = 0;
                 for staged in rx.iter() {
                     let path = staged.path.clone();
-                    match staged.commit(&keys, &*backend, &*index) {
+                    match staged.commit(&keys, &*backend, &*index, &lock) {
                         Ok(entries) => {
                             let mut p = pending.lock().expect("pending set");
                             for e in &entries {
@@ -258,6 +270,7 @@ impl BlobWriter {
             tx: Some(tx),
             thread: Some(thread),
             failed,
+            lock: repo.lock_watch(),
             blobs: AtomicU64::new(0),
             raw: AtomicU64::new(0),
             stored: AtomicU64::new(0),
@@ -337,6 +350,7 @@ impl BlobWriter {
                 &mut open.data
             };
             if slot.is_none() {
+                check_lock(&self.lock).map_err(|e| self.fail(e))?;
                 let p = StagedPack::create(&*self.backend, b.kind.is_metadata())
                     .map_err(|e| self.fail(e))?;
                 *slot = Some(p);
