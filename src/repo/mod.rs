@@ -5,12 +5,19 @@
 //! file last. A crash before the snapshot file leaves only unreferenced
 //! packs, which cost space but never correctness.
 
+mod keys;
 pub mod lock;
 #[cfg(test)]
 mod lock_tests;
+mod packs;
 pub mod read;
 mod scratch;
 pub mod writer;
+
+use keys::write_key_file;
+pub use keys::KeyListing;
+use packs::NoIndex;
+pub use packs::RebuildReport;
 
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, FileType};
@@ -18,12 +25,11 @@ use crate::error::{Error, Result};
 use crate::format::blob;
 use crate::format::config::{Chunking, Config};
 use crate::format::crypto::{KdfParams, KeyFile, Keys};
-use crate::format::pack;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{decode_records, ChunkRecord, Content, Tree};
-use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
+use crate::id::{BlobRef, SnapshotId, TreeId};
 use crate::index::rocks::{Access, RocksIndex};
-use crate::index::{Index, PackInfo};
+use crate::index::Index;
 use lock::Lock;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -66,61 +72,8 @@ pub struct Repository {
     _scratch: Option<scratch::ScratchDir>,
 }
 
-/// What `snap key list` shows.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct KeyListing {
-    /// Key file name.
-    pub id: String,
-    /// Whether it is the key this session opened with.
-    pub current: bool,
-    /// When it was added.
-    pub created: String,
-    /// Host and user that added it.
-    pub host: String,
-    /// User that added it.
-    pub user: String,
-    /// Why the file cannot be used, when it cannot (planted, damaged,
-    /// oversized): it is listed, not a reason to fail the listing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub damaged: Option<String>,
-}
-
-fn user_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 fn index_path(root: &Path) -> PathBuf {
     root.join("index")
-}
-
-/// Wraps the master key with `password` in a new key file; returns its name.
-fn write_key_file(
-    backend: &dyn Backend,
-    keys: &Keys,
-    password: &[u8],
-    kdf: KdfParams,
-) -> Result<String> {
-    let kf = KeyFile::wrap(
-        keys,
-        password,
-        kdf,
-        chrono::Local::now().to_rfc3339(),
-        lock::host_name(),
-        user_name(),
-    )?;
-    let name = format!(
-        "{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    );
-    backend.write(
-        FileType::Key,
-        &name,
-        &serde_json::to_vec_pretty(&kf).expect("key file serialises"),
-    )?;
-    Ok(name)
 }
 
 /// Whether `root` holds something that is not a snap repository.
@@ -404,52 +357,6 @@ impl Repository {
         Ok(repo)
     }
 
-    /// Compares the index with the backend's listing of packs (one listing)
-    /// and forgets the blobs of indexed packs that are gone or whose size
-    /// changed, so that no push deduplicates against them: what its sources
-    /// still have is stored again. Writers call it when they open.
-    fn forget_lost_packs(&mut self) -> Result<()> {
-        let on_disk: std::collections::HashMap<String, u64> = self
-            .backend
-            .list_sizes(FileType::Pack)?
-            .into_iter()
-            .collect();
-        let mut lost = std::collections::HashSet::new();
-        for (id, info) in self.index.packs()? {
-            let why = match on_disk.get(&id.to_hex()) {
-                None => "is missing from the repository".to_string(),
-                Some(&size) if size != info.size => format!(
-                    "has {size} bytes where {} were written (truncated or replaced)",
-                    info.size
-                ),
-                Some(_) => continue,
-            };
-            self.warnings.push(format!(
-                "pack {id} {why}: the index forgets its {} blob(s); the next push stores again \
-                 what its sources still hold; `snap check` names the snapshots that lose data",
-                info.blobs
-            ));
-            lost.insert(id);
-        }
-        if lost.is_empty() {
-            return Ok(());
-        }
-        let mut rows: std::collections::HashMap<PackId, Vec<pack::PackEntry>> =
-            lost.iter().map(|id| (*id, Vec::new())).collect();
-        for (blob, loc) in self.index.rows_in(&lost)? {
-            rows.entry(loc.pack).or_default().push(pack::PackEntry {
-                blob,
-                offset: loc.offset,
-                length: loc.length,
-                raw_len: loc.raw_len,
-            });
-        }
-        for (id, entries) in rows {
-            self.index.remove_pack(&id, &entries)?;
-        }
-        self.index.sync()
-    }
-
     /// Names in `snapshots/` and `protected/` that are not snapshot ids:
     /// skipped by every command, for the command line to warn about.
     pub fn stray_names(&self) -> &[String] {
@@ -700,149 +607,6 @@ impl Repository {
             .write(FileType::Snapshot, &id.to_hex(), &bytes)?;
         Ok(id)
     }
-
-    /// Reads the header of one pack from the backend.
-    pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<pack::PackEntry>> {
-        let name = id.to_hex();
-        if size < pack::TRAILER_LEN as u64 {
-            return Err(Error::corrupt(
-                format!("pack {id}"),
-                format!("{size} bytes is too short (truncated?)"),
-            ));
-        }
-        let trailer = self.backend.read_range(
-            FileType::Pack,
-            &name,
-            size - pack::TRAILER_LEN as u64,
-            pack::TRAILER_LEN as u64,
-        )?;
-        let hl = pack::decode_trailer(id, size, &trailer)? as u64;
-        let sealed = self.backend.read_range(
-            FileType::Pack,
-            &name,
-            size - pack::TRAILER_LEN as u64 - hl,
-            hl,
-        )?;
-        pack::decode_header(&self.keys, id, size, &sealed)
-    }
-
-    fn rebuild_index_into(&self) -> Result<RebuildReport> {
-        let packs = self.backend.list_sizes(FileType::Pack)?;
-        let results: Vec<(String, Result<()>)> = packs
-            .par_iter()
-            .map(|(name, size)| {
-                let r = (|| {
-                    let id = PackId::from_hex(name)
-                        .map_err(|_| Error::corrupt(format!("data/{name}"), "not a pack name"))?;
-                    let entries = self.read_pack_header(&id, *size)?;
-                    let metadata = entries.first().is_some_and(|e| e.blob.kind.is_metadata());
-                    self.index.add_pack(
-                        &id,
-                        PackInfo {
-                            metadata,
-                            blobs: entries.len() as u32,
-                            size: *size,
-                        },
-                        &entries,
-                    )
-                })();
-                (name.clone(), r)
-            })
-            .collect();
-        self.index.mark_complete()?;
-        let mut report = RebuildReport::default();
-        for (name, r) in results {
-            match r {
-                Ok(()) => report.packs += 1,
-                Err(e) => report.damaged.push((name, e.to_string())),
-            }
-        }
-        Ok(report)
-    }
-
-    /// Deletes the local index and rebuilds it from the pack headers.
-    /// Needs an exclusive open.
-    pub fn rebuild_index(&mut self) -> Result<RebuildReport> {
-        self.index = Arc::new(NoIndex);
-        let ipath = index_path(&self.root);
-        if ipath.exists() {
-            std::fs::remove_dir_all(&ipath).map_err(|e| Error::io(&ipath, e))?;
-        }
-        self.index = Arc::new(RocksIndex::open(
-            &ipath,
-            &self.config.id,
-            Access::ReadWrite(Duration::from_secs(60)),
-        )?);
-        self.rebuild_index_into()
-    }
-
-    /// Adds a key file for `password`; returns its name.
-    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
-        write_key_file(&*self.backend, &self.keys, password, kdf)
-    }
-
-    /// Lists key files.
-    pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
-        let mut out = Vec::new();
-        for name in self.backend.list(FileType::Key)? {
-            let kf = read::bounded(&*self.backend, FileType::Key, &name, read::MAX_KEY_FILE)
-                .and_then(|bytes| {
-                    serde_json::from_slice::<KeyFile>(&bytes).map_err(|e| {
-                        Error::corrupt(read::place(FileType::Key, &name), e.to_string())
-                    })
-                });
-            out.push(match kf {
-                Ok(kf) => KeyListing {
-                    current: name == self.key_id,
-                    id: name,
-                    created: kf.created,
-                    host: kf.host,
-                    user: kf.user,
-                    damaged: None,
-                },
-                Err(e) => KeyListing {
-                    current: false,
-                    id: name,
-                    created: String::new(),
-                    host: String::new(),
-                    user: String::new(),
-                    damaged: Some(e.to_string()),
-                },
-            });
-        }
-        out.sort_by(|a, b| a.created.cmp(&b.created));
-        Ok(out)
-    }
-
-    /// Removes a key file (by name prefix); the current key and the last key
-    /// cannot be removed.
-    pub fn remove_key(&self, prefix: &str) -> Result<String> {
-        let names: Vec<String> = self
-            .backend
-            .list(FileType::Key)?
-            .into_iter()
-            .filter(|n| n.starts_with(prefix))
-            .collect();
-        let name = match names.as_slice() {
-            [one] => one.clone(),
-            [] => {
-                return Err(Error::Usage(format!(
-                    "no key file starts with {prefix:?}; see `snap key list`"
-                )))
-            }
-            _ => {
-                return Err(Error::Usage(format!(
-                    "{prefix:?} matches {} key files; give more characters",
-                    names.len()
-                )))
-            }
-        };
-        if name == self.key_id {
-            return Err(Error::Usage(format!("key {name} is the one this session opened with; open with another password to remove it")));
-        }
-        self.backend.remove(FileType::Key, &name)?;
-        Ok(name)
-    }
 }
 
 /// Removes stale locks and files in `locks/` that are not locks, or, with
@@ -860,58 +624,4 @@ pub struct SnapshotSet {
     pub ok: Vec<(SnapshotId, Snapshot)>,
     /// Snapshots that could not be read, with the reason.
     pub damaged: Vec<(SnapshotId, String)>,
-}
-
-/// What a rebuild of the index found.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct RebuildReport {
-    /// Packs indexed.
-    pub packs: u64,
-    /// Packs whose header could not be read, with the reason.
-    pub damaged: Vec<(String, String)>,
-}
-
-/// Stands in while the real index is being replaced.
-struct NoIndex;
-
-impl Index for NoIndex {
-    fn get(&self, _: &BlobRef) -> Result<Option<crate::index::BlobLocation>> {
-        Ok(None)
-    }
-    fn add_pack(&self, _: &PackId, _: PackInfo, _: &[pack::PackEntry]) -> Result<()> {
-        Err(Error::Usage("the index is not open".into()))
-    }
-    fn packs(&self) -> Result<Vec<(PackId, PackInfo)>> {
-        Ok(Vec::new())
-    }
-    fn sync(&self) -> Result<()> {
-        Ok(())
-    }
-    fn is_complete(&self) -> Result<bool> {
-        Ok(false)
-    }
-    fn mark_complete(&self) -> Result<()> {
-        Err(Error::Usage("the index is not open".into()))
-    }
-    fn remove_pack(&self, _: &PackId, _: &[pack::PackEntry]) -> Result<()> {
-        Err(Error::Usage("the index is not open".into()))
-    }
-    fn clear_marks(&self) -> Result<()> {
-        Err(Error::Usage("the index is not open".into()))
-    }
-    fn mark(&self, _: &[BlobRef]) -> Result<()> {
-        Err(Error::Usage("the index is not open".into()))
-    }
-    fn is_marked(&self, _: &BlobRef) -> Result<bool> {
-        Ok(false)
-    }
-    fn usage(&self) -> Result<std::collections::HashMap<PackId, crate::index::PackUsage>> {
-        Ok(Default::default())
-    }
-    fn rows_in(
-        &self,
-        _: &std::collections::HashSet<PackId>,
-    ) -> Result<Vec<(BlobRef, crate::index::BlobLocation)>> {
-        Ok(Vec::new())
-    }
 }

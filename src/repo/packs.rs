@@ -1,0 +1,190 @@
+//! The index against the packs: rebuilding it from the pack headers, and
+//! forgetting the packs that are gone (format-spec.md §12, §16.1).
+
+use super::{index_path, Repository};
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::format::pack;
+use crate::id::{BlobRef, PackId};
+use crate::index::rocks::{Access, RocksIndex};
+use crate::index::{Index, PackInfo};
+use rayon::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Repository {
+    /// Compares the index with the backend's listing of packs (one listing)
+    /// and forgets the blobs of indexed packs that are gone or whose size
+    /// changed, so that no push deduplicates against them: what its sources
+    /// still have is stored again. Writers call it when they open.
+    pub(super) fn forget_lost_packs(&mut self) -> Result<()> {
+        let on_disk: std::collections::HashMap<String, u64> = self
+            .backend
+            .list_sizes(FileType::Pack)?
+            .into_iter()
+            .collect();
+        let mut lost = std::collections::HashSet::new();
+        for (id, info) in self.index.packs()? {
+            let why = match on_disk.get(&id.to_hex()) {
+                None => "is missing from the repository".to_string(),
+                Some(&size) if size != info.size => format!(
+                    "has {size} bytes where {} were written (truncated or replaced)",
+                    info.size
+                ),
+                Some(_) => continue,
+            };
+            self.warnings.push(format!(
+                "pack {id} {why}: the index forgets its {} blob(s); the next push stores again \
+                 what its sources still hold; `snap check` names the snapshots that lose data",
+                info.blobs
+            ));
+            lost.insert(id);
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let mut rows: std::collections::HashMap<PackId, Vec<pack::PackEntry>> =
+            lost.iter().map(|id| (*id, Vec::new())).collect();
+        for (blob, loc) in self.index.rows_in(&lost)? {
+            rows.entry(loc.pack).or_default().push(pack::PackEntry {
+                blob,
+                offset: loc.offset,
+                length: loc.length,
+                raw_len: loc.raw_len,
+            });
+        }
+        for (id, entries) in rows {
+            self.index.remove_pack(&id, &entries)?;
+        }
+        self.index.sync()
+    }
+
+    /// Reads the header of one pack from the backend.
+    pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<pack::PackEntry>> {
+        let name = id.to_hex();
+        if size < pack::TRAILER_LEN as u64 {
+            return Err(Error::corrupt(
+                format!("pack {id}"),
+                format!("{size} bytes is too short (truncated?)"),
+            ));
+        }
+        let trailer = self.backend.read_range(
+            FileType::Pack,
+            &name,
+            size - pack::TRAILER_LEN as u64,
+            pack::TRAILER_LEN as u64,
+        )?;
+        let hl = pack::decode_trailer(id, size, &trailer)? as u64;
+        let sealed = self.backend.read_range(
+            FileType::Pack,
+            &name,
+            size - pack::TRAILER_LEN as u64 - hl,
+            hl,
+        )?;
+        pack::decode_header(&self.keys, id, size, &sealed)
+    }
+
+    pub(super) fn rebuild_index_into(&self) -> Result<RebuildReport> {
+        let packs = self.backend.list_sizes(FileType::Pack)?;
+        let results: Vec<(String, Result<()>)> = packs
+            .par_iter()
+            .map(|(name, size)| {
+                let r = (|| {
+                    let id = PackId::from_hex(name)
+                        .map_err(|_| Error::corrupt(format!("data/{name}"), "not a pack name"))?;
+                    let entries = self.read_pack_header(&id, *size)?;
+                    let metadata = entries.first().is_some_and(|e| e.blob.kind.is_metadata());
+                    self.index.add_pack(
+                        &id,
+                        PackInfo {
+                            metadata,
+                            blobs: entries.len() as u32,
+                            size: *size,
+                        },
+                        &entries,
+                    )
+                })();
+                (name.clone(), r)
+            })
+            .collect();
+        self.index.mark_complete()?;
+        let mut report = RebuildReport::default();
+        for (name, r) in results {
+            match r {
+                Ok(()) => report.packs += 1,
+                Err(e) => report.damaged.push((name, e.to_string())),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Deletes the local index and rebuilds it from the pack headers.
+    /// Needs an exclusive open.
+    pub fn rebuild_index(&mut self) -> Result<RebuildReport> {
+        self.index = Arc::new(NoIndex);
+        let ipath = index_path(&self.root);
+        if ipath.exists() {
+            std::fs::remove_dir_all(&ipath).map_err(|e| Error::io(&ipath, e))?;
+        }
+        self.index = Arc::new(RocksIndex::open(
+            &ipath,
+            &self.config.id,
+            Access::ReadWrite(Duration::from_secs(60)),
+        )?);
+        self.rebuild_index_into()
+    }
+}
+
+/// What a rebuild of the index found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RebuildReport {
+    /// Packs indexed.
+    pub packs: u64,
+    /// Packs whose header could not be read, with the reason.
+    pub damaged: Vec<(String, String)>,
+}
+
+/// Stands in while the real index is being replaced.
+pub(super) struct NoIndex;
+
+impl Index for NoIndex {
+    fn get(&self, _: &BlobRef) -> Result<Option<crate::index::BlobLocation>> {
+        Ok(None)
+    }
+    fn add_pack(&self, _: &PackId, _: PackInfo, _: &[pack::PackEntry]) -> Result<()> {
+        Err(Error::Usage("the index is not open".into()))
+    }
+    fn packs(&self) -> Result<Vec<(PackId, PackInfo)>> {
+        Ok(Vec::new())
+    }
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+    fn is_complete(&self) -> Result<bool> {
+        Ok(false)
+    }
+    fn mark_complete(&self) -> Result<()> {
+        Err(Error::Usage("the index is not open".into()))
+    }
+    fn remove_pack(&self, _: &PackId, _: &[pack::PackEntry]) -> Result<()> {
+        Err(Error::Usage("the index is not open".into()))
+    }
+    fn clear_marks(&self) -> Result<()> {
+        Err(Error::Usage("the index is not open".into()))
+    }
+    fn mark(&self, _: &[BlobRef]) -> Result<()> {
+        Err(Error::Usage("the index is not open".into()))
+    }
+    fn is_marked(&self, _: &BlobRef) -> Result<bool> {
+        Ok(false)
+    }
+    fn usage(&self) -> Result<std::collections::HashMap<PackId, crate::index::PackUsage>> {
+        Ok(Default::default())
+    }
+    fn rows_in(
+        &self,
+        _: &std::collections::HashSet<PackId>,
+    ) -> Result<Vec<(BlobRef, crate::index::BlobLocation)>> {
+        Ok(Vec::new())
+    }
+}
