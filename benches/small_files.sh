@@ -39,7 +39,7 @@ PY
 # root with loop devices; else a plain directory. A long-used ext4 creates
 # files slowly for a while after mass deletions (inode allocation skips
 # recently deleted inodes): both are measured, the fresh one being the tool's
-# own cost.
+# own cost, and tar's extraction of the same tree is the file system's floor.
 MOUNTS=()
 trap 'for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 fresh_fs() {
@@ -55,6 +55,7 @@ fresh_fs() {
 }
 
 now() { date +%s.%N; }
+for set in empty small; do (cd "$WORK/src-$set" && tar cf "$WORK/src-$set.tar" .); done
 declare -A T
 for rep in $(seq 1 "$REPS"); do
   for set in empty small; do
@@ -67,6 +68,12 @@ for rep in $(seq 1 "$REPS"); do
     if [ "$rep" = 1 ]; then diff -r "$WORK/src-$set" "$WORK/out" >/dev/null || { echo "restore of $set differs" >&2; exit 1; }; fi
     fresh_fs "$WORK/fresh-$set-$rep"
     f=$(now); "$SNAP" --repo "$repo" restore --quiet latest --target "$WORK/fresh-$set-$rep/out"; g=$(now)
+    # The file system's own floor: tar extracting the same tree onto a fresh
+    # ext4 (one thread creating files and setting their metadata).
+    fresh_fs "$WORK/tar-$set-$rep"
+    mkdir -p "$WORK/tar-$set-$rep/out"
+    h=$(now); tar xf "$WORK/src-$set.tar" -C "$WORK/tar-$set-$rep/out"; k=$(now)
+    T[$set,tar,$rep]=$(awk "BEGIN{print $k - $h}")
     T[$set,push,$rep]=$(awk "BEGIN{print $b - $a}")
     T[$set,open,$rep]=$(awk "BEGIN{print $c - $b}")
     T[$set,restore,$rep]=$(awk "BEGIN{print $e - $d}")
@@ -80,13 +87,13 @@ out=$HERE/results/small-files.md
 {
   echo "# Many small files: push and restore ($(date -u +%Y-%m-%d), REPS=$REPS, $(nproc) cores)"
   echo
-  echo "| set | files | push s | restore, fresh ext4 s | fresh / push | restore, long-used fs s | long-used / push | open (snapshots) s |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| set | files | push s | restore, fresh ext4 s | fresh / push | tar x, fresh ext4 s | restore / tar | restore, long-used fs s | long-used / push | open (snapshots) s |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for set in empty small; do
-    p=(); r=(); o=(); fr=()
-    for rep in $(seq 1 "$REPS"); do p+=("${T[$set,push,$rep]}"); r+=("${T[$set,restore,$rep]}"); o+=("${T[$set,open,$rep]}"); fr+=("${T[$set,fresh,$rep]}"); done
-    mp=$(median "${p[@]}"); mr=$(median "${r[@]}"); mo=$(median "${o[@]}"); mf=$(median "${fr[@]}")
+    p=(); r=(); o=(); fr=(); tr=()
+    for rep in $(seq 1 "$REPS"); do p+=("${T[$set,push,$rep]}"); r+=("${T[$set,restore,$rep]}"); o+=("${T[$set,open,$rep]}"); fr+=("${T[$set,fresh,$rep]}"); tr+=("${T[$set,tar,$rep]}"); done
+    mp=$(median "${p[@]}"); mr=$(median "${r[@]}"); mo=$(median "${o[@]}"); mf=$(median "${fr[@]}"); mt=$(median "${tr[@]}")
     n=$N_EMPTY; [ $set = small ] && n=$N_SMALL
-    echo "| $set | $n | $mp | $mf | $(awk "BEGIN{printf \"%.2f\", $mf / $mp}") | $mr | $(awk "BEGIN{printf \"%.2f\", $mr / $mp}") | $mo |"
+    echo "| $set | $n | $mp | $mf | $(awk "BEGIN{printf \"%.2f\", $mf / $mp}") | $mt | $(awk "BEGIN{printf \"%.2f\", $mf / $mt}") | $mr | $(awk "BEGIN{printf \"%.2f\", $mr / $mp}") | $mo |"
   done
 } | tee "$out"
