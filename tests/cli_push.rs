@@ -436,7 +436,12 @@ fn snapshots_filters_latest_and_id_prefixes() {
         stderr(&out)
     );
     let k = ids.iter().position(|x| *x == a).unwrap();
-    let unique = &a[..common.len() + 1];
+    // The shortest prefix of `a` that no other id shares (a third id may
+    // share more of `a` than `b` does).
+    let unique = (1..=a.len())
+        .map(|n| &a[..n])
+        .find(|p| ids.iter().filter(|x| x.starts_with(p)).count() == 1)
+        .expect("ids are distinct");
     assert_eq!(
         stdout(&repo.ok(&["cat", unique, "dump.sql"])),
         format!("dump {k}\n")
