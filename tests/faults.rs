@@ -444,3 +444,91 @@ fn a_pack_gone_from_the_backend_is_forgotten_when_a_writer_opens() {
 fn loc_blob(repo: &Repository, content: &[u8]) -> snap::id::BlobRef {
     snap::id::ChunkId(repo.keys().blob_id(content)).into()
 }
+
+/// The same operations on the in-memory backend: a repository that never
+/// touches a disk (but for staged packs and the index) pushes, prunes,
+/// checks and restores like a local one.
+#[test]
+fn push_prune_check_and_restore_on_the_in_memory_backend() {
+    use snap::backend::mem::MemBackend;
+    let tmp = tempfile::tempdir().unwrap();
+    let staging = tmp.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(MemBackend::new(&staging));
+    let kdf = KdfParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let local = tmp.path().join("local");
+    drop(
+        Repository::init_with(backend.clone(), &local, PASSWORD, kdf, Chunking::default()).unwrap(),
+    );
+    let mut saved = Vec::new();
+    for day in 0..4u64 {
+        std::fs::write(src.join(format!("f{day}")), noise(day, 300_000)).unwrap();
+        let repo = Repository::open_with(
+            backend.clone(),
+            &local,
+            PASSWORD,
+            Mode::Write,
+            "t",
+            Duration::ZERO,
+        )
+        .unwrap();
+        let opts = PushOptions {
+            host: "mem".into(),
+            level: 1,
+            time: Some(
+                chrono::DateTime::from_timestamp(1_780_000_000 + day as i64 * 86_400, 0)
+                    .unwrap()
+                    .fixed_offset(),
+            ),
+            ..Default::default()
+        };
+        let p = Pusher::new(&repo, opts, &Silent).unwrap();
+        let tree = p.save_paths(std::slice::from_ref(&src), None).unwrap();
+        let id = p
+            .commit(tree, vec![src.display().to_string()], None, None)
+            .unwrap()
+            .id;
+        saved.push((id, files_of(&src)));
+    }
+    let repo = Repository::open_with(
+        backend.clone(),
+        &local,
+        PASSWORD,
+        Mode::Exclusive,
+        "t",
+        Duration::ZERO,
+    )
+    .unwrap();
+    let opts = snap::ops::prune::PruneOptions {
+        policy: "level1".into(),
+        policies: snap::format::policy::builtin_policies(chrono_tz::UTC),
+        site: None,
+        now: chrono::DateTime::from_timestamp(1_780_000_000 + 20 * 86_400, 0).unwrap(),
+        max_unused: 0.0,
+    };
+    let plan = snap::ops::prune::plan(&repo, &opts, &Silent).unwrap();
+    assert!(!plan.remove.is_empty(), "the plan removes something");
+    snap::ops::prune::execute(&repo, &plan, &Silent).unwrap();
+    let report = snap::ops::check::check(&repo, true, &Silent).unwrap();
+    assert!(report.ok(), "{:?}", report.errors);
+    let left = repo.snapshot_ids().unwrap();
+    for (id, files) in saved.iter().filter(|(id, _)| left.contains(id)) {
+        let target = tmp.path().join(format!("out-{id}"));
+        let s = repo.load_snapshot(id).unwrap();
+        snap::ops::restore::restore(&repo, &s, &target, &[], &Silent).unwrap();
+        assert!(files_of(&target) == *files, "{id} restores byte for byte");
+    }
+    assert!(
+        backend
+            .list(snap::backend::FileType::Snapshot)
+            .unwrap()
+            .len()
+            == left.len()
+    );
+}
