@@ -12,7 +12,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::BlobRef;
 use crate::ops::place::{self, make_dir, remove_leftovers};
-use crate::ops::walk::{self, Flow};
+use crate::ops::walk::{self, check_chunk_len, size_mismatch, Flow};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use rayon::prelude::*;
@@ -194,23 +194,6 @@ pub fn cat(repo: &Repository, node: &Node, w: &mut dyn Write) -> Result<u64> {
         return Err(size_mismatch(node, n));
     }
     Ok(n)
-}
-
-pub(crate) fn check_chunk_len(id: &crate::id::ChunkId, len: u32, data: &[u8]) -> Result<()> {
-    if data.len() != len as usize {
-        return Err(Error::corrupt(
-            format!("chunk {id}"),
-            format!("{} bytes, the chunk list says {len}", data.len()),
-        ));
-    }
-    Ok(())
-}
-
-pub(crate) fn size_mismatch(node: &Node, got: u64) -> Error {
-    Error::corrupt(
-        format!("file {}", String::from_utf8_lossy(&node.name)),
-        format!("its chunks hold {got} bytes, the tree says {}", node.size),
-    )
 }
 
 /// Figures of a restore.

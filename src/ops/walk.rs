@@ -312,6 +312,25 @@ pub fn validate(n: &Node) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Refuses a chunk whose length is not the one its chunk list records.
+pub(crate) fn check_chunk_len(id: &crate::id::ChunkId, len: u32, data: &[u8]) -> Result<()> {
+    if data.len() != len as usize {
+        return Err(Error::corrupt(
+            format!("chunk {id}"),
+            format!("{} bytes, the chunk list says {len}", data.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// A file whose chunks do not add up to its recorded size.
+pub(crate) fn size_mismatch(node: &Node, got: u64) -> Error {
+    Error::corrupt(
+        format!("file {}", String::from_utf8_lossy(&node.name)),
+        format!("its chunks hold {got} bytes, the tree says {}", node.size),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +397,25 @@ mod tests {
         assert!(validate(&file(b"a", 11, Some(g(2, 10)))).is_err());
         assert!(validate(&file(b"a", 10, Some(g(0, 10)))).is_err());
         assert!(validate(&file(b"a", 0, Some(Content::Groups(vec![])))).is_err());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::validate;
+    use crate::format::tree::Tree;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn whatever_decodes_as_a_tree_is_validated_without_panicking(
+            data in proptest::collection::vec(any::<u8>(), 0..70_000),
+        ) {
+            if let Ok(t) = ciborium::from_reader::<Tree, _>(&data[..]) {
+                for n in &t.entries {
+                    let _ = validate(n);
+                }
+            }
+        }
     }
 }
