@@ -317,3 +317,35 @@ fn a_closed_pipe_is_not_an_error() {
         assert_eq!(stdout(&out).lines().count(), lines, "{pipeline}");
     }
 }
+
+/// Removes every empty directory under `p`, deepest first, as git and some
+/// sync tools do when they copy a tree.
+fn drop_empty_dirs(p: &Path) {
+    for e in fs::read_dir(p).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            drop_empty_dirs(&e.path());
+            if fs::read_dir(e.path()).unwrap().next().is_none() {
+                fs::remove_dir(e.path()).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_repository_copied_without_its_empty_directories_still_works() {
+    let r = Repo::new();
+    let src = r.dir("src");
+    make_tree(&src);
+    r.push(&src, &[]);
+    fs::remove_dir_all(r.path.join("index")).unwrap();
+    drop_empty_dirs(&r.path);
+    assert!(!r.path.join("locks").exists(), "the copy lost locks/");
+    let target = r.dir("out");
+    r.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &target, &[]);
+    fs::write(src.join("new.txt"), b"after the copy").unwrap();
+    r.push(&src, &[]);
+    r.ok(&["check", "--read-data"]);
+    assert_eq!(r.snapshots(&[]).len(), 2);
+}

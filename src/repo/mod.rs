@@ -174,7 +174,14 @@ impl Repository {
         waiting: &dyn Fn(&str),
     ) -> Result<Self> {
         check_is_repository(root)?;
-        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(root));
+        let lb = LocalBackend::new(root);
+        // A repository copied by a tool that drops empty directories (git,
+        // some sync tools, object storage) lacks `locks/` and `data/xx/`:
+        // they are made again. On a read-only disk this fails, harmlessly.
+        if !root.join("locks").is_dir() || !root.join("data").join("ff").is_dir() {
+            let _ = lb.create_layout();
+        }
+        let backend: Arc<dyn Backend> = Arc::new(lb);
         Self::open_backend(backend, root, password, mode, command, wait, waiting)
     }
 
