@@ -333,6 +333,32 @@ fn cat_and_include_take_non_utf8_paths() {
 
     let mut rel = b"t\xe9l\xe9chargements/".to_vec();
     rel.extend_from_slice(latin1_name().as_bytes());
+    // `ls --json` gives the exact bytes of a name that is not UTF-8.
+    let listed = r.json(&["ls", "latest"]);
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["path"].as_str().unwrap().ends_with(".txt")
+                && e["path"].as_str().unwrap().contains('\u{fffd}')
+        })
+        .expect("the non-UTF-8 file is listed");
+    let bytes: Vec<u8> = entry["path_bytes"]
+        .as_array()
+        .expect("path_bytes is given for a non-UTF-8 path")
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(bytes, [b"/".as_slice(), &rel].concat());
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "/other.txt" && e.get("path_bytes").is_none()),
+        "a UTF-8 path has no path_bytes"
+    );
     let rel = std::ffi::OsStr::from_bytes(&rel);
     let out = r.cmd().args(["cat", "latest"]).arg(rel).output().unwrap();
     assert_success(&out, "cat of a non-UTF-8 path");

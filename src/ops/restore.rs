@@ -86,6 +86,13 @@ pub struct Listed {
     /// Symlink target.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// For `--json`, when the path is not UTF-8 (`path` then has U+FFFD
+    /// in place of the invalid bytes): its exact bytes, as numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_bytes: Option<Vec<u8>>,
+    /// Likewise for a symlink target that is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_bytes: Option<Vec<u8>>,
     /// The path as stored (names need not be UTF-8; `path` replaces what is
     /// not with U+FFFD).
     #[serde(skip)]
@@ -149,6 +156,12 @@ fn listed(path: &[u8], n: &Node) -> Listed {
     let path = if path.is_empty() { b"/" } else { path };
     Listed {
         path: String::from_utf8_lossy(path).into_owned(),
+        path_bytes: std::str::from_utf8(path).is_err().then(|| path.to_vec()),
+        target_bytes: n
+            .target
+            .as_ref()
+            .filter(|t| std::str::from_utf8(t).is_err())
+            .cloned(),
         raw_path: path.to_vec(),
         raw_target: n.target.clone(),
         kind: n.kind,
