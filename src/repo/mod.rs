@@ -76,6 +76,17 @@ fn index_path(root: &Path) -> PathBuf {
     root.join("index")
 }
 
+/// Whether `path` starts like a snap config: another tool's repository
+/// must never be touched.
+fn is_snap_config(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"SNAPCONF"
+}
+
 /// Whether `root` holds something that is not a snap repository.
 fn check_is_repository(root: &Path) -> Result<()> {
     if root.join("config").is_file() {
@@ -178,7 +189,8 @@ impl Repository {
         // A repository copied by a tool that drops empty directories (git,
         // some sync tools, object storage) lacks `locks/` and `data/xx/`:
         // they are made again. On a read-only disk this fails, harmlessly.
-        if !root.join("locks").is_dir() || !root.join("data").join("ff").is_dir() {
+        let missing = !root.join("locks").is_dir() || !root.join("data").join("ff").is_dir();
+        if missing && is_snap_config(&root.join("config")) {
             let _ = lb.create_layout();
         }
         let backend: Arc<dyn Backend> = Arc::new(lb);
