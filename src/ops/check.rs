@@ -16,6 +16,7 @@ use crate::format::blob;
 use crate::format::tree::{Content, Node, NodeKind};
 use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
 use crate::index::BlobLocation;
+use crate::ops::verify;
 use crate::ops::walk::{display_path, walk, Event, Flow, MAX_DEPTH};
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -402,9 +403,6 @@ impl Walker<'_> {
 /// whole pack is unreadable (so every blob the index places in it is lost).
 type PackVerdict = (Vec<Problem>, Vec<BlobRef>, bool);
 
-/// Bytes read at a time to hash a pack: a pack is never in memory whole.
-const HASH_PIECE: u64 = 8 << 20;
-
 fn verify_pack(repo: &Repository, name: &str, size: u64) -> PackVerdict {
     let obj = || format!("pack {name}");
     let whole = |message: String| {
@@ -422,21 +420,13 @@ fn verify_pack(repo: &Repository, name: &str, size: u64) -> PackVerdict {
     };
     let mut probs = Vec::new();
     let mut bad = Vec::new();
-    let mut hasher = blake3::Hasher::new();
-    let mut at = 0;
-    while at < size {
-        let n = HASH_PIECE.min(size - at);
-        match repo.backend.read_range(FileType::Pack, name, at, n) {
-            Ok(b) => hasher.update(&b),
-            Err(e) => return whole(e.to_string()),
-        };
-        at += n;
-    }
-    if hasher.finalize().as_bytes() != &id.0 {
-        probs.push(Problem {
+    match verify::hashes_to_its_name(repo, &id, size) {
+        Ok(true) => {}
+        Ok(false) => probs.push(Problem {
             object: obj(),
             message: "contents do not hash to its name (bit rot or tampering)".into(),
-        });
+        }),
+        Err(e) => return whole(e.to_string()),
     }
     let entries = match repo.read_pack_header(&id, size) {
         Ok(e) => e,
@@ -449,16 +439,9 @@ fn verify_pack(repo: &Repository, name: &str, size: u64) -> PackVerdict {
         }
     };
     for e in entries {
-        let ok = blob::check_lengths(&e.blob, e.length, e.raw_len)
-            .and_then(|()| {
-                repo.backend
-                    .read_range(FileType::Pack, name, e.offset, e.length as u64)
-            })
-            .and_then(|sealed| blob::open(repo.keys(), &e.blob, &sealed, e.raw_len))
-            .map(|plain| repo.keys().blob_id(&plain) == e.blob.id);
-        let why = match ok {
-            Ok(true) => continue,
-            Ok(false) => "plaintext does not hash to its id".to_string(),
+        let why = match verify::sound_blob(repo, &id, &e) {
+            Ok(Ok(_)) => continue,
+            Ok(Err(why)) => why,
             Err(err) => err.to_string(),
         };
         probs.push(Problem {

@@ -9,4 +9,5 @@ pub mod report;
 pub mod restore;
 pub mod select;
 pub mod sparse;
+pub mod verify;
 pub mod walk;

@@ -17,10 +17,10 @@
 //! index and the index is synced, and only then are damaged files deleted.
 
 use crate::backend::FileType;
-use crate::error::Result;
-use crate::format::blob;
-use crate::format::pack::{read_header, PackEntry};
+use crate::error::{Error, Result};
+use crate::format::pack::PackEntry;
 use crate::id::PackId;
+use crate::ops::verify;
 use crate::progress::Progress;
 use crate::repo::writer::BlobWriter;
 use crate::repo::Repository;
@@ -53,39 +53,48 @@ pub struct RepairReport {
     pub repaired: Vec<PackRepair>,
 }
 
-/// A pack to repair: its id, what is wrong, its bytes when they could be
-/// read, and its header's entries when the header could be read.
-type Bad = (PackId, String, Option<Vec<u8>>, Option<Vec<PackEntry>>);
+/// A pack to repair: its id, what is wrong, whether its file can be read
+/// (and so must be removed), and its header's entries when the header could
+/// be read.
+type Bad = (PackId, String, bool, Option<Vec<PackEntry>>);
 
 enum Verdict {
     Healthy,
-    /// The file is not there (or could not be read at all); its blobs are
-    /// known only from the index.
+    /// The file is not there; its blobs are known only from the index.
     Missing(String),
-    /// Read, but damaged: what is wrong, the bytes, and the entries read
-    /// from its header (None when the header is unreadable).
-    Damaged(String, Vec<u8>, Option<Vec<PackEntry>>),
+    /// Read, but damaged: what is wrong, and the entries of its header
+    /// (None when the header is unreadable).
+    Damaged(String, Option<Vec<PackEntry>>),
 }
 
-fn examine(repo: &Repository, id: &PackId, on_disk: bool) -> Result<Verdict> {
-    if !on_disk {
+/// Reads pack `id` (of `size` bytes, None when not on the backend) in
+/// bounded pieces. A storage failure stops the repair: nothing is dropped
+/// or deleted because a read failed.
+fn examine(repo: &Repository, id: &PackId, size: Option<u64>) -> Result<Verdict> {
+    let Some(size) = size else {
         return Ok(Verdict::Missing(
             "is in the index but missing from the repository".into(),
         ));
-    }
-    let bytes = match repo.backend.read(FileType::Pack, &id.to_hex()) {
-        Ok(b) => b,
+    };
+    let hash_ok = match verify::hashes_to_its_name(repo, id, size) {
+        Ok(ok) => ok,
         Err(e) if e.is_not_found() => {
             return Ok(Verdict::Missing("disappeared while being read".into()))
         }
-        Err(e) => return Err(e),
+        Err(e @ Error::Storage { .. }) => return Err(e),
+        Err(_) => false,
     };
-    let hash_ok = blake3::hash(&bytes).as_bytes() == &id.0;
-    let entries = match read_header(repo.keys(), id, &bytes) {
+    let entries = match repo.read_pack_header(id, size) {
         Ok(e) => e,
-        Err(e) => return Ok(Verdict::Damaged(e.to_string(), bytes, None)),
+        Err(e @ Error::Storage { .. }) => return Err(e),
+        Err(e) => return Ok(Verdict::Damaged(e.to_string(), None)),
     };
-    let bad = entries.iter().filter(|e| !blob_ok(repo, &bytes, e)).count();
+    let mut bad = 0;
+    for e in &entries {
+        if verify::sound_blob(repo, id, e)?.is_err() {
+            bad += 1;
+        }
+    }
     if hash_ok && bad == 0 {
         return Ok(Verdict::Healthy);
     }
@@ -96,20 +105,7 @@ fn examine(repo: &Repository, id: &PackId, on_disk: bool) -> Result<Verdict> {
             "contents do not hash to its name (bit rot or tampering); {bad} blob(s) do not open"
         )
     };
-    Ok(Verdict::Damaged(problem, bytes, Some(entries)))
-}
-
-/// The sealed bytes of `e` in `bytes`, if they lie inside it.
-fn sealed<'a>(bytes: &'a [u8], e: &PackEntry) -> Option<&'a [u8]> {
-    let end = e.offset.checked_add(e.length as u64)?;
-    bytes.get(e.offset as usize..usize::try_from(end).ok()?)
-}
-
-fn blob_ok(repo: &Repository, bytes: &[u8], e: &PackEntry) -> bool {
-    sealed(bytes, e).is_some_and(|s| {
-        blob::open(repo.keys(), &e.blob, s, e.raw_len)
-            .is_ok_and(|plain| repo.keys().blob_id(&plain) == e.blob.id)
-    })
+    Ok(Verdict::Damaged(problem, Some(entries)))
 }
 
 /// Repairs the packs named in `only` (all packs when empty). The repository
@@ -119,9 +115,13 @@ pub fn repair_packs(
     only: &[PackId],
     progress: &dyn Progress,
 ) -> Result<RepairReport> {
-    let on_disk: HashSet<String> = repo.backend.list(FileType::Pack)?.into_iter().collect();
+    let on_disk: HashMap<String, u64> = repo
+        .backend
+        .list_sizes(FileType::Pack)?
+        .into_iter()
+        .collect();
     let mut candidates: HashSet<PackId> = repo.index().packs()?.into_iter().map(|p| p.0).collect();
-    candidates.extend(on_disk.iter().filter_map(|n| PackId::from_hex(n).ok()));
+    candidates.extend(on_disk.keys().filter_map(|n| PackId::from_hex(n).ok()));
     if !only.is_empty() {
         candidates.retain(|id| only.contains(id));
     }
@@ -129,7 +129,7 @@ pub fn repair_packs(
     let verdicts: Vec<(PackId, Result<Verdict>)> = candidates
         .par_iter()
         .map(|id| {
-            let v = examine(repo, id, on_disk.contains(&id.to_hex()));
+            let v = examine(repo, id, on_disk.get(&id.to_hex()).copied());
             progress.file_done();
             (*id, v)
         })
@@ -142,8 +142,8 @@ pub fn repair_packs(
     for (id, v) in verdicts {
         match v? {
             Verdict::Healthy => {}
-            Verdict::Missing(why) => bad.push((id, why, None, None)),
-            Verdict::Damaged(why, bytes, entries) => bad.push((id, why, Some(bytes), entries)),
+            Verdict::Missing(why) => bad.push((id, why, false, None)),
+            Verdict::Damaged(why, entries) => bad.push((id, why, true, entries)),
         }
     }
     if bad.is_empty() {
@@ -162,7 +162,7 @@ pub fn repair_packs(
     }
     let writer = BlobWriter::new(repo);
     let mut plans = Vec::new();
-    for (id, problem, bytes, entries) in bad {
+    for (id, problem, read, entries) in bad {
         let entries = entries.unwrap_or_else(|| rows.remove(&id).unwrap_or_default());
         let mut r = PackRepair {
             pack: id.to_hex(),
@@ -176,15 +176,19 @@ pub fn repair_packs(
             let here = repo.index().get(&e.blob)?.is_none_or(|l| l.pack == id);
             if !here {
                 r.elsewhere += 1;
-            } else if let Some(b) = bytes.as_deref().filter(|b| blob_ok(repo, b, e)) {
-                let s = sealed(b, e).expect("checked by blob_ok");
-                writer.copy_sealed(e.blob, s, e.raw_len)?;
+            } else if let Some(sealed) = read
+                .then(|| verify::sound_blob(repo, &id, e))
+                .transpose()?
+                .and_then(|v| v.ok())
+            {
+                // Read again here: what is copied is what was just verified.
+                writer.copy_sealed(e.blob, &sealed, e.raw_len)?;
                 r.salvaged += 1;
             } else {
                 r.lost += 1;
             }
         }
-        plans.push((id, bytes.is_some(), entries, r));
+        plans.push((id, read, entries, r));
     }
     writer.finish()?;
     for (id, _, entries, _) in &plans {
