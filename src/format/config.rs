@@ -38,7 +38,7 @@ impl ChunkerParams {
             && self.max >= 1024
             && self.min < self.avg
             && self.avg < self.max
-            && self.max <= 16 * 1024 * 1024
+            && self.max <= crate::format::blob::MAX_DATA
             && self.avg.is_power_of_two()
             && self.min % 2 == 0
             && self.max % 2 == 0;

@@ -420,17 +420,18 @@ fn verify_pack(repo: &Repository, name: &str, size: u64) -> PackVerdict {
     };
     let mut probs = Vec::new();
     let mut bad = Vec::new();
-    match verify::hashes_to_its_name(repo, &id, size) {
-        Ok(true) => {}
-        Ok(false) => probs.push(Problem {
-            object: obj(),
-            message: "contents do not hash to its name (bit rot or tampering)".into(),
-        }),
-        Err(e) => return whole(e.to_string()),
-    }
+    let hash_problem = || Problem {
+        object: obj(),
+        message: "contents do not hash to its name (bit rot or tampering)".into(),
+    };
     let entries = match repo.read_pack_header(&id, size) {
         Ok(e) => e,
         Err(e) => {
+            match verify::hashes_to_its_name(repo, &id, size) {
+                Ok(true) => {}
+                Ok(false) => probs.push(hash_problem()),
+                Err(e) => return whole(e.to_string()),
+            }
             probs.push(Problem {
                 object: obj(),
                 message: e.to_string(),
@@ -438,12 +439,15 @@ fn verify_pack(repo: &Repository, name: &str, size: u64) -> PackVerdict {
             return (probs, bad, true);
         }
     };
-    for e in entries {
-        let why = match verify::sound_blob(repo, &id, &e) {
-            Ok(Ok(_)) => continue,
-            Ok(Err(why)) => why,
-            Err(err) => err.to_string(),
-        };
+    let reading = match verify::read_pack(repo, &id, size, &entries) {
+        Ok(r) => r,
+        Err(e) => return whole(e.to_string()),
+    };
+    if !reading.hash_ok {
+        probs.push(hash_problem());
+    }
+    for (e, verdict) in entries.into_iter().zip(reading.blobs) {
+        let Err(why) = verdict else { continue };
         probs.push(Problem {
             object: format!(
                 "{:?} blob {} in {}",

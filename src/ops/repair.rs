@@ -76,25 +76,20 @@ fn examine(repo: &Repository, id: &PackId, size: Option<u64>) -> Result<Verdict>
             "is in the index but missing from the repository".into(),
         ));
     };
-    let hash_ok = match verify::hashes_to_its_name(repo, id, size) {
-        Ok(ok) => ok,
-        Err(e) if e.is_not_found() => {
-            return Ok(Verdict::Missing("disappeared while being read".into()))
-        }
-        Err(e @ Error::Storage { .. }) => return Err(e),
-        Err(_) => false,
-    };
+    let gone = || Verdict::Missing("disappeared while being read".into());
     let entries = match repo.read_pack_header(id, size) {
         Ok(e) => e,
+        Err(e) if e.is_not_found() => return Ok(gone()),
         Err(e @ Error::Storage { .. }) => return Err(e),
         Err(e) => return Ok(Verdict::Damaged(e.to_string(), None)),
     };
-    let mut bad = 0;
-    for e in &entries {
-        if verify::sound_blob(repo, id, e)?.is_err() {
-            bad += 1;
-        }
-    }
+    let reading = match verify::read_pack(repo, id, size, &entries) {
+        Ok(r) => r,
+        Err(e) if e.is_not_found() => return Ok(gone()),
+        Err(e) => return Err(e),
+    };
+    let hash_ok = reading.hash_ok;
+    let bad = reading.blobs.iter().filter(|v| v.is_err()).count();
     if hash_ok && bad == 0 {
         return Ok(Verdict::Healthy);
     }

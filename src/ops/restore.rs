@@ -383,9 +383,10 @@ fn plan_tree(
     let mut visit = walk::strict(|rel: &[Vec<u8>], n: &Node| {
         let refs: Vec<&[u8]> = rel.iter().map(|v| v.as_slice()).collect();
         let (take, descend) = selected(&refs, includes);
-        let p: PathBuf = rel
-            .iter()
-            .fold(target.to_path_buf(), |p, c| p.join(OsStr::from_bytes(c)));
+        let mut p = target.to_path_buf();
+        for c in rel {
+            p.push(OsStr::from_bytes(c));
+        }
         match n.kind {
             NodeKind::Dir if descend => {
                 plan.dirs.push((p, n.clone()));

@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::blob::MAX_TREE;
-use crate::format::tree::{decode_records, Content, Node, NodeKind, Tree, GROUP_MAX, RECORD_LEN};
+use crate::format::tree::{decode_records, Content, Node, NodeKind, Tree, GROUP_MAX};
 use crate::id::{BlobRef, TreeId};
 use crate::repo::Repository;
 use std::collections::HashSet;
@@ -261,12 +261,11 @@ pub fn validate(n: &Node) -> std::result::Result<(), String> {
         NodeKind::File => {
             let content = n.content.as_ref().ok_or("a file entry without content")?;
             let total = match content {
-                Content::Inline(r) => {
-                    decode_records(r, &|| "inline chunk list".into()).map_err(|e| e.to_string())?;
-                    r.chunks_exact(RECORD_LEN)
-                        .map(|c| u32::from_le_bytes(c[32..].try_into().expect("4 bytes")) as u64)
-                        .sum::<u64>()
-                }
+                Content::Inline(r) => decode_records(r, &|| "inline chunk list".into())
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .map(|(_, l)| *l as u64)
+                    .sum::<u64>(),
                 Content::Groups(gs) => {
                     if gs.is_empty() {
                         return Err("a grouped chunk list with no group".into());

@@ -28,7 +28,9 @@ pub fn bounded(backend: &dyn Backend, t: FileType, name: &str, max: u64) -> Resu
             format!("{size} bytes, more than the {max} such a file may have (planted or damaged; move it out of the repository)"),
         ));
     }
-    backend.read(t, name)
+    // Read exactly the size checked: a file that grows meanwhile is not
+    // read past the bound.
+    backend.read_range(t, name, 0, size)
 }
 
 /// Where a file of the repository lives, for messages.
