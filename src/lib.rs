@@ -13,5 +13,6 @@ pub mod index;
 pub mod ops;
 pub mod progress;
 pub mod repo;
+pub mod tempdir;
 
 pub use error::{Error, Result};

@@ -194,6 +194,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         Some(p) => Some(snap::ops::select::resolve(&repo, p, &Default::default())?.0),
         None => None,
     };
+    // Read once: a file that vanished during the push must not turn a saved
+    // snapshot into an error.
+    let excludes = read_excludes(&a)?;
     let opts = PushOptions {
         site: a.site.clone(),
         kind: Some(
@@ -202,7 +205,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         ),
         level: a.level,
         tags: a.tags.clone(),
-        excludes: read_excludes(&a)?,
+        excludes: excludes.clone(),
         force: a.force,
         parent,
         time,
@@ -261,15 +264,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     };
     progress.finish();
     let m = &outcome.snapshot.summary;
-    if !stream && m.files_new + m.files_changed + m.files_unchanged == 0 {
-        let excludes = read_excludes(&a)?;
-        if !excludes.is_empty() {
-            eprintln!(
-                "snap: warning: the excludes ({}) left no file to save from {}",
-                super::term::escape(&excludes.join(", ")),
-                super::term::escape(&paths_text(&abs))
-            );
-        }
+    let nothing = m.files_new + m.files_changed + m.files_unchanged == 0;
+    if !stream && nothing && !excludes.is_empty() {
+        eprintln!(
+            "snap: warning: the excludes ({}) left no file to save from {}",
+            super::term::escape(&excludes.join(", ")),
+            super::term::escape(&paths_text(&abs))
+        );
     }
     report(ctx, &outcome)?;
     Ok(if outcome.snapshot.complete {

@@ -16,7 +16,8 @@ pub const FORMAT_VERSION: u32 = 3;
 /// `protected/` directory, version 2 no `written`/`root` snapshot fields;
 /// otherwise they are the same).
 pub const OLDEST_READABLE: u32 = 1;
-const MAGIC: &[u8; 8] = b"SNAPCONF";
+/// The first bytes of a config file.
+pub const MAGIC: &[u8; 8] = b"SNAPCONF";
 const AAD: &[u8] = b"snap config v1";
 
 /// Content-defined chunking parameters, in bytes.

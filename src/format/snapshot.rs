@@ -196,6 +196,30 @@ pub fn order(a: &(SnapshotId, Snapshot), b: &(SnapshotId, Snapshot)) -> Ordering
 }
 
 impl Snapshot {
+    /// A complete files snapshot of `paths` at `time` by `host`, at level 1,
+    /// with no site, tags, parent, errors or figures: what a caller fills in.
+    pub fn new(tree: TreeId, time: String, host: String, paths: Vec<String>) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            time,
+            host,
+            site: None,
+            kind: Kind::Files,
+            level: 1,
+            tags: vec![],
+            paths,
+            tree,
+            parent: None,
+            command: None,
+            complete: true,
+            errors: vec![],
+            skipped: vec![],
+            summary: Summary::default(),
+            written: None,
+            root: None,
+        }
+    }
+
     /// Seals the snapshot; returns its id and file bytes.
     pub fn encode(&self, keys: &Keys) -> (SnapshotId, Vec<u8>) {
         let json = serde_json::to_vec(self).expect("snapshot serialises");
@@ -299,23 +323,8 @@ mod tests {
 
     fn at(time: &str, written: Option<&str>, id: u8) -> (SnapshotId, Snapshot) {
         let s = Snapshot {
-            version: 1,
-            time: time.into(),
-            host: "h".into(),
-            site: None,
-            kind: Kind::Files,
-            level: 1,
-            tags: vec![],
-            paths: vec!["/x".into()],
-            tree: TreeId([0; 32]),
-            parent: None,
-            command: None,
-            complete: true,
-            errors: vec![],
-            skipped: vec![],
-            summary: Summary::default(),
             written: written.map(String::from),
-            root: None,
+            ..Snapshot::new(TreeId([0; 32]), time.into(), "h".into(), vec!["/x".into()])
         };
         (SnapshotId([id; 32]), s)
     }

@@ -184,28 +184,6 @@ fn writer_lock(
     }
 }
 
-/// A private directory for a reader's info log, removed on drop (the open
-/// log file stays valid until the database closes).
-struct LogScratch(PathBuf);
-
-impl LogScratch {
-    fn new() -> Result<Self> {
-        let p = std::env::temp_dir().join(format!(
-            "snap-index-log-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir(&p).map_err(|e| Error::io(&p, e))?;
-        Ok(LogScratch(p))
-    }
-}
-
-impl Drop for LogScratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn is_lock_error(e: &rocksdb::Error) -> bool {
     let s = e.to_string();
     s.contains("LOCK") || s.contains("lock hold") || s.contains("Resource temporarily unavailable")
@@ -249,8 +227,8 @@ impl RocksIndex {
                 // once open: every open rotates and trims the logs in its log
                 // directory, and two processes trimming the same files fail
                 // each other's open (`unlink() ... No such file`).
-                let logs = LogScratch::new()?;
-                o.set_db_log_dir(&logs.0);
+                let logs = crate::tempdir::ScratchDir::new()?;
+                o.set_db_log_dir(logs.path());
                 loop {
                     let ro: Vec<ColumnFamilyDescriptor> = options()
                         .1

@@ -404,9 +404,7 @@ impl<'a> Pusher<'a> {
             Content::Inline(r) => all_stored(r, &|| "the parent's chunk list".into()),
             Content::Groups(gs) => {
                 for g in gs {
-                    if self.writer.needs(&BlobRef::from(g.id))? {
-                        return Ok(false);
-                    }
+                    // Fails when the list blob is not indexed.
                     let Ok(bytes) = self.repo.read_blob(&g.id.into()) else {
                         return Ok(false);
                     };

@@ -149,29 +149,15 @@ fn join(comps: &[&[u8]]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::snapshot::Summary;
     use crate::id::TreeId;
 
     fn snap(paths: &[&str]) -> Snapshot {
-        Snapshot {
-            version: 1,
-            time: "2026-11-25T02:00:00Z".into(),
-            host: "h".into(),
-            site: None,
-            kind: Kind::Files,
-            level: 1,
-            tags: vec![],
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-            tree: TreeId([0; 32]),
-            parent: None,
-            command: None,
-            complete: true,
-            errors: vec![],
-            skipped: vec![],
-            summary: Summary::default(),
-            written: None,
-            root: None,
-        }
+        Snapshot::new(
+            TreeId([0; 32]),
+            "2026-11-25T02:00:00Z".into(),
+            "h".into(),
+            paths.iter().map(|p| p.to_string()).collect(),
+        )
     }
 
     fn cands(paths: &[&str], p: &str) -> Vec<String> {

@@ -105,12 +105,7 @@ fn read_lock(backend: &dyn Backend, name: &str, size: u64) -> Found {
             Ok(i) => Found::Lock(i),
             Err(e) => Found::Junk(format!("not a lock file ({e})")),
         },
-        Err(e)
-            if super::scratch::io_cause(&e)
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) =>
-        {
-            Found::Gone
-        }
+        Err(e) if e.is_not_found() => Found::Gone,
         Err(e) => Found::Junk(format!("cannot be read ({e})")),
     }
 }

@@ -1,7 +1,6 @@
 //! The repository's writes stop once its lock is lost.
 
 use super::*;
-use crate::format::snapshot::{Kind, Summary};
 
 fn kdf() -> KdfParams {
     KdfParams {
@@ -12,25 +11,12 @@ fn kdf() -> KdfParams {
 }
 
 fn snapshot() -> Snapshot {
-    Snapshot {
-        version: 1,
-        time: "2026-11-25T03:00:00+01:00".into(),
-        host: "web1".into(),
-        site: None,
-        kind: Kind::Files,
-        level: 1,
-        tags: vec![],
-        paths: vec!["/var/www".into()],
-        tree: TreeId([3; 32]),
-        parent: None,
-        command: None,
-        complete: true,
-        errors: vec![],
-        skipped: vec![],
-        summary: Summary::default(),
-        written: None,
-        root: None,
-    }
+    Snapshot::new(
+        TreeId([3; 32]),
+        "2026-11-25T03:00:00+01:00".into(),
+        "web1".into(),
+        vec!["/var/www".into()],
+    )
 }
 
 #[test]

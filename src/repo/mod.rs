@@ -84,7 +84,7 @@ fn is_snap_config(path: &Path) -> bool {
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok()
-        && &magic == b"SNAPCONF"
+        && &magic == crate::format::config::MAGIC
 }
 
 /// Whether `root` holds something that is not a snap repository.
@@ -221,7 +221,7 @@ impl Repository {
     ) -> Result<Self> {
         let root = local;
         let cfg_bytes = read::bounded(&*backend, FileType::Config, "config", read::MAX_CONFIG)?;
-        if !cfg_bytes.starts_with(b"SNAPCONF") {
+        if !cfg_bytes.starts_with(crate::format::config::MAGIC) {
             return Err(Error::NotARepository {
                 path: root.to_path_buf(),
                 found: scratch::describe_foreign(root),

@@ -4,8 +4,8 @@
 //! Only the open path of a reader uses this; writers need a writable
 //! repository and fail on their first write.
 
-use crate::error::{Error, IoContext, Result};
-use std::path::{Path, PathBuf};
+use crate::error::Error;
+use std::path::Path;
 
 /// Whether `e` says the repository cannot be written by this process (a
 /// read-only mount, or another user's files), whichever variant carries the
@@ -43,45 +43,18 @@ pub fn writable(index: &Path, root: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
-/// A private directory under the temporary directory, removed on drop.
-pub struct ScratchDir {
-    path: PathBuf,
-}
-
-impl ScratchDir {
-    /// Creates one (mode 0700).
-    pub fn new() -> Result<ScratchDir> {
-        use std::os::unix::fs::DirBuilderExt;
-        let base = std::env::temp_dir();
-        let path = base.join(format!(
-            "snap-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .at(&path)?;
-        Ok(ScratchDir { path })
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+pub use crate::tempdir::ScratchDir;
 
 /// What a directory that is not a snap repository holds, for the message:
 /// another backup tool's repository, or the first few names.
 pub fn describe_foreign(root: &Path) -> String {
     let has = |n: &str| root.join(n).exists();
-    let readme = std::fs::read(root.join("README")).unwrap_or_default();
+    // Only its first lines tell; a README of any size is not read whole.
+    let mut readme = Vec::new();
+    if let Ok(f) = std::fs::File::open(root.join("README")) {
+        use std::io::Read;
+        let _ = f.take(4096).read_to_end(&mut readme);
+    }
     if readme.windows(6).any(|w| w == b"Borg B") {
         return "it holds a Borg repository (its README says so)".into();
     }

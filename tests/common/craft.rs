@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test uses a different part
 
 use snap::format::blob;
-use snap::format::snapshot::{Kind, Snapshot, Summary};
+use snap::format::snapshot::Snapshot;
 use snap::format::tree::{encode_records, Content, ListRef, Node, NodeKind, Tree};
 use snap::id::{BlobKind, BlobRef, ChunkId, ListId, SnapshotId, TreeId};
 use snap::repo::writer::BlobWriter;
@@ -76,25 +76,7 @@ impl Crafter {
     /// Writes the packs, then a snapshot of `root` taken at `time`.
     pub fn snapshot_at(&mut self, root: TreeId, time: &str) -> SnapshotId {
         self.writer.take().unwrap().finish().unwrap();
-        let s = Snapshot {
-            version: 1,
-            time: time.into(),
-            host: "crafted".into(),
-            site: None,
-            kind: Kind::Files,
-            level: 1,
-            tags: vec![],
-            paths: vec!["/crafted".into()],
-            tree: root,
-            parent: None,
-            command: None,
-            complete: true,
-            errors: vec![],
-            skipped: vec![],
-            summary: Summary::default(),
-            written: None,
-            root: None,
-        };
+        let s = Snapshot::new(root, time.into(), "crafted".into(), vec!["/crafted".into()]);
         let id = self.repo.save_snapshot(&s).unwrap();
         self.writer = Some(BlobWriter::new(&self.repo));
         id
