@@ -16,9 +16,10 @@
 #   restore restore of the latest tree snapshot (verified byte for byte in rep 1)
 #   dump1   day-1 dump through stdin
 #   dump2   day-2 dump through stdin (what it adds is the figure that matters)
-# Wall time and peak RSS of each command come from /usr/bin/time (plus a
-# 20 ms sampler that splits RSS into anonymous and file-backed pages: mapped
-# pack files count in RSS but are page cache); byte figures from snap's
+# Wall time is taken around the command alone (benches/rss_split.py: the
+# Python interpreter's own start, 0.1 s or more here, is not counted); peak
+# RSS comes from /usr/bin/time, and a 20 ms sampler splits it into anonymous
+# and file-backed pages (mapped pack files count in RSS but are page cache); byte figures from snap's
 # `--json` summary and restic's `--json` summary line, and repository growth
 # from du. Medians over the repetitions, snap/restic ratios (of the medians,
 # and the median of per-repetition ratios, steadier when other work shares
@@ -96,11 +97,8 @@ fig() { printf '%s\t%s\t%s\t%s\n' "$REP" "$1" "$2" "$3" >>"$FIG"; }
 timed() {
     local tool=$1 step=$2 out=$3
     shift 3
-    local t0 t1
-    t0=$(date +%s%N)
     python3 "$HERE/rss_split.py" "$WORK/rss_split" /usr/bin/time -f '%M' -o "$WORK/rss" "$@" >"$out"
-    t1=$(date +%s%N)
-    fig "$tool" "wall.$step" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')"
+    fig "$tool" "wall.$step" "$(cut -d' ' -f3 "$WORK/rss_split")"
     fig "$tool" "rss.$step" "$(tail -n 1 "$WORK/rss")"
     fig "$tool" "anon.$step" "$(cut -d' ' -f1 "$WORK/rss_split")"
     fig "$tool" "file.$step" "$(cut -d' ' -f2 "$WORK/rss_split")"

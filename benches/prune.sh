@@ -59,11 +59,8 @@ md() { printf '%s\n' "$*" >>"$MD"; }
 timed() {
     local out=$1
     shift
-    local t0 t1
-    t0=$(date +%s%N)
     python3 "$HERE/rss_split.py" "$WORK/rss_split" /usr/bin/time -v -o "$WORK/timev" "$@" >"$out"
-    t1=$(date +%s%N)
-    WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", (b - a) / 1e9}')
+    WALL=$(awk '{printf "%.2f", $3}' "$WORK/rss_split")
     RSS=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/timev")
     ANON=$(cut -d' ' -f1 "$WORK/rss_split")
     FILEB=$(cut -d' ' -f2 "$WORK/rss_split")
