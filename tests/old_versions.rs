@@ -113,3 +113,8 @@ fn a_version_1_repository_stays_readable() {
 fn a_version_2_repository_stays_readable() {
     opens_lists_restores_and_checks(2);
 }
+
+#[test]
+fn a_version_3_repository_stays_readable() {
+    opens_lists_restores_and_checks(3);
+}

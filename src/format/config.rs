@@ -11,10 +11,10 @@ use crate::id::RepoId;
 use serde::{Deserialize, Serialize};
 
 /// The format version this program writes (and the newest it reads).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format version this program still reads (version 1 has no
-/// `protected/` directory, version 2 no `written`/`root` snapshot fields;
-/// otherwise they are the same).
+/// `protected/` directory, version 2 no `written`/`root` snapshot fields,
+/// versions 1 to 3 one gear table for both chunk-size sets).
 pub const OLDEST_READABLE: u32 = 1;
 /// The first bytes of a config file.
 pub const MAGIC: &[u8; 8] = b"SNAPCONF";
@@ -179,11 +179,11 @@ mod tests {
         let c = Config::new();
         let b = c.encode(&k);
         assert_eq!(Config::decode(&b, &k).unwrap(), c);
-        let mut v2 = b.clone();
-        v2[8] = 4;
+        let mut next = b.clone();
+        next[8] = FORMAT_VERSION as u8 + 1;
         assert!(matches!(
-            Config::decode(&v2, &k),
-            Err(Error::UnsupportedVersion { found: 4, .. })
+            Config::decode(&next, &k),
+            Err(Error::UnsupportedVersion { found, .. }) if found == FORMAT_VERSION + 1
         ));
         assert!(Config::decode(b"garbage garbage", &k).is_err());
     }

@@ -27,7 +27,26 @@ pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 const CONTEXT_ID: &str = "snap 2026-11 blob id key";
 const CONTEXT_SEAL: &str = "snap 2026-11 seal key";
 const CONTEXT_GEAR: &str = "snap 2026-11 chunker gear table";
+/// From format version 4 each chunk-size set has its own table, so that
+/// recovering one (from boundaries observed with chosen plaintext) predicts
+/// nothing about the other.
+const CONTEXT_GEAR_FILES: &str = "snap 2026-12 chunker gear table files";
+const CONTEXT_GEAR_DB: &str = "snap 2026-12 chunker gear table db";
 const KEYFILE_AAD: &[u8] = b"snap keyfile v1";
+
+/// A gear table: the first 2048 bytes of the XOF of BLAKE3 keyed with the
+/// subkey of `context`, read as 256 u64 LE.
+fn gear_table(context: &str, master: &[u8; 64]) -> Box<[u64; 256]> {
+    let gear_key = Zeroizing::new(blake3::derive_key(context, &master[..]));
+    let mut xof = blake3::Hasher::new_keyed(&gear_key).finalize_xof();
+    let mut raw = [0u8; 256 * 8];
+    xof.fill(&mut raw);
+    let mut gear = Box::new([0u64; 256]);
+    for (g, b) in gear.iter_mut().zip(raw.chunks_exact(8)) {
+        *g = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    }
+    gear
+}
 
 /// The repository's secret, and what is derived from it.
 pub struct Keys {
@@ -51,14 +70,7 @@ impl Keys {
         let id_key = Zeroizing::new(blake3::derive_key(CONTEXT_ID, &master[..]));
         let seal_key = Zeroizing::new(blake3::derive_key(CONTEXT_SEAL, &master[..]));
         let cipher = XChaCha20Poly1305::new((&*seal_key).into());
-        let gear_key = blake3::derive_key(CONTEXT_GEAR, &master[..]);
-        let mut xof = blake3::Hasher::new_keyed(&gear_key).finalize_xof();
-        let mut raw = [0u8; 256 * 8];
-        xof.fill(&mut raw);
-        let mut gear = Box::new([0u64; 256]);
-        for (g, b) in gear.iter_mut().zip(raw.chunks_exact(8)) {
-            *g = u64::from_le_bytes(b.try_into().expect("8 bytes"));
-        }
+        let gear = gear_table(CONTEXT_GEAR, &master);
         Keys {
             master,
             id_key,
@@ -67,12 +79,24 @@ impl Keys {
         }
     }
 
+    /// The gear table for one chunk-size set (`db` or else `files`) in a
+    /// repository of format version `format`: versions 1 to 3 share one
+    /// table, version 4 on derive one per set (format-spec.md §3).
+    pub fn gear_for(&self, format: u32, db: bool) -> Box<[u64; 256]> {
+        match (format >= 4, db) {
+            (false, _) => self.gear.clone(),
+            (true, false) => gear_table(CONTEXT_GEAR_FILES, &self.master),
+            (true, true) => gear_table(CONTEXT_GEAR_DB, &self.master),
+        }
+    }
+
     /// The keyed BLAKE3 id of a plaintext.
     pub fn blob_id(&self, plaintext: &[u8]) -> [u8; 32] {
         *blake3::keyed_hash(&self.id_key, plaintext).as_bytes()
     }
 
-    /// The secret gear table that places chunk boundaries.
+    /// The secret gear table of format versions 1 to 3 (see
+    /// [`Keys::gear_for`]).
     pub fn gear(&self) -> &[u64; 256] {
         &self.gear
     }
@@ -290,6 +314,18 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         }
+    }
+
+    #[test]
+    fn format_4_has_one_gear_table_per_chunk_size_set() {
+        let k = Keys::generate();
+        assert_eq!(k.gear_for(3, false)[..], k.gear()[..]);
+        assert_eq!(k.gear_for(3, true)[..], k.gear()[..]);
+        let (files, db) = (k.gear_for(4, false), k.gear_for(4, true));
+        assert_ne!(files[..], db[..]);
+        assert_ne!(files[..], k.gear()[..]);
+        assert_ne!(db[..], k.gear()[..]);
+        assert_eq!(k.gear_for(4, true)[..], db[..], "derived, not drawn");
     }
 
     #[test]

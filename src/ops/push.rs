@@ -154,7 +154,12 @@ impl<'a> Pusher<'a> {
         Ok(Pusher {
             repo,
             writer: BlobWriter::new(repo),
-            chunker: Chunker::new(params, repo.keys().gear()),
+            chunker: Chunker::new(
+                params,
+                &repo
+                    .keys()
+                    .gear_for(repo.config.version, opts.kind() == Kind::Db),
+            ),
             excludes: build_globs(&opts.excludes, true)?,
             excludes_by_name: build_globs(&opts.excludes, false)?,
             opts,
