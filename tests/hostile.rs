@@ -569,3 +569,170 @@ fn a_node_kind_without_its_field_is_named_in_the_error() {
     drop(c);
     refused(&repo.run(&["ls", &s]), "tree entry /link", "ls");
 }
+
+/// Where the one data pack holding `id` lives, found by reading headers.
+fn packs_holding(c: &Crafter, id: [u8; 32]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (pack, info) in c.repo.index().packs().unwrap() {
+        let entries = c.repo.read_pack_header(&pack, info.size).unwrap();
+        if entries.iter().any(|e| e.blob.id == id) {
+            out.push(pack.to_hex());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_planted_copy_of_a_chunk_is_never_restored() {
+    // A holder of the password seals a web shell under the id of a page's
+    // chunk, in a pack of its own. The AEAD opens it; the keyed hash does
+    // not match, so every read falls back to the genuine copy, and an index
+    // rebuild (a disaster-recovery clone) prefers it too.
+    let repo = Repo::new();
+    let src = repo.dir("site");
+    fs::create_dir_all(&src).unwrap();
+    let page = b"<?php echo 'welcome to the bakery'; ?>\n".repeat(20);
+    let shell = b"<?php system($_GET['c']); ?>\n".repeat(20);
+    fs::write(src.join("index.php"), &page).unwrap();
+    repo.ok(&["push", src.to_str().unwrap()]);
+    let c = Crafter::open(&repo.path, PASSWORD);
+    let id = c.repo.keys().blob_id(&page);
+    let genuine = packs_holding(&c, id);
+    assert_eq!(genuine.len(), 1, "the page is stored once");
+    let planted = c.planted_pack(BlobKind::Data, id, &shell);
+    assert_eq!(
+        c.repo
+            .index()
+            .get(&snap::id::BlobRef {
+                kind: BlobKind::Data,
+                id
+            })
+            .unwrap()
+            .unwrap()
+            .pack
+            .to_hex(),
+        planted,
+        "the index names the planted copy"
+    );
+    drop(c);
+    let restored = |repo: &Repo| {
+        let out = repo.dir("out");
+        let _ = fs::remove_dir_all(&out);
+        repo.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+        fs::read(out.join("index.php")).unwrap()
+    };
+    assert_eq!(
+        restored(&repo),
+        page,
+        "restore falls back to the genuine copy"
+    );
+    assert_eq!(repo.ok(&["cat", "latest", "index.php"]).stdout, page);
+    repo.ok(&["repair", "index"]);
+    let c = Crafter::open(&repo.path, PASSWORD);
+    let row = c
+        .repo
+        .index()
+        .get(&snap::id::BlobRef {
+            kind: BlobKind::Data,
+            id,
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.pack.to_hex(),
+        genuine[0],
+        "a rebuilt index names the copy that verifies"
+    );
+    drop(c);
+    assert_eq!(restored(&repo), page);
+    // With the genuine copy gone, the planted one is refused, not restored.
+    let p = &genuine[0];
+    fs::remove_file(repo.path.join("data").join(&p[..2]).join(p)).unwrap();
+    repo.ok(&["repair", "index"]);
+    let out = repo.dir("out2");
+    let r = repo
+        .cmd()
+        .args(["restore", "latest", "--target", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_ne!(r.status.code(), Some(0));
+    let text = format!("{}{}", stdout(&r), stderr(&r));
+    assert!(text.contains("do not hash to its id"), "{text}");
+    assert!(!out.join("index.php").exists() || fs::read(out.join("index.php")).unwrap() != shell);
+    let cat = repo
+        .cmd()
+        .args(["cat", "latest", "index.php"])
+        .output()
+        .unwrap();
+    assert_ne!(cat.status.code(), Some(0));
+    assert_ne!(cat.stdout, shell);
+    let check = repo.cmd().args(["check", "--read-data"]).output().unwrap();
+    assert_ne!(check.status.code(), Some(0), "check sees the planted copy");
+}
+
+#[test]
+fn a_forged_latest_snapshot_is_not_taken_as_the_parent() {
+    // A holder of the password writes a "latest" snapshot of the same paths
+    // whose index.php, with the live file's size and times, holds a web
+    // shell. A push that took it as parent would carry the shell into
+    // every later snapshot while index.php does not change.
+    let repo = Repo::new();
+    let src = repo.dir("site");
+    fs::create_dir_all(&src).unwrap();
+    let page = b"<?php echo 'welcome to the bakery'; ?>\n".repeat(20);
+    let mut shell = b"<?php system($_GET['c']); ?>\n".repeat(20);
+    shell.resize(page.len(), b'\n');
+    fs::write(src.join("index.php"), &page).unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    fs::File::options()
+        .write(true)
+        .open(src.join("index.php"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    repo.ok(&["push", "--host", "web1", src.to_str().unwrap()]);
+    let first = repo.snapshots(&[]);
+    let mut c = Crafter::open(&repo.path, PASSWORD);
+    let sets = c.repo.snapshots().unwrap();
+    let (_, genuine) = sets.last().unwrap();
+    let mut tree = c.repo.load_tree(&genuine.tree).unwrap();
+    let chunk = c.chunk(&shell);
+    for n in tree.entries.iter_mut().filter(|n| n.name == b"index.php") {
+        n.content = Some(snap::format::tree::Content::Inline(
+            snap::format::tree::encode_records(&[chunk]),
+        ));
+    }
+    let forged_tree = c.tree(&tree);
+    let mut forged = genuine.clone();
+    forged.tree = forged_tree;
+    forged.time = chrono::Utc::now().to_rfc3339();
+    forged.written = None;
+    c.save(&forged);
+    drop(c);
+    // Another machine wrote it: it is not in this machine's journal.
+    let journal = repo.path.join("index").join("snap-written");
+    let kept: String = fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .filter(|l| first.iter().any(|s| s["id"].as_str() == Some(l)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!kept.is_empty(), "the genuine push is in the journal");
+    fs::write(&journal, kept).unwrap();
+    assert_eq!(
+        repo.ok(&["cat", "latest", "index.php"]).stdout,
+        shell,
+        "the forgery is the latest"
+    );
+    let out = repo.ok(&["push", "--host", "web1", src.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("was not written on this machine"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        repo.ok(&["cat", "latest", "index.php"]).stdout,
+        page,
+        "the new snapshot holds the live file, not the forged entry"
+    );
+}

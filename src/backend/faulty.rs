@@ -139,6 +139,9 @@ impl Backend for FaultyBackend {
     fn location(&self) -> String {
         self.inner.location()
     }
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
     fn list(&self, t: FileType) -> Result<Vec<String>> {
         self.run(Op::List, format!("listing {t:?}"), || self.inner.list(t))
     }

@@ -13,6 +13,7 @@
 pub mod faulty;
 pub mod local;
 pub mod mem;
+pub mod recording;
 
 use crate::error::Result;
 use std::io::Write;
@@ -39,6 +40,12 @@ pub enum FileType {
 pub trait Backend: Send + Sync {
     /// Where the repository is, for messages.
     fn location(&self) -> String;
+    /// Whether someone else serves the bytes (and sees which ranges are
+    /// read): pack data is then read on a fixed grid, never one blob's exact
+    /// range (format-spec.md §9.1). The local disk is not remote.
+    fn is_remote(&self) -> bool {
+        false
+    }
     /// Names of all files of type `t`.
     fn list(&self, t: FileType) -> Result<Vec<String>>;
     /// Names and sizes of all files of type `t`.

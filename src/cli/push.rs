@@ -254,6 +254,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .map(|p| p.components().collect::<PathBuf>().display().to_string())
             .collect();
         let parent = pusher.find_parent(&paths)?;
+        if let Some(n) = pusher.parent_note() {
+            eprintln!("snap: note: {}", super::term::escape_message(&n));
+        }
         // A parent whose tree cannot be read (a pack lost, then repaired)
         // only costs reading every file again.
         let parent_tree = parent

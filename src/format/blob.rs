@@ -159,8 +159,18 @@ pub fn open(keys: &Keys, r: &BlobRef, sealed: &[u8], raw_len: u32) -> Result<Vec
             format!("{} bytes, the pack header says {raw_len}", out.len()),
         ));
     }
+    // The AEAD only proves a holder of the key sealed this under this id:
+    // a stolen password is enough to plant other bytes under an existing
+    // chunk's id. Every read checks the keyed hash (format-spec.md §8).
+    if keys.blob_id(&out) != r.id {
+        return Err(Error::corrupt(what(), NOT_ITS_HASH));
+    }
     Ok(out)
 }
+
+/// Why a blob that opened is refused: its plaintext is not what its id names.
+pub const NOT_ITS_HASH: &str =
+    "its contents do not hash to its id (planted by a holder of the key, or damaged)";
 
 #[cfg(test)]
 mod tests {
@@ -197,6 +207,26 @@ mod tests {
         };
         assert!(open(&k, &other, &s, d.len() as u32).is_err());
         assert!(open(&k, &r, &s, 5).is_err());
+    }
+
+    #[test]
+    fn a_blob_sealed_under_another_plaintexts_id_is_refused() {
+        // What a holder of the key can do: seal other bytes under the id of
+        // an existing chunk. The seal opens; the keyed hash gives it away.
+        let k = Keys::generate();
+        let good = b"<?php echo 'hello';".repeat(10);
+        let shell = b"<?php system($_GET['c']);".repeat(10);
+        let r = BlobRef {
+            kind: BlobKind::Data,
+            id: k.blob_id(&good),
+        };
+        let planted = seal(&k, &r, &shell, 3);
+        let e = open(&k, &r, &planted, shell.len() as u32).unwrap_err();
+        assert!(e.to_string().contains("do not hash to its id"), "{e}");
+        assert_eq!(
+            open(&k, &r, &seal(&k, &r, &good, 3), good.len() as u32).unwrap(),
+            good
+        );
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub trait Index: Send + Sync {
     }
     /// Records a pack and all its blobs, atomically.
     fn add_pack(&self, pack: &PackId, info: PackInfo, entries: &[PackEntry]) -> Result<()>;
+    /// What the index records about one pack.
+    fn pack(&self, id: &PackId) -> Result<Option<PackInfo>>;
     /// All packs the index knows.
     fn packs(&self) -> Result<Vec<(PackId, PackInfo)>>;
     /// Makes everything added so far durable.
@@ -64,6 +66,8 @@ pub trait Index: Send + Sync {
     fn is_complete(&self) -> Result<bool>;
     /// Records, durably, that the index holds every pack.
     fn mark_complete(&self) -> Result<()>;
+    /// Points `b`'s row at another copy of it (a pack the index holds).
+    fn set_location(&self, b: &BlobRef, loc: &BlobLocation) -> Result<()>;
     /// Removes a pack and the blob rows that point into it (rows of blobs
     /// since stored elsewhere are left), atomically.
     fn remove_pack(&self, pack: &PackId, entries: &[PackEntry]) -> Result<()>;

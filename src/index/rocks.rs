@@ -347,6 +347,26 @@ fn blob_key(b: &BlobRef) -> [u8; 33] {
     k
 }
 
+fn decode_pack_info(v: &[u8]) -> Option<PackInfo> {
+    if v.len() != 13 {
+        return None;
+    }
+    Some(PackInfo {
+        metadata: v[0] == 1,
+        blobs: u32::from_le_bytes(v[1..5].try_into().ok()?),
+        size: u64::from_le_bytes(v[5..13].try_into().ok()?),
+    })
+}
+
+fn encode_location(loc: &BlobLocation) -> Vec<u8> {
+    let mut v = Vec::with_capacity(48);
+    v.extend_from_slice(&loc.pack.0);
+    v.extend_from_slice(&loc.offset.to_le_bytes());
+    v.extend_from_slice(&loc.length.to_le_bytes());
+    v.extend_from_slice(&loc.raw_len.to_le_bytes());
+    v
+}
+
 fn decode_location(v: &[u8]) -> Option<BlobLocation> {
     if v.len() != 48 {
         return None;
@@ -378,12 +398,13 @@ impl Index for RocksIndex {
         let mut b = WriteBatch::default();
         let blobs = self.cf(CF_BLOBS);
         for e in entries {
-            let mut v = Vec::with_capacity(48);
-            v.extend_from_slice(&pack.0);
-            v.extend_from_slice(&e.offset.to_le_bytes());
-            v.extend_from_slice(&e.length.to_le_bytes());
-            v.extend_from_slice(&e.raw_len.to_le_bytes());
-            b.put_cf(blobs, blob_key(&e.blob), v);
+            let loc = BlobLocation {
+                pack: *pack,
+                offset: e.offset,
+                length: e.length,
+                raw_len: e.raw_len,
+            };
+            b.put_cf(blobs, blob_key(&e.blob), encode_location(&loc));
         }
         let mut p = Vec::with_capacity(13);
         p.push(info.metadata as u8);
@@ -401,24 +422,34 @@ impl Index for RocksIndex {
                 path: self.path.clone(),
                 why: "a pack entry is damaged; run `snap repair index`".into(),
             };
-            if v.len() != 13 {
-                return Err(bad());
-            }
             let id = PackId::from_slice(&k).ok_or_else(bad)?;
-            out.push((
-                id,
-                PackInfo {
-                    metadata: v[0] == 1,
-                    blobs: u32::from_le_bytes(v[1..5].try_into().expect("4 bytes")),
-                    size: u64::from_le_bytes(v[5..13].try_into().expect("8 bytes")),
-                },
-            ));
+            out.push((id, decode_pack_info(&v).ok_or_else(bad)?));
         }
         Ok(out)
     }
 
+    fn pack(&self, id: &PackId) -> Result<Option<PackInfo>> {
+        let v = self
+            .db
+            .get_pinned_cf(self.cf(CF_PACKS), id.0)
+            .map_err(|e| err(&self.path, e))?;
+        match v {
+            None => Ok(None),
+            Some(v) => decode_pack_info(&v).map(Some).ok_or_else(|| Error::Index {
+                path: self.path.clone(),
+                why: "a pack entry is damaged; run `snap repair index`".into(),
+            }),
+        }
+    }
+
     fn sync(&self) -> Result<()> {
         self.db.flush_wal(true).map_err(|e| err(&self.path, e))
+    }
+
+    fn set_location(&self, b: &BlobRef, loc: &BlobLocation) -> Result<()> {
+        self.db
+            .put_cf(self.cf(CF_BLOBS), blob_key(b), encode_location(loc))
+            .map_err(|e| err(&self.path, e))
     }
 
     fn remove_pack(&self, pack: &PackId, entries: &[PackEntry]) -> Result<()> {

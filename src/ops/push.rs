@@ -111,6 +111,8 @@ pub struct Pusher<'a> {
     /// holes are then neither hashed nor looked up again.
     zero_chunks: Mutex<std::collections::HashMap<usize, ChunkId>>,
     root: Mutex<Option<RootMeta>>,
+    /// Why the newest matching snapshot was not taken as the parent.
+    parent_note: Mutex<Option<String>>,
 }
 
 fn build_globs(patterns: &[String], with_slash: bool) -> Result<GlobSet> {
@@ -170,6 +172,7 @@ impl<'a> Pusher<'a> {
             started: Instant::now(),
             time: opts_time,
             racy_after: AtomicI64::new(i64::MIN),
+            parent_note: Mutex::default(),
             zero_chunks: Mutex::default(),
             root: Mutex::default(),
         })
@@ -194,6 +197,12 @@ impl<'a> Pusher<'a> {
         });
     }
 
+    /// Why [`Pusher::find_parent`] passed over the newest matching snapshot
+    /// (it was not written on this machine), for the user.
+    pub fn parent_note(&self) -> Option<String> {
+        self.parent_note.lock().expect("not poisoned").clone()
+    }
+
     /// The snapshot a push of `paths` should take unchanged entries from.
     pub fn find_parent(&self, paths: &[String]) -> Result<Option<(SnapshotId, Snapshot)>> {
         let parent = if let Some(id) = self.opts.parent {
@@ -202,14 +211,29 @@ impl<'a> Pusher<'a> {
             let kind = self.opts.kind();
             // A snapshot dated after this push (a wrong clock, a typo in
             // --time) is not what this push follows.
-            self.repo.snapshots()?.into_iter().rev().find(|(_, s)| {
+            let mut same = self.repo.snapshots()?.into_iter().rev().filter(|(_, s)| {
                 s.timestamp() <= self.time
                     && s.host == self.opts.host
                     && s.site == self.opts.site
                     && s.kind == kind
                     && s.paths == paths
                     && s.command.is_none()
-            })
+            });
+            // Only a snapshot this machine wrote: a forged one would hand
+            // its entries to every unchanged file (format-spec.md §16.2).
+            let written = self.repo.written_here();
+            let newest = same.next();
+            match newest {
+                Some((id, _)) if !written.contains(&id) => {
+                    *self.parent_note.lock().expect("not poisoned") = Some(format!(
+                        "snapshot {} was not written on this machine (it is not in {}):                          it is not trusted as the parent, so files it has are read again",
+                        &id.to_hex()[..8],
+                        crate::repo::journal::path(&self.repo.root().join("index")).display()
+                    ));
+                    same.find(|(id, _)| written.contains(id))
+                }
+                other => other,
+            }
         };
         if let Some((_, s)) = &parent {
             // File times come from a coarse clock (a few ms per tick): a file

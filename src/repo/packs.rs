@@ -9,7 +9,8 @@ use crate::id::{BlobRef, PackId};
 use crate::index::rocks::{Access, RocksIndex};
 use crate::index::{Index, PackInfo};
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 impl Repository {
@@ -61,38 +62,54 @@ impl Repository {
 
     /// Reads the header of one pack from the backend.
     pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<pack::PackEntry>> {
-        let name = id.to_hex();
         if size < pack::TRAILER_LEN as u64 {
             return Err(Error::corrupt(
                 format!("pack {id}"),
                 format!("{size} bytes is too short (truncated?)"),
             ));
         }
-        let trailer = self.backend.read_range(
-            FileType::Pack,
-            &name,
-            size - pack::TRAILER_LEN as u64,
-            pack::TRAILER_LEN as u64,
-        )?;
+        let tail = pack::TRAILER_LEN as u64;
+        let trailer = self.read_pack_range(id, Some(size), size - tail, tail, false)?;
         let hl = pack::decode_trailer(id, size, &trailer)? as u64;
-        let sealed = self.backend.read_range(
-            FileType::Pack,
-            &name,
-            size - pack::TRAILER_LEN as u64 - hl,
-            hl,
-        )?;
+        let sealed = self.read_pack_range(id, Some(size), size - tail - hl, hl, false)?;
         pack::decode_header(&self.keys, id, size, &sealed)
     }
 
     pub(super) fn rebuild_index_into(&self) -> Result<RebuildReport> {
         let packs = self.backend.list_sizes(FileType::Pack)?;
+        // A blob in several packs (an interrupted push stored it again, or a
+        // holder of the key planted other bytes under its id): which copy a
+        // parallel rebuild adds last is chance, so the copies are compared
+        // afterwards and the row points at one that verifies. To find them
+        // without holding every entry, the first pack of each 64-bit id
+        // prefix is remembered, and later packs with the same prefix noted.
+        let seen: Mutex<HashMap<u64, u32>> = Mutex::default();
+        let twins: Mutex<Vec<(BlobRef, u32)>> = Mutex::default();
         let results: Vec<(String, Result<()>)> = packs
             .par_iter()
-            .map(|(name, size)| {
+            .enumerate()
+            .map(|(at, (name, size))| {
                 let r = (|| {
                     let id = PackId::from_hex(name)
                         .map_err(|_| Error::corrupt(format!("data/{name}"), "not a pack name"))?;
                     let entries = self.read_pack_header(&id, *size)?;
+                    {
+                        let mut seen = seen.lock().expect("not poisoned");
+                        let mut found = Vec::new();
+                        for e in &entries {
+                            let prefix = u64::from_le_bytes(e.blob.id[..8].try_into().expect("8"));
+                            match seen.entry(prefix) {
+                                std::collections::hash_map::Entry::Vacant(v) => {
+                                    v.insert(at as u32);
+                                }
+                                std::collections::hash_map::Entry::Occupied(o) => {
+                                    found.push((e.blob, *o.get()));
+                                    found.push((e.blob, at as u32));
+                                }
+                            }
+                        }
+                        twins.lock().expect("not poisoned").extend(found);
+                    }
                     let metadata = entries.first().is_some_and(|e| e.blob.kind.is_metadata());
                     self.index.add_pack(
                         &id,
@@ -107,6 +124,8 @@ impl Repository {
                 (name.clone(), r)
             })
             .collect();
+        drop(seen);
+        self.prefer_copies_that_verify(&packs, twins.into_inner().expect("not poisoned"))?;
         self.index.mark_complete()?;
         let mut report = RebuildReport::default();
         for (name, r) in results {
@@ -118,13 +137,72 @@ impl Repository {
         Ok(report)
     }
 
+    /// For each blob found in more than one pack (`twins`: the blob and the
+    /// position in `packs` of a pack that may hold it), keeps the index row
+    /// when its copy verifies, else points it at a copy that does.
+    fn prefer_copies_that_verify(
+        &self,
+        packs: &[(String, u64)],
+        mut twins: Vec<(BlobRef, u32)>,
+    ) -> Result<()> {
+        twins.sort_unstable_by(|a, b| {
+            (a.0.kind.to_byte(), a.0.id, a.1).cmp(&(b.0.kind.to_byte(), b.0.id, b.1))
+        });
+        twins.dedup();
+        let mut headers: HashMap<u32, Option<Vec<pack::PackEntry>>> = HashMap::new();
+        for group in twins.chunk_by(|a, b| a.0 == b.0) {
+            let b = group[0].0;
+            let Some(current) = self.index.get(&b)? else {
+                continue; // two blobs sharing a prefix; this one's pack failed
+            };
+            if self.read_blob_at(&b, &current).is_ok() {
+                continue;
+            }
+            for &(_, at) in group {
+                let (name, size) = &packs[at as usize];
+                let Ok(id) = PackId::from_hex(name) else {
+                    continue;
+                };
+                if id == current.pack {
+                    continue;
+                }
+                let entries = headers
+                    .entry(at)
+                    .or_insert_with(|| self.read_pack_header(&id, *size).ok());
+                let Some(e) = entries.iter().flatten().find(|e| e.blob == b) else {
+                    continue;
+                };
+                let loc = crate::index::BlobLocation {
+                    pack: id,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_len: e.raw_len,
+                };
+                if self.read_blob_at(&b, &loc).is_ok() {
+                    self.index.set_location(&b, &loc)?;
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes the local index and rebuilds it from the pack headers.
     /// Needs an exclusive open.
     pub fn rebuild_index(&mut self) -> Result<RebuildReport> {
         self.index = Arc::new(NoIndex);
         let ipath = index_path(&self.root);
+        // This machine's own records live beside the cache: kept.
+        let kept: Vec<(&str, Vec<u8>)> = super::journal::KEPT_BY_REBUILD
+            .iter()
+            .filter_map(|n| Some((*n, std::fs::read(ipath.join(n)).ok()?)))
+            .collect();
         if ipath.exists() {
             std::fs::remove_dir_all(&ipath).map_err(|e| Error::io(&ipath, e))?;
+        }
+        std::fs::create_dir_all(&ipath).map_err(|e| Error::io(&ipath, e))?;
+        for (n, bytes) in kept {
+            std::fs::write(ipath.join(n), bytes).map_err(|e| Error::io(ipath.join(n), e))?;
         }
         self.index = Arc::new(RocksIndex::open(
             &ipath,
@@ -157,6 +235,9 @@ impl Index for NoIndex {
     fn packs(&self) -> Result<Vec<(PackId, PackInfo)>> {
         Ok(Vec::new())
     }
+    fn pack(&self, _: &PackId) -> Result<Option<PackInfo>> {
+        Ok(None)
+    }
     fn sync(&self) -> Result<()> {
         Ok(())
     }
@@ -167,6 +248,9 @@ impl Index for NoIndex {
         Err(Error::Usage("the index is not open".into()))
     }
     fn remove_pack(&self, _: &PackId, _: &[pack::PackEntry]) -> Result<()> {
+        Err(Error::Usage("the index is not open".into()))
+    }
+    fn set_location(&self, _: &BlobRef, _: &crate::index::BlobLocation) -> Result<()> {
         Err(Error::Usage("the index is not open".into()))
     }
     fn clear_marks(&self) -> Result<()> {

@@ -5,10 +5,13 @@
 
 #![allow(dead_code)] // each test uses a different part
 
+use snap::backend::FileType;
 use snap::format::blob;
+use snap::format::pack::PackBuilder;
 use snap::format::snapshot::Snapshot;
 use snap::format::tree::{encode_records, Content, ListRef, Node, NodeKind, Tree};
 use snap::id::{BlobKind, BlobRef, ChunkId, ListId, SnapshotId, TreeId};
+use snap::index::PackInfo;
 use snap::repo::writer::BlobWriter;
 use snap::repo::{Mode, Repository};
 use std::path::Path;
@@ -73,11 +76,43 @@ impl Crafter {
         self.w().copy_sealed(r, &sealed, raw_len).unwrap();
     }
 
+    /// Writes a pack of its own holding `plaintext` sealed under `id` (the
+    /// id of other bytes, already stored: what a holder of the key plants),
+    /// and adds it to the index after the packs already there, so the index
+    /// names the planted copy. Returns the pack's name.
+    pub fn planted_pack(&self, kind: BlobKind, id: [u8; 32], plaintext: &[u8]) -> String {
+        let r = BlobRef { kind, id };
+        let sealed = blob::seal(self.repo.keys(), &r, plaintext, 3);
+        let mut b = PackBuilder::new();
+        b.add(r, &sealed, plaintext.len() as u32);
+        let (pack, bytes, entries) = b.finish(self.repo.keys());
+        self.repo
+            .backend
+            .write(FileType::Pack, &pack.to_hex(), &bytes)
+            .unwrap();
+        let info = PackInfo {
+            metadata: kind.is_metadata(),
+            blobs: 1,
+            size: bytes.len() as u64,
+        };
+        self.repo.index().add_pack(&pack, info, &entries).unwrap();
+        self.repo.index().sync().unwrap();
+        pack.to_hex()
+    }
+
     /// Writes the packs, then a snapshot of `root` taken at `time`.
     pub fn snapshot_at(&mut self, root: TreeId, time: &str) -> SnapshotId {
         self.writer.take().unwrap().finish().unwrap();
         let s = Snapshot::new(root, time.into(), "crafted".into(), vec!["/crafted".into()]);
         let id = self.repo.save_snapshot(&s).unwrap();
+        self.writer = Some(BlobWriter::new(&self.repo));
+        id
+    }
+
+    /// Writes the packs, then snapshot `s` as given.
+    pub fn save(&mut self, s: &Snapshot) -> SnapshotId {
+        self.writer.take().unwrap().finish().unwrap();
+        let id = self.repo.save_snapshot(s).unwrap();
         self.writer = Some(BlobWriter::new(&self.repo));
         id
     }
