@@ -142,6 +142,11 @@ pub enum Error {
         /// What is there instead.
         found: String,
     },
+    /// The repository's state record does not match what this machine saw
+    /// or what the repository holds (format-spec.md §23); the text says
+    /// what was expected, what was found and what to do.
+    #[error("{0}")]
+    State(String),
     /// No key file could be tried with the password: they are missing or damaged.
     #[error("no key file can be used, so the password was not tried: {detail}; make keys/ readable, or restore it from a copy of the repository")]
     NoUsableKey {
@@ -224,6 +229,16 @@ impl Error {
         match self {
             Error::Storage { kind, .. } => *kind == StorageKind::NotFound,
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
+    /// Whether a write was refused because the file already exists.
+    pub fn is_already_exists(&self) -> bool {
+        match self {
+            Error::Storage { source, .. } | Error::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::AlreadyExists
+            }
             _ => false,
         }
     }

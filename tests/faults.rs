@@ -524,7 +524,7 @@ fn push_prune_check_and_restore_on_the_in_memory_backend() {
     assert!(!plan.remove.is_empty(), "the plan removes something");
     snap::ops::prune::execute(&repo, &plan, &Silent).unwrap();
     let report = snap::ops::check::check(&repo, true, &Silent).unwrap();
-    assert!(report.ok(), "{:?}", report.errors);
+    assert!(report.ok(), "{:?} {:?}", report.errors, report.state);
     let left = repo.snapshot_ids().unwrap();
     for (id, files) in saved.iter().filter(|(id, _)| left.contains(id)) {
         let target = tmp.path().join(format!("out-{id}"));

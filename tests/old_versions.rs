@@ -102,6 +102,22 @@ fn opens_lists_restores_and_checks(v: u32) {
     assert_eq!(repo.snapshots(&[]).len(), 3);
     repo.ok(&["check", "--read-data"]);
     assert_eq!(fs::read(repo.path.join("config")).unwrap()[8], v as u8);
+    // The state record belongs to version 4: none is written here, even by
+    // the commands that write one in a version-4 repository.
+    repo.ok(&["protect", "latest"]);
+    repo.ok(&["unprotect", "latest"]);
+    let out = repo.run(&["state", "accept"]);
+    assert_code(&out, 1, "state accept in an old repository");
+    assert!(
+        stderr(&out).contains("keeps no state record"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !repo.path.join("state").exists(),
+        "a version-{v} repository got a state/ directory"
+    );
+    assert!(!repo.path.join("index/snap-state-mark").exists());
 }
 
 #[test]

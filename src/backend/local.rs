@@ -1,10 +1,17 @@
 //! A repository in a local directory.
 //!
 //! Layout: `config`, `keys/<id>`, `snapshots/<id>`, `locks/<id>`,
-//! `data/<first two hex digits>/<id>`. A write goes to a temporary file in
-//! the destination directory, is synced, renamed into place, and the
-//! directory is synced, so a crash leaves either the old state or the whole
-//! new file (plus perhaps a `.tmp-` file that nothing reads).
+//! `protected/<id>`, `state/<seq>`, `data/<first two hex digits>/<id>`. A
+//! write goes to a temporary file in the destination directory, is synced,
+//! put in place, and the directory is synced, so a crash leaves either the
+//! old state or the whole new file (plus perhaps a `.tmp-` file that
+//! nothing reads).
+//!
+//! A file other than a lock is put in place with a hard link, which fails
+//! when the name is taken: of two writers of one name exactly one wins, and
+//! nothing is overwritten. Where the file system has no hard links (FAT,
+//! some network mounts) it falls back to a check for the name, then a
+//! rename, which leaves a small window between the two.
 
 use super::{Backend, FileType};
 use crate::error::{Error, Result};
@@ -59,6 +66,7 @@ impl LocalBackend {
             FileType::Snapshot => self.root.join("snapshots"),
             FileType::Lock => self.root.join("locks"),
             FileType::Protect => self.root.join("protected"),
+            FileType::State => self.root.join("state"),
         }
     }
 
@@ -117,6 +125,36 @@ impl LocalBackend {
         }
         Ok(())
     }
+}
+
+fn taken() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::AlreadyExists, "refusing to overwrite")
+}
+
+/// Puts the synced file `tmp` in place as `p` unless `p` exists (then an
+/// `AlreadyExists` error, and `tmp` is left for the caller to remove). With
+/// `link`, a hard link decides atomically; where links are not supported,
+/// and without `link`, a check for `p` comes before a rename.
+fn put_if_absent(tmp: &Path, p: &Path, link: bool) -> std::io::Result<()> {
+    if link {
+        match fs::hard_link(tmp, p) {
+            Ok(()) => return fs::remove_file(tmp),
+            Err(e) if !links_unsupported(&e) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    if p.exists() {
+        return Err(taken());
+    }
+    fs::rename(tmp, p)
+}
+
+/// Whether a failed hard link means the file system has none.
+fn links_unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPERM | libc::ENOTSUP | libc::EXDEV | libc::EMLINK | libc::ENOSYS)
+    ) || (libc::EOPNOTSUPP != libc::ENOTSUP && e.raw_os_error() == Some(libc::EOPNOTSUPP))
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -203,14 +241,11 @@ impl Backend for LocalBackend {
         let p = self.path(t, name);
         let dir = p.parent().expect("files live in a directory").to_path_buf();
         if t != FileType::Lock && p.exists() {
-            return Err(self.fail(
-                "writing",
-                &p,
-                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "refusing to overwrite"),
-            ));
+            return Err(self.fail("writing", &p, taken()));
         }
-        if t == FileType::Protect {
-            // Repositories of format version 1 have no protected/ yet.
+        if matches!(t, FileType::Protect | FileType::State) {
+            // Repositories of format version 1 have no protected/, those
+            // of versions 1 to 3 no state/ (and never get one).
             fs::create_dir_all(&dir).map_err(|e| self.fail("creating", &dir, e))?;
         }
         let tmp = dir.join(format!(
@@ -218,12 +253,21 @@ impl Backend for LocalBackend {
             std::process::id(),
             rand::random::<u64>()
         ));
-        let res = (|| -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &p)
-        })();
+        let res = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(data)?;
+                f.sync_all()
+            })
+            .and_then(|()| {
+                if t == FileType::Lock {
+                    fs::rename(&tmp, &p)
+                } else {
+                    put_if_absent(&tmp, &p, true)
+                }
+            });
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
             return Err(self.fail("writing", &p, e));
@@ -257,6 +301,7 @@ impl Backend for LocalBackend {
             self.root.join("snapshots"),
             self.root.join("locks"),
             self.root.join("protected"),
+            self.root.join("state"),
             data.clone(),
         ];
         dirs.extend((0..=255u8).map(|i| data.join(format!("{i:02x}"))));
@@ -283,5 +328,60 @@ mod tests {
         let b = LocalBackend::new(d.path().join("r"));
         b.create_layout().unwrap();
         crate::backend::conformance::run(&b);
+    }
+
+    #[test]
+    fn racing_writers_of_one_name_one_wins_nothing_is_overwritten() {
+        let d = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(d.path().join("r"));
+        b.create_layout().unwrap();
+        for round in 0..20u64 {
+            let name = crate::format::state::name_of(round);
+            let wins: Vec<Option<u8>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..4u8)
+                    .map(|i| {
+                        let (b, name) = (&b, &name);
+                        s.spawn(move || match b.write(FileType::State, name, &[i; 64]) {
+                            Ok(()) => Some(i),
+                            Err(e) => {
+                                assert!(e.is_already_exists(), "{e}");
+                                None
+                            }
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let winners: Vec<u8> = wins.into_iter().flatten().collect();
+            assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+            assert_eq!(
+                b.read(FileType::State, &name).unwrap(),
+                vec![winners[0]; 64]
+            );
+        }
+        let left: Vec<_> = fs::read_dir(d.path().join("r/state"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left behind");
+    }
+
+    #[test]
+    fn without_hard_links_the_name_is_still_never_overwritten() {
+        let d = tempfile::tempdir().unwrap();
+        let (tmp, p) = (d.path().join(".tmp-1"), d.path().join("0000000000000001"));
+        fs::write(&tmp, b"one").unwrap();
+        put_if_absent(&tmp, &p, false).unwrap();
+        fs::write(&tmp, b"two").unwrap();
+        let e = put_if_absent(&tmp, &p, false).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        assert!(links_unsupported(&std::io::Error::from_raw_os_error(
+            libc::EPERM
+        )));
+        assert!(!links_unsupported(&std::io::Error::from_raw_os_error(
+            libc::EEXIST
+        )));
     }
 }

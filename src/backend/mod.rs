@@ -34,6 +34,8 @@ pub enum FileType {
     /// Protection markers: `protected/<snapshot id>` keeps that snapshot
     /// from every policy.
     Protect,
+    /// State records (format version 4): `state/<sequence number>`.
+    State,
 }
 
 /// Storage for a repository's files.
@@ -58,8 +60,10 @@ pub trait Backend: Send + Sync {
     fn size(&self, t: FileType, name: &str) -> Result<u64>;
     /// Whether a file exists.
     fn exists(&self, t: FileType, name: &str) -> Result<bool>;
-    /// Writes a file atomically and durably; an existing file is an error
-    /// unless `t` is [`FileType::Lock`].
+    /// Writes a file atomically and durably, only if no file of that name
+    /// exists (two writers racing for one name: one wins, the other gets an
+    /// error for which [`crate::error::Error::is_already_exists`] holds);
+    /// a lock file ([`FileType::Lock`]) is replaced instead.
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
     /// Removes a file.
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
@@ -139,6 +143,25 @@ pub(crate) mod conformance {
         assert_eq!(b.list(FileType::Snapshot).unwrap(), vec!["s".to_string()]);
         b.remove(FileType::Pack, &name).unwrap();
         assert!(!b.exists(FileType::Pack, &name).unwrap());
+        // States are created only if absent: a second writer of a number
+        // learns that it lost, and the first one's bytes stay.
+        assert!(b.list(FileType::State).unwrap().is_empty());
+        b.write(FileType::State, "0000000000000001", b"first")
+            .unwrap();
+        let lost = b
+            .write(FileType::State, "0000000000000001", b"second")
+            .unwrap_err();
+        assert!(lost.is_already_exists(), "{lost}");
+        assert_eq!(
+            b.read(FileType::State, "0000000000000001").unwrap(),
+            b"first"
+        );
+        assert_eq!(
+            b.list(FileType::State).unwrap(),
+            vec!["0000000000000001".to_string()]
+        );
+        b.remove(FileType::State, "0000000000000001").unwrap();
+        assert!(b.list(FileType::State).unwrap().is_empty());
         let staged = b.staging_dir().join(".tmp-conformance");
         std::fs::write(&staged, b"staged bytes").unwrap();
         b.write_staged(FileType::Pack, &name, &staged).unwrap();

@@ -21,6 +21,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     // A closed stdout (`snap check | head -0`) is only forgiven when the
     // repository is sound: the verdict never depends on the reader.
     let printed = print(ctx, &r, a.read_data);
+    if r.state_failed() {
+        anyhow::bail!("the repository does not match its state record: see the errors above, each says what to do");
+    }
     if !r.ok() {
         anyhow::bail!("the repository is damaged; see the errors above. `snap repair packs` keeps what still authenticates of damaged or missing packs and lets the next push store the rest again; `snap repair index` helps when only the index is wrong");
     }
@@ -35,6 +38,14 @@ fn print(ctx: &Ctx, r: &check::CheckReport, read_data: bool) -> Result<()> {
     for w in &r.warnings {
         eprintln!("snap: note: {w}");
     }
+    super::state::print_findings(&r.state, ctx.quiet, |f| {
+        outln!(
+            "error: {}: {}",
+            super::escape_message(&f.object),
+            super::escape_message(&f.message)
+        );
+        Ok(())
+    })?;
     for e in &r.errors {
         outln!("error: {}: {}", e.object, e.message);
     }
@@ -59,7 +70,10 @@ fn print(ctx: &Ctx, r: &check::CheckReport, read_data: bool) -> Result<()> {
         if r.ok() {
             "no errors".to_string()
         } else {
-            format!("{} error(s)", r.errors.len() + r.affected.len())
+            format!(
+                "{} error(s)",
+                r.errors.len() + r.affected.len() + r.state.iter().filter(|f| f.is_error()).count()
+            )
         }
     );
     Ok(())

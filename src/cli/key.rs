@@ -54,12 +54,16 @@ pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
                         continue;
                     }
                     outln!(
-                        "{} {:<32} {} {}@{}",
+                        "{} {:<32} {} {}@{}{}",
                         if k.current { "*" } else { " " },
                         k.id,
-                        k.created,
-                        k.user,
-                        k.host
+                        super::escape_message(&k.created),
+                        super::escape_message(&k.user),
+                        super::escape_message(&k.host),
+                        k.unrecorded
+                            .as_ref()
+                            .map(|w| format!("  WARNING: {w}"))
+                            .unwrap_or_default()
                     );
                 }
             }

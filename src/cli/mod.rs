@@ -23,6 +23,7 @@ mod report;
 mod restore;
 mod signals;
 mod snapshots;
+mod state;
 mod term;
 mod unlock;
 
@@ -90,6 +91,9 @@ enum Command {
     Repair(repair::RepairCommand),
     /// Remove stale lock files and files in locks/ that are not locks, or the named ones.
     Unlock(unlock::Args),
+    /// The repository's state record: accept the repository as it is now.
+    #[command(subcommand)]
+    State(state::StateCommand),
 }
 
 /// Global settings every subcommand can use.
@@ -252,6 +256,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Protect(a) => protect::run(&ctx, a, true),
         Command::Unprotect(a) => protect::run(&ctx, a, false),
         Command::Unlock(a) => unlock::run(&ctx, a),
+        Command::State(a) => state::run(&ctx, a),
     }
 }
 

@@ -25,6 +25,17 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "report")?;
     let groups = report::report(&repo, &policies, a.site.as_deref(), now)?;
     let broken = groups.iter().any(|g| g.status == Status::Missing);
+    // The restore points counted below are only those the storage shows:
+    // a state that contradicts them fails the report.
+    let findings = repo.state_findings()?;
+    super::state::print_findings(&findings, ctx.quiet, |f| {
+        eprintln!(
+            "snap: error: {}: {}",
+            super::escape_message(&f.object),
+            super::escape_message(&f.message)
+        );
+        Ok(())
+    })?;
     if ctx.json {
         super::print_json(&groups)?;
     } else {
@@ -53,6 +64,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         if groups.is_empty() {
             outln!("no snapshots");
         }
+    }
+    if findings.iter().any(|f| f.is_error()) {
+        anyhow::bail!(
+            "the repository does not match its state record (see the errors above, each says what to do): the restore points reported may not be all there should be"
+        );
     }
     Ok(if broken { EXIT_BROKEN_PROMISE } else { 0 })
 }

@@ -10,4 +10,5 @@ pub mod policy_file;
 #[cfg(test)]
 mod robustness;
 pub mod snapshot;
+pub mod state;
 pub mod tree;

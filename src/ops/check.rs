@@ -13,6 +13,7 @@
 use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::format::blob;
+use crate::format::state::Finding;
 use crate::format::tree::{Content, Node, NodeKind};
 use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
 use crate::index::BlobLocation;
@@ -60,18 +61,30 @@ pub struct CheckReport {
     pub affected: Vec<Affected>,
     /// Harmless findings (unreferenced or unindexed packs).
     pub warnings: Vec<String>,
+    /// The repository against its state record (format version 4):
+    /// rollbacks, deleted or replayed snapshots, deleted markers, key files
+    /// planted or altered, pushes not recorded yet.
+    pub state: Vec<Finding>,
 }
 
 impl CheckReport {
-    /// True when nothing is damaged.
+    /// True when nothing is damaged and nothing contradicts the state.
     pub fn ok(&self) -> bool {
-        self.errors.is_empty() && self.affected.is_empty()
+        self.errors.is_empty() && self.affected.is_empty() && !self.state_failed()
+    }
+
+    /// Whether a state finding is an error.
+    pub fn state_failed(&self) -> bool {
+        self.state.iter().any(Finding::is_error)
     }
 }
 
 /// Runs the check.
 pub fn check(repo: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
-    let mut report = CheckReport::default();
+    let mut report = CheckReport {
+        state: repo.state_findings()?,
+        ..CheckReport::default()
+    };
     // A name that is not a pack id is not part of the repository: noted
     // and left alone, like stray names elsewhere.
     let (on_disk, stray): (HashMap<String, u64>, HashMap<String, u64>) = repo

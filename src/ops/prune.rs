@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::pack::read_header;
 use crate::format::policy::{apply, Candidate, Policy};
 use crate::format::snapshot::{Kind, Snapshot};
+use crate::format::state::Change;
 use crate::format::tree::Content;
 use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
 use crate::index::PackInfo;
@@ -189,6 +190,21 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> 
                 names.join(", ")
             ))
         })?;
+    // A prune acts on what the state says must be there: a rolled-back,
+    // unverifiable or contradicted state could make it delete the wrong
+    // snapshots (a marker deleted by the storage, a pruned snapshot put back).
+    let blocking: Vec<String> = repo
+        .state_findings()?
+        .into_iter()
+        .filter(|f| f.is_error())
+        .map(|f| f.message)
+        .collect();
+    if !blocking.is_empty() {
+        return Err(Error::State(format!(
+            "prune refused: the repository does not match its state record: {}",
+            blocking.join("; ")
+        )));
+    }
     let set = repo.load_snapshots()?;
     if let Some((id, why)) = set.damaged.first() {
         return Err(Error::Usage(format!(
@@ -482,10 +498,24 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, progress: &dyn Progress) -> 
     }
     // 2. The snapshots the policy removes. A prune whose lock was lost stops
     // before each deletion: others may be running on the packs it would free.
+    // The state says they are being removed before the first goes, and that
+    // they are gone after the last, so an interruption leaves no finding.
+    if !plan.remove.is_empty() {
+        repo.record_state(&Change {
+            removing: plan.remove.clone(),
+            ..Change::default()
+        })?;
+    }
     for id in &plan.remove {
         repo.check_lock()?;
         repo.backend.remove(FileType::Snapshot, &id.to_hex())?;
         stats.snapshots_removed += 1;
+    }
+    if !plan.remove.is_empty() {
+        repo.record_state(&Change {
+            removed: plan.remove.clone(),
+            ..Change::default()
+        })?;
     }
     // 3. Forget the packs in the index, durably, before the files go.
     let mut doomed = Vec::new();

@@ -5,6 +5,7 @@ use super::{lock, read, Repository};
 use crate::backend::{Backend, FileType};
 use crate::error::{Error, Result};
 use crate::format::crypto::{KdfParams, KeyFile, Keys};
+use crate::format::state::{file_hash, Change};
 
 /// What `snap key list` shows.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -23,6 +24,11 @@ pub struct KeyListing {
     /// oversized): it is listed, not a reason to fail the listing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub damaged: Option<String>,
+    /// Why the repository's state record does not vouch for this file
+    /// (not listed: planted?; other bytes: altered?), in a version-4
+    /// repository.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unrecorded: Option<String>,
 }
 
 fn user_name() -> String {
@@ -31,13 +37,14 @@ fn user_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Wraps the master key with `password` in a new key file; returns its name.
+/// Wraps the master key with `password` in a new key file; returns its name
+/// and the BLAKE3 hash (hex) of its bytes, as the state records it.
 pub(super) fn write_key_file(
     backend: &dyn Backend,
     keys: &Keys,
     password: &[u8],
     kdf: KdfParams,
-) -> Result<String> {
+) -> Result<(String, String)> {
     let kf = KeyFile::wrap(
         keys,
         password,
@@ -51,30 +58,44 @@ pub(super) fn write_key_file(
         rand::random::<u64>(),
         rand::random::<u64>()
     );
-    backend.write(
-        FileType::Key,
-        &name,
-        &serde_json::to_vec_pretty(&kf).expect("key file serialises"),
-    )?;
-    Ok(name)
+    let bytes = serde_json::to_vec_pretty(&kf).expect("key file serialises");
+    backend.write(FileType::Key, &name, &bytes)?;
+    Ok((name, file_hash(&bytes)))
 }
 
 impl Repository {
-    /// Adds a key file for `password`; returns its name.
+    /// Adds a key file for `password`, then records it in the state;
+    /// returns its name.
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
-        write_key_file(&*self.backend, &self.keys, password, kdf)
+        self.ensure_state_writable()?;
+        let (name, hash) = write_key_file(&*self.backend, &self.keys, password, kdf)?;
+        self.record_state(&Change {
+            add_keys: vec![(name.clone(), hash)],
+            ..Change::default()
+        })?;
+        Ok(name)
     }
 
     /// Lists key files.
     pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
+        let recorded = self.recorded_keys();
         let mut out = Vec::new();
         for name in self.backend.list(FileType::Key)? {
-            let kf = read::bounded(&*self.backend, FileType::Key, &name, read::MAX_KEY_FILE)
-                .and_then(|bytes| {
-                    serde_json::from_slice::<KeyFile>(&bytes).map_err(|e| {
-                        Error::corrupt(read::place(FileType::Key, &name), e.to_string())
-                    })
-                });
+            let bytes = read::bounded(&*self.backend, FileType::Key, &name, read::MAX_KEY_FILE);
+            let unrecorded = match (&recorded, &bytes) {
+                (Some((seq, r)), Ok(b)) => match r.get(&name) {
+                    None => Some(format!("not in state {seq}: planted?")),
+                    Some(h) if *h != file_hash(b) => Some(format!(
+                        "differs from the file state {seq} records: altered?"
+                    )),
+                    Some(_) => None,
+                },
+                _ => None,
+            };
+            let kf = bytes.and_then(|bytes| {
+                serde_json::from_slice::<KeyFile>(&bytes)
+                    .map_err(|e| Error::corrupt(read::place(FileType::Key, &name), e.to_string()))
+            });
             out.push(match kf {
                 Ok(kf) => KeyListing {
                     current: name == self.key_id,
@@ -83,6 +104,7 @@ impl Repository {
                     host: kf.host,
                     user: kf.user,
                     damaged: None,
+                    unrecorded,
                 },
                 Err(e) => KeyListing {
                     current: false,
@@ -91,6 +113,7 @@ impl Repository {
                     host: String::new(),
                     user: String::new(),
                     damaged: Some(e.to_string()),
+                    unrecorded,
                 },
             });
         }
@@ -124,7 +147,12 @@ impl Repository {
         if name == self.key_id {
             return Err(Error::Usage(format!("key {name} is the one this session opened with; open with another password to remove it")));
         }
+        self.ensure_state_writable()?;
         self.backend.remove(FileType::Key, &name)?;
+        self.record_state(&Change {
+            remove_keys: vec![name.clone()],
+            ..Change::default()
+        })?;
         Ok(name)
     }
 }

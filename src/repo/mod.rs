@@ -14,6 +14,7 @@ mod packs;
 pub mod read;
 pub mod reads;
 mod scratch;
+mod state;
 pub mod writer;
 
 use keys::write_key_file;
@@ -71,6 +72,10 @@ pub struct Repository {
     lock: Option<Lock>,
     notes: Vec<String>,
     reads: reads::PackReads,
+    /// The state record as read at open; `None` before format version 4.
+    state: Option<state::StateView>,
+    /// BLAKE3 (hex) of the config file's bytes.
+    config_hash: String,
     // Declared after `index`, so the index is closed before its directory goes.
     _scratch: Option<scratch::ScratchDir>,
 }
@@ -152,9 +157,16 @@ impl Repository {
         let keys = Keys::generate();
         let mut config = Config::new();
         config.chunking = chunking;
-        write_key_file(&*backend, &keys, password, kdf)?;
+        let key = write_key_file(&*backend, &keys, password, kdf)?;
+        let config_bytes = config.encode(&keys);
+        state::initial(
+            &*backend,
+            &keys,
+            key,
+            crate::format::state::file_hash(&config_bytes),
+        )?;
         // The config goes last: a directory without it is not a repository yet.
-        backend.write(FileType::Config, "config", &config.encode(&keys))?;
+        backend.write(FileType::Config, "config", &config_bytes)?;
         Self::open_with(
             backend,
             local,
@@ -309,12 +321,21 @@ impl Repository {
             backend.remove_temporary(&|pid| !lock::process_alive(pid))?;
         }
         let ipath = index_path(root);
+        // The state is read before anything is listed, so that whatever it
+        // lists was written before the listing (format-spec.md §23).
+        let (state, state_stray) = if config.version >= 4 {
+            let (v, s) = state::open_view(&*backend, &keys, root, &config.id)?;
+            (Some(v), s)
+        } else {
+            (None, Vec::new())
+        };
         // A reader sees the index as it is when opened. Snapshots listed
         // before that moment had all their blobs indexed before they were
         // written, so a reader only considers those.
         let snapshot_names = backend.list(FileType::Snapshot)?;
         let mut stray = read::snapshot_names(FileType::Snapshot, &snapshot_names).1;
         stray.extend(read::snapshot_names(FileType::Protect, &backend.list(FileType::Protect)?).1);
+        stray.extend(state_stray);
         let visible = match mode {
             Mode::Read => Some(snapshot_names.into_iter().collect()),
             _ => None,
@@ -333,8 +354,14 @@ impl Repository {
             lock,
             notes,
             reads: reads::PackReads::new(remote),
+            state,
+            config_hash: crate::format::state::file_hash(&cfg_bytes),
             _scratch: None,
         };
+        if mode == Mode::Write {
+            // A push onto a rolled-back state would bury the rollback.
+            repo.ensure_state_writable()?;
+        }
         let access = match mode {
             Mode::Read => Access::ReadOnly,
             _ => Access::ReadWrite(wait),
@@ -602,28 +629,40 @@ impl Repository {
         }
     }
 
-    /// Protects a snapshot from every retention policy.
+    /// Protects a snapshot from every retention policy: the marker, then
+    /// the state that lists it.
     pub fn protect(&self, id: &SnapshotId) -> Result<bool> {
+        self.ensure_state_writable()?;
         let name = id.to_hex();
         if self.backend.exists(FileType::Protect, &name)? {
             return Ok(false);
         }
         let marker = serde_json::json!({ "version": 1, "snapshot": name, "time": chrono::Local::now().to_rfc3339() });
         let aad = [b"snap protect v1".as_slice(), &id.0].concat();
-        self.backend.write(
+        match self.backend.write(
             FileType::Protect,
             &name,
             &self.keys.seal(&aad, marker.to_string().as_bytes()),
-        )?;
+        ) {
+            // Another `protect` of the same snapshot got there first.
+            Err(e) if e.is_already_exists() => return Ok(false),
+            other => other?,
+        }
+        self.record_state(&state::protect_change(*id, true))?;
         Ok(true)
     }
 
-    /// Lifts a protection; returns whether there was one.
+    /// Lifts a protection; returns whether there was one. The state stops
+    /// listing the marker first: a crash before the marker goes leaves a
+    /// marker the state does not list, which only keeps more.
     pub fn unprotect(&self, id: &SnapshotId) -> Result<bool> {
+        self.ensure_state_writable()?;
         let name = id.to_hex();
         if !self.backend.exists(FileType::Protect, &name)? {
             return Ok(false);
         }
+        self.record_state(&state::protect_change(*id, false))?;
+        self.check_lock()?;
         self.backend.remove(FileType::Protect, &name)?;
         Ok(true)
     }
@@ -689,7 +728,8 @@ impl Repository {
         Ok(self.load_snapshots()?.ok)
     }
 
-    /// Writes a snapshot file: the last step of a push.
+    /// Writes a snapshot file, then the state that lists it: the last
+    /// steps of a push.
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
         self.index.sync()?;
         self.check_lock()?;
@@ -699,6 +739,12 @@ impl Repository {
         // Only what a later push trusts as parent: if it cannot be
         // recorded, that push reads every file again.
         let _ = journal::record(&index_path(&self.root), &id);
+        // A failure here leaves the snapshot saved but not in the state:
+        // the next writer adopts it (format-spec.md §23.2).
+        self.record_state(&crate::format::state::Change {
+            add_snapshots: vec![id],
+            ..Default::default()
+        })?;
         Ok(id)
     }
 

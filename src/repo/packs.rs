@@ -209,6 +209,8 @@ impl Repository {
             &self.config.id,
             Access::ReadWrite(Duration::from_secs(60)),
         )?);
+        // The high-water mark lived in the directory just removed.
+        self.restore_mark();
         self.rebuild_index_into()
     }
 }

@@ -18,6 +18,9 @@ pub const MAX_KEY_FILE: u64 = 64 * 1024;
 /// read (one entry each), so the bound is generous.
 pub const MAX_SNAPSHOT: u64 = 64 * 1024 * 1024;
 
+/// Largest state file: it lists every snapshot id (about 67 bytes each).
+pub const MAX_STATE: u64 = 64 * 1024 * 1024;
+
 /// Reads `name` of type `t` whole, refusing it (with its place in the
 /// repository) when it is larger than `max`.
 pub fn bounded(backend: &dyn Backend, t: FileType, name: &str, max: u64) -> Result<Vec<u8>> {
@@ -42,6 +45,7 @@ pub fn place(t: FileType, name: &str) -> String {
         FileType::Snapshot => format!("snapshots/{name}"),
         FileType::Lock => format!("locks/{name}"),
         FileType::Protect => format!("protected/{name}"),
+        FileType::State => format!("state/{name}"),
     }
 }
 
