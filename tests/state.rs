@@ -179,7 +179,26 @@ fn a_deleted_marker_is_found_and_its_snapshot_survives_prune() {
     let (repo, a, _) = two_pushes();
     repo.ok(&["protect", &a]);
     assert!(findings(&repo).is_empty());
-    fs::remove_file(repo.path.join("protected").join(&a)).unwrap();
+    // The marker's name is a keyed hash of the snapshot id (format 4): the
+    // provider cannot tell which snapshot is kept on purpose, but can
+    // delete every marker.
+    let markers: Vec<_> = fs::read_dir(repo.path.join("protected"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(markers.len(), 1);
+    let marker_name = markers[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(marker_name.len(), 64);
+    assert!(
+        !marker_name.starts_with(&a[..8]),
+        "the marker names its snapshot in clear"
+    );
+    fs::remove_file(&markers[0]).unwrap();
 
     fails_saying(
         &repo.run(&["check"]),
@@ -188,7 +207,10 @@ fn a_deleted_marker_is_found_and_its_snapshot_survives_prune() {
     );
     assert_eq!(
         findings(&repo),
-        vec![("marker_deleted".to_string(), format!("protected/{a}"))]
+        vec![(
+            "marker_deleted".to_string(),
+            format!("the protection marker of snapshot {a}")
+        )]
     );
     let policy = last_one(&repo);
     fails_saying(&prune(&repo, &policy), &["prune refused", &a], "prune");

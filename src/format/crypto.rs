@@ -32,6 +32,9 @@ const CONTEXT_GEAR: &str = "snap 2026-11 chunker gear table";
 /// nothing about the other.
 const CONTEXT_GEAR_FILES: &str = "snap 2026-12 chunker gear table files";
 const CONTEXT_GEAR_DB: &str = "snap 2026-12 chunker gear table db";
+/// Names protection markers in format version 4, so the provider cannot see
+/// which snapshot is the one kept on purpose.
+const CONTEXT_MARKER: &str = "snap 2026-12 protection marker names";
 const KEYFILE_AAD: &[u8] = b"snap keyfile v1";
 
 /// A gear table: the first 2048 bytes of the XOF of BLAKE3 keyed with the
@@ -93,6 +96,13 @@ impl Keys {
     /// The keyed BLAKE3 id of a plaintext.
     pub fn blob_id(&self, plaintext: &[u8]) -> [u8; 32] {
         *blake3::keyed_hash(&self.id_key, plaintext).as_bytes()
+    }
+
+    /// The name of a snapshot's protection marker in format version 4: the
+    /// keyed BLAKE3 of the snapshot id under the marker key.
+    pub fn marker_name(&self, snapshot: &[u8; 32]) -> [u8; 32] {
+        let key = Zeroizing::new(blake3::derive_key(CONTEXT_MARKER, &self.master[..]));
+        *blake3::keyed_hash(&key, snapshot).as_bytes()
     }
 
     /// The secret gear table of format versions 1 to 3 (see

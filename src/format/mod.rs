@@ -5,6 +5,7 @@ pub mod chunker;
 pub mod config;
 pub mod crypto;
 pub mod pack;
+pub mod pad;
 pub mod policy;
 pub mod policy_file;
 #[cfg(test)]

@@ -10,10 +10,15 @@
 
 use crate::error::{Error, Result};
 use crate::format::crypto::Keys;
+use crate::format::pad;
 use crate::id::{BlobKind, BlobRef, PackId};
 
-/// Pack format version.
+/// Pack format version (the trailer's last byte, and the header version of
+/// unpadded headers).
 pub const PACK_VERSION: u8 = 1;
+/// Header version of a padded header (format version 4): the entries are
+/// followed by zeros up to the header's padded length.
+pub const PADDED_HEADER_VERSION: u8 = 2;
 /// Length of the clear trailer.
 pub const TRAILER_LEN: usize = 12;
 /// Longest sealed header a reader accepts (about 1.3 million entries): the
@@ -86,7 +91,26 @@ impl PackBuilder {
 /// What follows the blobs of a pack: the sealed header listing `entries`,
 /// its length, the magic and the version.
 pub fn encode_tail(keys: &Keys, entries: &[PackEntry]) -> Vec<u8> {
-    let header = keys.seal(HEADER_AAD, &encode_header(entries));
+    seal_tail(keys, &encode_header(entries))
+}
+
+/// The tail of a padded pack (format version 4, format-spec.md §9.2) whose
+/// blobs take `blobs_len` bytes: the number of random filler bytes to write
+/// after the blobs, and the tail. The header plaintext (version 2) is
+/// padded with zeros to its Padmé size, and the filler brings the whole
+/// pack to its Padmé size of at least [`pad::PACK_FLOOR`], so neither the
+/// number of blobs nor their total size shows.
+pub fn encode_padded_tail(keys: &Keys, entries: &[PackEntry], blobs_len: u64) -> (u64, Vec<u8>) {
+    let mut h = encode_header(entries);
+    h[0] = PADDED_HEADER_VERSION;
+    h.resize(pad::padded(h.len() as u64, pad::SMALL_FLOOR) as usize, 0);
+    let tail = seal_tail(keys, &h);
+    let unpadded = blobs_len + tail.len() as u64;
+    (pad::padded(unpadded, pad::PACK_FLOOR) - unpadded, tail)
+}
+
+fn seal_tail(keys: &Keys, header_plain: &[u8]) -> Vec<u8> {
+    let header = keys.seal(HEADER_AAD, header_plain);
     let mut out = Vec::with_capacity(header.len() + TRAILER_LEN);
     out.extend_from_slice(&header);
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
@@ -159,20 +183,29 @@ pub fn decode_header(
     if h.len() < 5 {
         return Err(Error::corrupt(what(), "too short"));
     }
-    if h[0] != PACK_VERSION {
-        return Err(Error::UnsupportedVersion {
-            what: what(),
-            found: h[0] as u32,
-            supported: PACK_VERSION as u32,
-        });
-    }
+    let padded = match h[0] {
+        PACK_VERSION => false,
+        PADDED_HEADER_VERSION => true,
+        v => {
+            return Err(Error::UnsupportedVersion {
+                what: what(),
+                found: v as u32,
+                supported: PADDED_HEADER_VERSION as u32,
+            })
+        }
+    };
     let count = u32::from_le_bytes(h[1..5].try_into().expect("4 bytes")) as usize;
-    if h.len() != 5 + count * ENTRY_LEN {
+    let needed = count
+        .checked_mul(ENTRY_LEN)
+        .and_then(|n| n.checked_add(5))
+        .unwrap_or(usize::MAX);
+    if h.len() != needed && !(padded && h.len() > needed) {
         return Err(Error::corrupt(
             what(),
             format!("{} bytes for {count} entries", h.len()),
         ));
     }
+    let h = &h[..needed];
     let blobs_end = pack_len - TRAILER_LEN as u64 - sealed.len() as u64;
     let mut out = Vec::with_capacity(count);
     for e in h[5..].chunks_exact(ENTRY_LEN) {

@@ -222,7 +222,18 @@ impl Snapshot {
 
     /// Seals the snapshot; returns its id and file bytes.
     pub fn encode(&self, keys: &Keys) -> (SnapshotId, Vec<u8>) {
-        let json = serde_json::to_vec(self).expect("snapshot serialises");
+        self.encode_padded(keys, false)
+    }
+
+    /// [`Snapshot::encode`], with the JSON followed by spaces up to its
+    /// Padmé size of at least 4 KiB when `pad` (format version 4, §11): the
+    /// file's size then says little about its paths and error lists.
+    pub fn encode_padded(&self, keys: &Keys, pad: bool) -> (SnapshotId, Vec<u8>) {
+        let mut json = serde_json::to_vec(self).expect("snapshot serialises");
+        if pad {
+            let n = crate::format::pad::padded(json.len() as u64, crate::format::pad::SMALL_FLOOR);
+            json.resize(n as usize, b' ');
+        }
         let bytes = keys.seal(AAD, &json);
         (SnapshotId(*blake3::hash(&bytes).as_bytes()), bytes)
     }

@@ -407,7 +407,7 @@ pub fn compare(
     for id in before.protected.difference(&listing.protected) {
         out.push(Finding::new(
             FindingKind::MarkerDeleted,
-            format!("protected/{id}"),
+            format!("the protection marker of snapshot {id}"),
             format!("{seen} lists snapshot {id} as protected, but its marker is missing (deleted?): prune will not run; run `snap protect {id}` if it should stay protected, and {ACCEPT_HINT}"),
         ));
     }
@@ -438,7 +438,7 @@ pub fn compare(
     {
         out.push(Finding::new(
             FindingKind::MarkerUnrecorded,
-            format!("protected/{id}"),
+            format!("the protection marker of snapshot {id}"),
             format!("the marker of snapshot {id} is not in state {}: it only keeps more; the next command that writes records it", after.seq),
         ));
     }

@@ -155,7 +155,11 @@ impl<'a> Pusher<'a> {
             .unwrap_or_else(|| chrono::Local::now().fixed_offset());
         Ok(Pusher {
             repo,
-            writer: BlobWriter::new(repo),
+            writer: {
+                let mut w = BlobWriter::new(repo);
+                w.one_data_pack();
+                w
+            },
             chunker: Chunker::new(
                 params,
                 &repo

@@ -267,10 +267,12 @@ impl Lock {
         }
     }
 
+    /// Takes the lock. The command's name is not written into the lock file
+    /// (the storage provider reads lock files, format-spec.md §13).
     fn try_acquire(
         backend: Arc<dyn Backend>,
         exclusive: bool,
-        command: &str,
+        _command: &str,
         every: Duration,
     ) -> Result<Lock> {
         let host = host_name();
@@ -285,7 +287,8 @@ impl Lock {
             pid: std::process::id(),
             time: now(),
             exclusive,
-            command: command.into(),
+            // Empty: kept for readers of earlier versions that require it.
+            command: String::new(),
         };
         let mut notes = Vec::new();
         let mut conflict = |backend: &dyn Backend| -> Result<Option<String>> {
@@ -313,9 +316,13 @@ impl Lock {
                 }
                 if exclusive || o.exclusive {
                     return Ok(Some(format!(
-                        "{} lock locks/{other} is held by `{}` (pid {} on {}, refreshed {}s ago); wait for it, or run `snap unlock {other}` if that process is gone",
-                        if o.exclusive { "an exclusive" } else { "a" },
-                        o.command,
+                        "{} lock locks/{other} is held by {}pid {} on {} (refreshed {}s ago); wait for it, or run `snap unlock {other}` if that process is gone",
+                        if o.exclusive { "an exclusive" } else { "a shared" },
+                        if o.command.is_empty() {
+                            String::new()
+                        } else {
+                            format!("`{}`, ", o.command)
+                        },
                         o.pid,
                         o.host,
                         now() - o.time

@@ -633,11 +633,11 @@ impl Repository {
     /// the state that lists it.
     pub fn protect(&self, id: &SnapshotId) -> Result<bool> {
         self.ensure_state_writable()?;
-        let name = id.to_hex();
+        let name = self.marker_name(id);
         if self.backend.exists(FileType::Protect, &name)? {
             return Ok(false);
         }
-        let marker = serde_json::json!({ "version": 1, "snapshot": name, "time": chrono::Local::now().to_rfc3339() });
+        let marker = serde_json::json!({ "version": 1, "snapshot": id.to_hex(), "time": chrono::Local::now().to_rfc3339() });
         let aad = [b"snap protect v1".as_slice(), &id.0].concat();
         match self.backend.write(
             FileType::Protect,
@@ -657,7 +657,7 @@ impl Repository {
     /// marker the state does not list, which only keeps more.
     pub fn unprotect(&self, id: &SnapshotId) -> Result<bool> {
         self.ensure_state_writable()?;
-        let name = id.to_hex();
+        let name = self.marker_name(id);
         if !self.backend.exists(FileType::Protect, &name)? {
             return Ok(false);
         }
@@ -670,12 +670,33 @@ impl Repository {
     /// The protected snapshots. A marker counts by its name alone: in doubt,
     /// a snapshot is kept.
     pub fn protected(&self) -> Result<std::collections::HashSet<SnapshotId>> {
-        Ok(self
-            .backend
-            .list(FileType::Protect)?
-            .iter()
-            .filter_map(|n| SnapshotId::from_hex(n).ok())
-            .collect())
+        let names = self.backend.list(FileType::Protect)?;
+        if self.config.version < 4 {
+            return Ok(names
+                .iter()
+                .filter_map(|n| SnapshotId::from_hex(n).ok())
+                .collect());
+        }
+        // Names are keyed hashes of snapshot ids: matched against the
+        // snapshots there are.
+        let names: std::collections::HashSet<String> = names.into_iter().collect();
+        Ok(
+            read::snapshot_names(FileType::Snapshot, &self.backend.list(FileType::Snapshot)?)
+                .0
+                .into_iter()
+                .filter(|id| names.contains(&self.marker_name(id)))
+                .collect(),
+        )
+    }
+
+    /// The file name of snapshot `id`'s protection marker: its id before
+    /// format version 4, a keyed hash of it since (format-spec.md §22.1).
+    pub fn marker_name(&self, id: &SnapshotId) -> String {
+        if self.config.version < 4 {
+            id.to_hex()
+        } else {
+            hex::encode(self.keys.marker_name(&id.0))
+        }
     }
 
     /// Ids of all snapshots; names that are not ids are skipped (see
@@ -733,7 +754,7 @@ impl Repository {
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
         self.index.sync()?;
         self.check_lock()?;
-        let (id, bytes) = s.encode(&self.keys);
+        let (id, bytes) = s.encode_padded(&self.keys, self.config.version >= 4);
         self.backend
             .write(FileType::Snapshot, &id.to_hex(), &bytes)?;
         // Only what a later push trusts as parent: if it cannot be

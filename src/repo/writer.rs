@@ -20,7 +20,7 @@ use crate::backend::{Backend, FileType};
 use crate::error::{Error, Result};
 use crate::format::blob;
 use crate::format::crypto::Keys;
-use crate::format::pack::{encode_tail, PackEntry, MAX_ENTRIES};
+use crate::format::pack::{encode_padded_tail, encode_tail, PackEntry, MAX_ENTRIES};
 use crate::id::{BlobKind, BlobRef, PackId};
 use crate::index::{Index, PackInfo};
 use crate::repo::lock::LockWatch;
@@ -57,10 +57,14 @@ struct StagedPack {
     entries: Vec<PackEntry>,
     len: u64,
     metadata: bool,
+    /// Padded to hide its contents' size (format version 4, §9.2).
+    pad: bool,
+    /// The blob bytes at which it is closed: drawn for each pack.
+    close_at: u64,
 }
 
 impl StagedPack {
-    fn create(backend: &dyn Backend, metadata: bool) -> Result<Self> {
+    fn create(backend: &dyn Backend, metadata: bool, pad: bool, pack_size: u64) -> Result<Self> {
         let path = backend.staging_dir().join(format!(
             ".tmp-pack-{}-{:016x}",
             std::process::id(),
@@ -76,6 +80,14 @@ impl StagedPack {
             entries: Vec::new(),
             len: 0,
             metadata,
+            pad,
+            // A padded pack closes at a random point of the last quarter
+            // of the target size, so where packs end follows no blob.
+            close_at: if pad {
+                pack_size - rand::random::<u64>() % (pack_size / 4).max(1)
+            } else {
+                pack_size
+            },
         })
     }
 
@@ -108,15 +120,31 @@ impl StagedPack {
         index: &dyn Index,
         lock: &Option<LockWatch>,
     ) -> Result<Vec<PackEntry>> {
-        let tail = encode_tail(keys, &self.entries);
+        let (filler, tail) = if self.pad {
+            encode_padded_tail(keys, &self.entries, self.len)
+        } else {
+            (0, encode_tail(keys, &self.entries))
+        };
         let path = self.path.clone();
+        // The filler is random: zeros would show where the blobs end.
+        let mut left = filler;
+        let mut piece = vec![0u8; (64 << 10).min(filler) as usize];
+        while left > 0 {
+            let n = piece.len().min(left as usize);
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut piece[..n]);
+            self.out
+                .write_all(&piece[..n])
+                .map_err(|e| staging_error(backend, &path, "writing", e))?;
+            self.hasher.update(&piece[..n]);
+            left -= n as u64;
+        }
         self.out
             .write_all(&tail)
             .and_then(|()| self.out.flush())
             .map_err(|e| staging_error(backend, &path, "writing", e))?;
         self.hasher.update(&tail);
         let id = PackId(*self.hasher.finalize().as_bytes());
-        let size = self.len + tail.len() as u64;
+        let size = self.len + filler + tail.len() as u64;
         drop(self.out);
         // A write the file system reported done but did not keep (a short
         // write) must not become a pack that the index trusts.
@@ -206,6 +234,10 @@ pub struct BlobWriter {
     index: Arc<dyn Index>,
     zstd_level: i32,
     pack_size: u64,
+    pad: bool,
+    /// Whether a data pack was started (see [`BlobWriter::one_data_pack`]).
+    data_started: std::sync::atomic::AtomicBool,
+    one_data_pack: bool,
     open: Mutex<Open>,
     pending: Arc<Mutex<HashSet<BlobRef>>>,
     tx: Option<Sender<StagedPack>>,
@@ -265,6 +297,9 @@ impl BlobWriter {
             index: repo.index_arc(),
             zstd_level: repo.config.zstd_level,
             pack_size: repo.config.pack_size as u64,
+            pad: repo.config.version >= 4,
+            data_started: Default::default(),
+            one_data_pack: false,
             open: Mutex::default(),
             pending,
             tx: Some(tx),
@@ -294,6 +329,14 @@ impl BlobWriter {
         let mut f = self.failed.lock().expect("failure slot");
         f.set(e);
         f.get(&self.backend.location()).expect("just set")
+    }
+
+    /// Makes [`BlobWriter::finish`] write a data pack even when no data
+    /// blob was new (a push in a repository of format version 4): whether
+    /// an upload was already stored anywhere must not show as "no data pack
+    /// this night" (format-spec.md §9.2).
+    pub fn one_data_pack(&mut self) {
+        self.one_data_pack = true;
     }
 
     /// Whether `b` still has to be stored.
@@ -351,8 +394,16 @@ impl BlobWriter {
             };
             if slot.is_none() {
                 check_lock(&self.lock).map_err(|e| self.fail(e))?;
-                let p = StagedPack::create(&*self.backend, b.kind.is_metadata())
-                    .map_err(|e| self.fail(e))?;
+                let p = StagedPack::create(
+                    &*self.backend,
+                    b.kind.is_metadata(),
+                    self.pad,
+                    self.pack_size,
+                )
+                .map_err(|e| self.fail(e))?;
+                if !b.kind.is_metadata() {
+                    self.data_started.store(true, Ordering::Relaxed);
+                }
                 *slot = Some(p);
             }
             let pack = slot.as_mut().expect("just created");
@@ -363,7 +414,7 @@ impl BlobWriter {
                 }
                 return Err(self.fail(e));
             }
-            if pack.len >= self.pack_size || pack.entries.len() >= MAX_ENTRIES {
+            if pack.len >= pack.close_at || pack.entries.len() >= MAX_ENTRIES {
                 slot.take()
             } else {
                 None
@@ -406,7 +457,16 @@ impl BlobWriter {
     /// indexed, and makes the index durable.
     pub fn finish(mut self) -> Result<WriterStats> {
         self.check_failed()?;
-        let open = std::mem::take(&mut *self.open.lock().expect("open packs"));
+        let mut open = std::mem::take(&mut *self.open.lock().expect("open packs"));
+        if self.one_data_pack && self.pad && !self.data_started.load(Ordering::Relaxed) {
+            // Nothing new to store: a pack of filler alone, as large as the
+            // smallest real one, so that the provider cannot tell.
+            check_lock(&self.lock).map_err(|e| self.fail(e))?;
+            open.data = Some(
+                StagedPack::create(&*self.backend, false, true, self.pack_size)
+                    .map_err(|e| self.fail(e))?,
+            );
+        }
         for p in [open.data, open.meta].into_iter().flatten() {
             self.send(p)?;
         }
