@@ -32,6 +32,7 @@ use crate::index::rocks::{Access, RocksIndex};
 use crate::index::Index;
 use lock::Lock;
 use rayon::prelude::*;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +75,35 @@ pub struct Repository {
 
 fn index_path(root: &Path) -> PathBuf {
     root.join("index")
+}
+
+/// Creates `path` and its missing parents for this user only (0700).
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// A warning naming the repository directory, `keys/` and `index/` when
+/// group or others may enter them: key files and the clear index (exact
+/// blob sizes) are for the repository's user only. Nothing is changed: an
+/// existing repository's modes are the operator's to set.
+fn loose_permissions(root: &Path) -> Option<String> {
+    let loose: Vec<String> = [root.to_path_buf(), root.join("keys"), index_path(root)]
+        .iter()
+        .filter_map(|p| {
+            let mode = std::fs::metadata(p).ok()?.permissions().mode() & 0o777;
+            (mode & 0o055 != 0).then(|| format!("{} (mode {mode:04o})", p.display()))
+        })
+        .collect();
+    (!loose.is_empty()).then(|| {
+        format!(
+            "{} can be read or entered by group or others, but key files and the index (which gives exact blob sizes) are for this user only: run `chmod -R go-rwx {}`",
+            loose.join(", "),
+            root.display()
+        )
+    })
 }
 
 /// Whether `path` starts like a snap config: another tool's repository
@@ -129,6 +159,10 @@ impl Repository {
         }
         let lb = LocalBackend::new(root);
         lb.create_layout()?;
+        // An empty directory given to init becomes the repository: private
+        // like the directories init creates. Where this user may not change
+        // it, the warning at open says what to do.
+        let _ = std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700));
         Self::init_with(Arc::new(lb), root, password, kdf, chunking)
     }
 
@@ -194,7 +228,9 @@ impl Repository {
             let _ = lb.create_layout();
         }
         let backend: Arc<dyn Backend> = Arc::new(lb);
-        Self::open_backend(backend, root, password, mode, command, wait, waiting)
+        let mut repo = Self::open_backend(backend, root, password, mode, command, wait, waiting)?;
+        repo.warnings.extend(loose_permissions(root));
+        Ok(repo)
     }
 
     /// Opens the repository stored in `backend`, with its index in the local
@@ -339,7 +375,7 @@ impl Repository {
         }
         if last_key.as_deref() != Some(repo.key_id.as_str()) {
             // Only a hint for the next open: a read-only disk may refuse it.
-            let _ = std::fs::create_dir_all(index_path(root))
+            let _ = create_private_dir(&index_path(root))
                 .and_then(|()| std::fs::write(&last_key_file, &repo.key_id));
         }
         if mode == Mode::Read && !scratch::writable(&ipath, root) {
