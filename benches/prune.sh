@@ -22,7 +22,8 @@
 # run under /usr/bin/time, with a 20 ms sampler splitting RSS into anonymous
 # and file-backed pages.
 #
-# All runs use SNAP_KDF_MEMORY_KIB=8192 at init (key derivation 8 MiB instead
+# All runs use SNAP_KDF_MEMORY_KIB=8192 SNAP_KDF_ITERATIONS=1 at init (with
+# SNAP_INSECURE_KDF=1, which allows such weak costs: key derivation 8 MiB instead
 # of the default 64 MiB), so that the KDF does not set the RSS floor.
 # Environment: SCALE (gen_site.py, default 0.25), DAYS (default 10), REPS
 # (prune repetitions for medians, default 3), SIZES_MB (per-push MB for
@@ -47,7 +48,7 @@ mkdir -p "$WORK"
 cleanup() { if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$WORK"; fi; }
 trap cleanup EXIT
 
-export SNAP_PASSWORD=bench-password SNAP_KDF_MEMORY_KIB=8192 TZ=UTC
+export SNAP_PASSWORD=bench-password SNAP_KDF_MEMORY_KIB=8192 SNAP_KDF_ITERATIONS=1 SNAP_INSECURE_KDF=1 TZ=UTC
 unset SNAP_PASSWORD_FILE SNAP_REPO SNAP_POLICY_FILE
 MD=$WORK/out.md
 : >"$MD"
@@ -235,7 +236,7 @@ mkdir -p "$HERE/results"
 {
     echo "# snap prune: space reclaimed, duration, memory"
     echo ""
-    echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, shared with other jobs (load average at end $(cut -d' ' -f1-3 /proc/loadavg)): wall times are noisy. snap $(cd "$HERE/.." && git rev-parse --short HEAD)$(cd "$HERE/.." && git diff --quiet HEAD -- src || echo ' (+ uncommitted changes)'). Warm page cache. \`SNAP_KDF_MEMORY_KIB=8192\`. Produced by \`benches/prune.sh\` (SCALE=$SCALE DAYS=$DAYS REPS=$REPS SIZES_MB=\"$SIZES_MB\") in $RUN_S s."
+    echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, shared with other jobs (load average at end $(cut -d' ' -f1-3 /proc/loadavg)): wall times are noisy. snap $(cd "$HERE/.." && git rev-parse --short HEAD)$(cd "$HERE/.." && git diff --quiet HEAD -- src || echo ' (+ uncommitted changes)'). Warm page cache. \`SNAP_KDF_MEMORY_KIB=8192 SNAP_KDF_ITERATIONS=1\`. Produced by \`benches/prune.sh\` (SCALE=$SCALE DAYS=$DAYS REPS=$REPS SIZES_MB=\"$SIZES_MB\") in $RUN_S s."
     echo ""
     cat "$MD"
 } >"$OUT_MD.tmp"

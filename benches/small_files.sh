@@ -21,7 +21,7 @@ if [ -z "${SNAP:-}" ]; then
   SNAP=$CARGO_TARGET_DIR/release/snap
 fi
 mkdir -p "$WORK"
-export SNAP_PASSWORD=bench SNAP_KDF_MEMORY_KIB=65536
+export SNAP_PASSWORD=bench SNAP_KDF_MEMORY_KIB=65536 SNAP_KDF_ITERATIONS=1 SNAP_INSECURE_KDF=1
 
 python3 - "$WORK" "$N_EMPTY" "$N_SMALL" <<'PY'
 import os, sys

@@ -147,6 +147,25 @@ pub enum Error {
     /// what was expected, what was found and what to do.
     #[error("{0}")]
     State(String),
+    /// The password matches a key file that was altered, or opens one that
+    /// belongs to another repository.
+    #[error("{detail}; restore the key file from a copy of the repository, or open with another password, `snap key add` a new key and `snap key remove` this one")]
+    KeyFileRefused {
+        /// Which key files, and what is wrong with them.
+        detail: String,
+    },
+    /// Argon2id spent the unlock budget before a key file opened.
+    #[error("unlocking stopped after Argon2id ran {spent_ms} ms over {tried} key file(s), past the budget of {budget_ms} ms: {untried} key file(s) were not tried. Key files planted with high costs slow every unlock with a password that is not the one used last on this machine: move the key files you do not know out of keys/ (each states its label, host and creation time), or raise SNAP_UNLOCK_BUDGET_MS")]
+    UnlockBudget {
+        /// Key files tried.
+        tried: usize,
+        /// Key files not tried.
+        untried: usize,
+        /// Argon2id time spent, in milliseconds.
+        spent_ms: u64,
+        /// The budget, in milliseconds.
+        budget_ms: u64,
+    },
     /// No key file could be tried with the password: they are missing or damaged.
     #[error("no key file can be used, so the password was not tried: {detail}; make keys/ readable, or restore it from a copy of the repository")]
     NoUsableKey {

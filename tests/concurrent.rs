@@ -8,7 +8,8 @@ fn snap(repo: &Path) -> Command {
     let mut c = Command::new(assert_cmd::cargo::cargo_bin("snap"));
     c.env("SNAP_REPO", repo)
         .env("SNAP_PASSWORD", "concurrent")
-        .env("SNAP_KDF_MEMORY_KIB", "1024");
+        .env("SNAP_KDF_MEMORY_KIB", "1024")
+        .env("SNAP_INSECURE_KDF", "1");
     c
 }
 

@@ -14,7 +14,7 @@ use snap::format::crypto::KdfParams;
 use snap::id::SnapshotId;
 use snap::ops::push::{PushOptions, Pusher};
 use snap::progress::Silent;
-use snap::repo::{Mode, Repository};
+use snap::repo::{Mode, NewKey, Repository};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,7 +79,7 @@ impl Rig {
             iterations: 1,
             parallelism: 1,
         };
-        Repository::init(&root, PASSWORD, kdf, Chunking::default()).unwrap();
+        Repository::init(&root, PASSWORD, &NewKey::with_kdf(kdf), Chunking::default()).unwrap();
         for i in 0..6u64 {
             let len = 50_000 + (i as usize) * 150_000;
             std::fs::write(src.join(format!("f{i}")), noise(i, len)).unwrap();
@@ -472,7 +472,14 @@ fn push_prune_check_and_restore_on_the_in_memory_backend() {
     };
     let local = tmp.path().join("local");
     drop(
-        Repository::init_with(backend.clone(), &local, PASSWORD, kdf, Chunking::default()).unwrap(),
+        Repository::init_with(
+            backend.clone(),
+            &local,
+            PASSWORD,
+            &NewKey::with_kdf(kdf),
+            Chunking::default(),
+        )
+        .unwrap(),
     );
     let mut saved = Vec::new();
     for day in 0..4u64 {

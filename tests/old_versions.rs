@@ -134,3 +134,41 @@ fn a_version_2_repository_stays_readable() {
 fn a_version_3_repository_stays_readable() {
     opens_lists_restores_and_checks(3);
 }
+
+#[test]
+fn a_version_3_repository_keeps_getting_version_1_key_files() {
+    let repo = fixture(3);
+    let before: Vec<_> = fs::read_dir(repo.path.join("keys")).unwrap().collect();
+    assert_eq!(before.len(), 1);
+    let out = repo
+        .cmd()
+        .env("SNAP_NEW_PASSWORD", "second")
+        .args(["--json", "key", "add"])
+        .output()
+        .unwrap();
+    assert_success(&out, "key add");
+    let name = str_of(&parse_json(&out), "added");
+    let kf: serde_json::Value =
+        serde_json::from_slice(&fs::read(repo.path.join("keys").join(&name)).unwrap()).unwrap();
+    assert_eq!(kf["version"], 1, "an older snap must still open it: {kf}");
+    assert!(kf.get("label").is_none() && kf.get("repository").is_none());
+    let out = repo
+        .cmd()
+        .env("SNAP_PASSWORD", "second")
+        .args(["--json", "key", "list"])
+        .output()
+        .unwrap();
+    assert_success(&out, "the new key opens");
+    let out = repo
+        .cmd()
+        .env("SNAP_NEW_PASSWORD", "third")
+        .args(["key", "add", "--label", "web1"])
+        .output()
+        .unwrap();
+    assert_code(&out, 1, "a label in a version-3 repository");
+    assert!(
+        stderr(&out).contains("format version 4"),
+        "{}",
+        stderr(&out)
+    );
+}

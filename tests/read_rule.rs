@@ -14,7 +14,7 @@ use snap::id::PackId;
 use snap::ops::push::{PushOptions, Pusher};
 use snap::progress::Silent;
 use snap::repo::reads::GRID;
-use snap::repo::{Mode, Repository};
+use snap::repo::{Mode, NewKey, Repository};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,7 +99,14 @@ fn reads_from_a_remote_backend_never_ask_for_one_blob() {
     };
     let local = tmp.path().join("local");
     drop(
-        Repository::init_with(backend.clone(), &local, PASSWORD, kdf, Chunking::default()).unwrap(),
+        Repository::init_with(
+            backend.clone(),
+            &local,
+            PASSWORD,
+            &NewKey::with_kdf(kdf),
+            Chunking::default(),
+        )
+        .unwrap(),
     );
     // A site: many one-chunk files of different sizes (what a provider
     // would like to measure one by one), and two larger files.

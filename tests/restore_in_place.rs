@@ -91,6 +91,7 @@ fn an_interrupted_restore_leaves_old_or_new_files_and_the_next_restore_cleans_up
         .env("SNAP_REPO", &r.path)
         .env("SNAP_PASSWORD", common::PASSWORD)
         .env("SNAP_KDF_MEMORY_KIB", "1024")
+        .env("SNAP_INSECURE_KDF", "1")
         .env_remove("SNAP_PASSWORD_FILE")
         .args(["restore", "latest", "--target", live.to_str().unwrap()])
         .stdout(Stdio::null())

@@ -144,6 +144,7 @@ fn a_lock_file_names_no_command() {
         .env("SNAP_REPO", &repo.path)
         .env("SNAP_PASSWORD", PASSWORD)
         .env("SNAP_KDF_MEMORY_KIB", "1024")
+        .env("SNAP_INSECURE_KDF", "1")
         .env_remove("SNAP_PASSWORD_FILE")
         .args(["push", "--stdin", "--name", "dump.sql"])
         .stdin(std::process::Stdio::piped())

@@ -19,6 +19,7 @@ use memmap2::Mmap;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -45,15 +46,16 @@ impl LocalBackend {
         &self.root
     }
 
-    /// Creates the directory layout.
+    /// Creates the directory layout, each directory this user's only
+    /// (0700; existing ones are left as they are).
     pub fn create_layout(&self) -> Result<()> {
         for d in ["keys", "snapshots", "locks", "data", "protected"] {
             let d = self.root.join(d);
-            fs::create_dir_all(&d).map_err(|e| self.fail("creating", &d, e))?;
+            private_dir(&d).map_err(|e| self.fail("creating", &d, e))?;
         }
         for i in 0..=255u8 {
             let d = self.root.join("data").join(format!("{i:02x}"));
-            fs::create_dir_all(&d).map_err(|e| self.fail("creating", &d, e))?;
+            private_dir(&d).map_err(|e| self.fail("creating", &d, e))?;
         }
         Ok(())
     }
@@ -157,6 +159,12 @@ fn links_unsupported(e: &std::io::Error) -> bool {
     ) || (libc::EOPNOTSUPP != libc::ENOTSUP && e.raw_os_error() == Some(libc::EOPNOTSUPP))
 }
 
+/// Creates `d` and its missing parents with mode 0700. The modes are given
+/// here, not by a process umask: restore sets the modes of what it writes.
+fn private_dir(d: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(d)
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir).and_then(|d| d.sync_all())
 }
@@ -246,7 +254,7 @@ impl Backend for LocalBackend {
         if matches!(t, FileType::Protect | FileType::State) {
             // Repositories of format version 1 have no protected/, those
             // of versions 1 to 3 no state/ (and never get one).
-            fs::create_dir_all(&dir).map_err(|e| self.fail("creating", &dir, e))?;
+            private_dir(&dir).map_err(|e| self.fail("creating", &dir, e))?;
         }
         let tmp = dir.join(format!(
             ".tmp-{}-{}",
@@ -256,6 +264,7 @@ impl Backend for LocalBackend {
         let res = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)
             .and_then(|mut f| {
                 f.write_all(data)?;
@@ -292,6 +301,15 @@ impl Backend for LocalBackend {
         }
         fs::rename(staged, &p).map_err(|e| self.fail("renaming into", &p, e))?;
         sync_dir(&dir).map_err(|e| self.fail("syncing", &dir, e))
+    }
+
+    fn create_staged(&self, path: &Path) -> std::io::Result<Box<dyn Write + Send>> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(Box::new(f))
     }
 
     fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> Result<u64> {
@@ -383,5 +401,44 @@ mod tests {
         assert!(!links_unsupported(&std::io::Error::from_raw_os_error(
             libc::EEXIST
         )));
+    }
+
+    #[test]
+    fn directories_and_files_are_this_users_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("a/r");
+        let b = LocalBackend::new(&root);
+        b.create_layout().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for p in [
+            "",
+            "keys",
+            "snapshots",
+            "locks",
+            "data",
+            "data/00",
+            "data/ff",
+            "protected",
+        ] {
+            assert_eq!(mode(&root.join(p)), 0o700, "{p}");
+        }
+        b.write(FileType::Key, "k", b"key").unwrap();
+        b.write(FileType::Lock, "l", b"lock").unwrap();
+        assert_eq!(mode(&root.join("keys/k")), 0o600);
+        assert_eq!(mode(&root.join("locks/l")), 0o600);
+        let staged = b.staging_dir().join(".tmp-pack-1-2");
+        b.create_staged(&staged)
+            .unwrap()
+            .write_all(b"pack")
+            .unwrap();
+        assert_eq!(mode(&staged), 0o600);
+        let name = "ab".repeat(32);
+        b.write_staged(FileType::Pack, &name, &staged).unwrap();
+        assert_eq!(mode(&root.join("data/ab").join(&name)), 0o600);
+        // Version 1 repositories get protected/ on the first protect.
+        fs::remove_dir(root.join("protected")).unwrap();
+        b.write(FileType::Protect, &name, b"marker").unwrap();
+        assert_eq!(mode(&root.join("protected")), 0o700);
     }
 }

@@ -3,7 +3,7 @@
 use super::{kdf_params, password, Ctx};
 use anyhow::Result;
 use snap::format::config::{ChunkerParams, Chunking};
-use snap::repo::Repository;
+use snap::repo::{NewKey, Repository};
 
 /// Create a repository.
 #[derive(clap::Args, Debug)]
@@ -14,6 +14,9 @@ pub struct Args {
     /// Chunk sizes for database dumps, as MIN,AVG,MAX bytes.
     #[arg(long, value_parser = parse_params)]
     chunk_db: Option<ChunkerParams>,
+    /// A name for the first key (who or what uses the password) [default: user@host].
+    #[arg(long)]
+    label: Option<String>,
 }
 
 fn parse_params(s: &str) -> std::result::Result<ChunkerParams, String> {
@@ -48,17 +51,27 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if let Some(p) = a.chunk_db {
         chunking.db = p;
     }
-    let repo = Repository::init(&ctx.repo, pw.as_bytes(), kdf_params(), chunking)?;
+    if let Some(l) = &a.label {
+        snap::format::crypto::check_label(l)?;
+    }
+    let key = NewKey {
+        kdf: kdf_params()?,
+        label: a.label,
+    };
+    let repo = Repository::init(&ctx.repo, pw.as_bytes(), &key, chunking)?;
     if ctx.json {
-        super::print_json(
-            &serde_json::json!({ "repository": ctx.repo, "id": repo.config.id.to_hex() }),
-        )?;
+        super::print_json(&serde_json::json!({
+            "repository": ctx.repo,
+            "id": repo.config.id.to_hex(),
+            "kdf": key.kdf,
+        }))?;
     } else {
         outln!(
             "created snap repository {} at {}",
             repo.config.id.short(),
             ctx.repo.display()
         );
+        outln!("key derivation: {}", key.kdf);
         outln!("keep the password safe: without it the data cannot be read back");
     }
     Ok(0)

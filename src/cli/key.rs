@@ -2,17 +2,21 @@
 
 use super::{kdf_params, password, Ctx};
 use anyhow::Result;
-use snap::repo::Mode;
+use snap::repo::{Mode, NewKey};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum KeyCommand {
     /// Add a password (read from SNAP_NEW_PASSWORD_FILE, SNAP_NEW_PASSWORD or the terminal).
-    Add,
+    Add {
+        /// A name for the key (who or what uses the password) [default: user@host].
+        #[arg(long)]
+        label: Option<String>,
+    },
     /// List key files.
     List,
-    /// Remove a key file by id (prefix); not the one in use.
+    /// Remove a key file by id (prefix) or exact label; not the one in use.
     Remove {
-        /// Key id or unique prefix.
+        /// Key id, unique prefix of one, or a label.
         id: String,
     },
 }
@@ -27,7 +31,10 @@ pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
     };
     let repo = ctx.open(mode, "key")?;
     match c {
-        KeyCommand::Add => {
+        KeyCommand::Add { label } => {
+            if let Some(l) = &label {
+                snap::format::crypto::check_label(l)?;
+            }
             let pw = password(
                 "SNAP_NEW_PASSWORD",
                 "SNAP_NEW_PASSWORD_FILE",
@@ -36,11 +43,15 @@ pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
             if pw.is_empty() {
                 anyhow::bail!("refusing an empty password");
             }
-            let id = repo.add_key(pw.as_bytes(), kdf_params())?;
+            let key = NewKey {
+                kdf: kdf_params()?,
+                label,
+            };
+            let id = repo.add_key(pw.as_bytes(), &key)?;
             if ctx.json {
-                super::print_json(&serde_json::json!({ "added": id }))?;
+                super::print_json(&serde_json::json!({ "added": id, "kdf": key.kdf }))?;
             } else {
-                outln!("added key {id}");
+                outln!("added key {id} ({})", key.kdf);
             }
         }
         KeyCommand::List => {
@@ -53,18 +64,21 @@ pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
                         outln!("  {:<32} unusable: {why}", k.id);
                         continue;
                     }
-                    outln!(
-                        "{} {:<32} {} {}@{}{}",
+                    // Other key files' fields are as the storage returned them.
+                    let line = format!(
+                        "{} {:<32} {:<24} {} {}@{}{}",
                         if k.current { "*" } else { " " },
                         k.id,
-                        super::escape_message(&k.created),
-                        super::escape_message(&k.user),
-                        super::escape_message(&k.host),
+                        k.label.as_deref().unwrap_or("-"),
+                        k.created,
+                        k.user,
+                        k.host,
                         k.unrecorded
                             .as_ref()
                             .map(|w| format!("  WARNING: {w}"))
                             .unwrap_or_default()
                     );
+                    outln!("{}", super::term::escape_message(&line));
                 }
             }
         }

@@ -30,7 +30,7 @@ mod unlock;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use snap::error::Error;
-use snap::format::crypto::KdfParams;
+use snap::format::crypto::{affordable, KdfParams, KDF_MAX, KDF_MAX_WORK_KIB, KDF_MIN_WRITE};
 use snap::repo::{Mode, Repository};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -193,19 +193,52 @@ fn password(var: &str, file_var: &str, prompt: &str) -> Result<String> {
     anyhow::bail!("no password: set {file_var} to a file holding it, or {var}, or run on a terminal to be asked")
 }
 
-fn kdf_params() -> KdfParams {
-    // Tests may lower the cost; the parameters are stored in each key file.
-    match std::env::var("SNAP_KDF_MEMORY_KIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(m) => KdfParams {
-            memory_kib: m,
-            iterations: 1,
-            parallelism: 1,
-        },
-        None => KdfParams::default(),
+/// A number from the environment variable `var`, if set.
+fn env_u32(var: &str) -> Result<Option<u32>> {
+    match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .map(Some)
+            .with_context(|| format!("{var}={v:?} is not a number")),
+        Err(_) => Ok(None),
     }
+}
+
+/// The Argon2id costs of a new key file: calibrated to about half a second
+/// here, or set by SNAP_KDF_MEMORY_KIB and SNAP_KDF_ITERATIONS (either one
+/// skips calibration; the other keeps its floor). Costs below the floor are
+/// refused unless SNAP_INSECURE_KDF=1, which is for tests only.
+fn kdf_params() -> Result<KdfParams> {
+    let memory = env_u32("SNAP_KDF_MEMORY_KIB")?;
+    let passes = env_u32("SNAP_KDF_ITERATIONS")?;
+    if memory.is_none() && passes.is_none() {
+        return Ok(snap::repo::calibrate_kdf(snap::repo::KDF_TARGET)?);
+    }
+    let p = KdfParams {
+        memory_kib: memory.unwrap_or(KDF_MIN_WRITE.memory_kib),
+        iterations: passes.unwrap_or(KDF_MIN_WRITE.iterations),
+        parallelism: KDF_MIN_WRITE.parallelism,
+    };
+    if p.is_weak() && std::env::var("SNAP_INSECURE_KDF").as_deref() != Ok("1") {
+        anyhow::bail!(
+            "SNAP_KDF_MEMORY_KIB/SNAP_KDF_ITERATIONS ask for {} KiB and {} pass(es), below the floor of {} KiB and {} passes: a stolen key file would be cheap to guess against. Unset both to calibrate, or raise them (SNAP_INSECURE_KDF=1 allows weak costs, for tests only)",
+            p.memory_kib,
+            p.iterations,
+            KDF_MIN_WRITE.memory_kib,
+            KDF_MIN_WRITE.iterations
+        );
+    }
+    if !affordable(&p) {
+        anyhow::bail!(
+            "SNAP_KDF_MEMORY_KIB/SNAP_KDF_ITERATIONS ask for {} KiB and {} pass(es), beyond what readers accept ({} KiB, {} passes, {} KiB × passes): lower them",
+            p.memory_kib,
+            p.iterations,
+            KDF_MAX.memory_kib,
+            KDF_MAX.iterations,
+            KDF_MAX_WORK_KIB
+        );
+    }
+    Ok(p)
 }
 
 /// Prints `v` as pretty JSON on stdout.

@@ -11,6 +11,7 @@
 //! Pure: no I/O here.
 
 use crate::error::{Error, Result};
+use crate::id::RepoId;
 use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
@@ -35,7 +36,6 @@ const CONTEXT_GEAR_DB: &str = "snap 2026-12 chunker gear table db";
 /// Names protection markers in format version 4, so the provider cannot see
 /// which snapshot is the one kept on purpose.
 const CONTEXT_MARKER: &str = "snap 2026-12 protection marker names";
-const KEYFILE_AAD: &[u8] = b"snap keyfile v1";
 
 /// A gear table: the first 2048 bytes of the XOF of BLAKE3 keyed with the
 /// subkey of `context`, read as 256 u64 LE.
@@ -186,50 +186,51 @@ pub struct KdfParams {
 
 impl Default for KdfParams {
     fn default() -> Self {
-        // 64 MiB and 2 passes: above OWASP's Argon2id floor (19 MiB, 2 passes)
-        // while keeping each command's unlock under a tenth of a second here.
-        KdfParams {
-            memory_kib: 64 * 1024,
-            iterations: 2,
-            parallelism: 1,
-        }
+        KDF_MIN_WRITE
     }
 }
 
-/// A key file: the master key wrapped by one password. Stored as JSON.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct KeyFile {
-    /// Key file format version (1).
-    pub version: u32,
-    /// Always "argon2id".
-    pub kdf: String,
-    /// Argon2id costs.
-    pub params: KdfParams,
-    /// 32 random bytes, hex.
-    pub salt: String,
-    /// The sealed master key, hex.
-    pub wrapped: String,
-    /// When the key was added (RFC 3339).
-    pub created: String,
-    /// Host that added it.
-    pub host: String,
-    /// User that added it.
-    pub user: String,
+impl KdfParams {
+    /// Whether a writer should refuse these costs (below [`KDF_MIN_WRITE`]).
+    pub fn is_weak(&self) -> bool {
+        self.memory_kib < KDF_MIN_WRITE.memory_kib || self.iterations < KDF_MIN_WRITE.iterations
+    }
 }
 
-/// Largest Argon2id costs a key file may ask for: a planted key file must
-/// not make unlocking exhaust memory or time. 1 GiB is 16 times the default
-/// and fits beside a web server's working set; the passes are bounded
-/// together with the memory by [`KDF_MAX_WORK_KIB`].
-pub const KDF_MAX: KdfParams = KdfParams {
-    memory_kib: 1024 * 1024,
-    iterations: 16,
-    parallelism: 16,
+impl std::fmt::Display for KdfParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Argon2id, {} KiB, {} pass(es), {} lane(s)",
+            self.memory_kib, self.iterations, self.parallelism
+        )
+    }
+}
+
+/// The least a writer uses: 64 MiB and 3 passes (RFC 9106's second
+/// recommended option; above OWASP's floor of 19 MiB and 2 passes).
+/// Calibration only adds passes.
+pub const KDF_MIN_WRITE: KdfParams = KdfParams {
+    memory_kib: 64 * 1024,
+    iterations: 3,
+    parallelism: 1,
 };
 
-/// Largest memory × passes (KiB): what sets Argon2id's running time, a few
-/// seconds at most here (2 GiB·passes; the default is 128 MiB·passes).
-pub const KDF_MAX_WORK_KIB: u64 = 2 * 1024 * 1024;
+/// Largest Argon2id costs a key file may ask for: a planted key file must
+/// not make unlocking exhaust memory or time. 256 MiB fits beside a web
+/// server's working set on the smallest host we back up; lanes beyond 4 buy
+/// nothing on such hosts (snap computes them one after another); the passes
+/// are bounded together with the memory by [`KDF_MAX_WORK_KIB`].
+pub const KDF_MAX: KdfParams = KdfParams {
+    memory_kib: 256 * 1024,
+    iterations: 64,
+    parallelism: 4,
+};
+
+/// Largest memory × passes (KiB): what sets Argon2id's running time. 4 GiB
+/// is 64 passes at 64 MiB, the most calibration picks on a fast machine, and
+/// 4.7 s on the busy 2-core machine of the benchmarks.
+pub const KDF_MAX_WORK_KIB: u64 = 4 * 1024 * 1024;
 
 /// Whether `p` is within the costs a reader pays.
 pub fn affordable(p: &KdfParams) -> bool {
@@ -239,7 +240,121 @@ pub fn affordable(p: &KdfParams) -> bool {
         && p.memory_kib as u64 * p.iterations as u64 <= KDF_MAX_WORK_KIB
 }
 
-fn kek(password: &[u8], salt: &[u8], p: KdfParams) -> Result<XChaCha20Poly1305> {
+/// The passes at `memory_kib` that make one derivation last about `target`,
+/// given two timed derivations `(passes, time)` with different passes: the
+/// difference gives the time of a pass, the rest is what every derivation
+/// pays once (allocating and faulting in the memory). Never fewer than
+/// [`KDF_MIN_WRITE`]'s passes, never more than the read caps allow.
+pub fn calibrated_passes(
+    memory_kib: u32,
+    short: (u32, std::time::Duration),
+    long: (u32, std::time::Duration),
+    target: std::time::Duration,
+) -> u32 {
+    let cap = (KDF_MAX_WORK_KIB / memory_kib.max(1) as u64).min(KDF_MAX.iterations as u64) as u32;
+    let (t1, d1) = (short.0 as f64, short.1.as_secs_f64());
+    let (t2, d2) = (long.0 as f64, long.1.as_secs_f64());
+    let slope = (d2 - d1) / (t2 - t1);
+    // On a busy machine the shorter run can take longer: then count all of
+    // the longer run as passes (fewer passes, never more).
+    let (per_pass, fixed) = if slope > 0.0 && t2 > t1 {
+        (slope, (d1 - slope * t1).max(0.0))
+    } else {
+        (d2 / t2.max(1.0), 0.0)
+    };
+    let want = if per_pass > 0.0 {
+        ((target.as_secs_f64() - fixed) / per_pass).floor()
+    } else {
+        f64::INFINITY
+    };
+    (want.max(0.0).min(cap as f64) as u32)
+        .clamp(KDF_MIN_WRITE.iterations, cap.max(KDF_MIN_WRITE.iterations))
+}
+
+/// Runs Argon2id once with `p` on a fixed input, for calibration.
+pub fn derive_for_timing(p: KdfParams) -> Result<()> {
+    kek_bytes(b"calibration", &[0u8; 32], p).map(drop)
+}
+
+/// The key file version a repository of format version `format` gets:
+/// version 2 from format 4 on, version 1 before (an older snap must still
+/// open the repositories it made).
+pub fn key_file_version(format: u32) -> u32 {
+    if format >= 4 {
+        2
+    } else {
+        1
+    }
+}
+
+const KEYFILE_AAD_V1: &[u8] = b"snap keyfile v1";
+const KEYFILE_AAD_V2: &[u8] = b"snap keyfile v2";
+const CONTEXT_KEYFILE_WRAP: &str = "snap 2026-12 keyfile v2 wrap key";
+const CONTEXT_KEYFILE_CHECK: &str = "snap 2026-12 keyfile v2 password check";
+/// Longest label a key file may carry (UTF-8 bytes).
+pub const MAX_LABEL: usize = 256;
+
+/// What a key file states in clear besides its costs.
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    /// A name for people: who or what uses the password (version 2).
+    pub label: String,
+    /// When the key was added (RFC 3339).
+    pub created: String,
+    /// Host that added it.
+    pub host: String,
+    /// User that added it.
+    pub user: String,
+    /// The repository the key belongs to (version 2).
+    pub repository: RepoId,
+}
+
+/// A key file: the master key wrapped by one password. Stored as JSON.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyFile {
+    /// Key file format version (1 or 2).
+    pub version: u32,
+    /// Always "argon2id".
+    pub kdf: String,
+    /// Argon2id costs.
+    pub params: KdfParams,
+    /// 32 random bytes, hex.
+    pub salt: String,
+    /// Version 2: 16 bytes, hex, derived from the password's Argon2id
+    /// output, so an altered file is told apart from a wrong password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// The sealed master key, hex.
+    pub wrapped: String,
+    /// Version 2: a name for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// When the key was added (RFC 3339).
+    pub created: String,
+    /// Host that added it.
+    pub host: String,
+    /// User that added it.
+    pub user: String,
+    /// Version 2: the repository id, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+}
+
+/// What the password did with one key file.
+pub enum Unwrapped {
+    /// It opened: the repository's keys.
+    Keys(Keys),
+    /// The password is not this key file's (or, for version 2, its costs,
+    /// salt or check were changed, which cannot be told apart).
+    WrongPassword,
+    /// Version 2: the password is this key file's, but a field it states in
+    /// clear (label, created, host, user, repository) or the wrapped key was
+    /// changed after it was written.
+    Altered,
+}
+
+/// Argon2id's 32-byte output for `password`.
+fn kek_bytes(password: &[u8], salt: &[u8], p: KdfParams) -> Result<Zeroizing<[u8; 32]>> {
     if !affordable(&p) {
         return Err(Error::corrupt(
             "key file",
@@ -252,64 +367,198 @@ fn kek(password: &[u8], salt: &[u8], p: KdfParams) -> Result<XChaCha20Poly1305> 
     let mut out = Zeroizing::new([0u8; 32]);
     a.hash_password_into(password, salt, &mut out[..])
         .map_err(|e| Error::corrupt("key file", format!("Argon2id failed: {e}")))?;
-    Ok(XChaCha20Poly1305::new((&*out).into()))
+    Ok(out)
+}
+
+/// The wrapping cipher and, for version 2, the password check.
+fn kek(
+    version: u32,
+    password: &[u8],
+    salt: &[u8],
+    p: KdfParams,
+) -> Result<(XChaCha20Poly1305, [u8; 16])> {
+    let raw = kek_bytes(password, salt, p)?;
+    if version == 1 {
+        return Ok((XChaCha20Poly1305::new((&*raw).into()), [0; 16]));
+    }
+    let wrap = Zeroizing::new(blake3::derive_key(CONTEXT_KEYFILE_WRAP, &raw[..]));
+    let check = blake3::derive_key(CONTEXT_KEYFILE_CHECK, &raw[..]);
+    Ok((
+        XChaCha20Poly1305::new((&*wrap).into()),
+        check[..16].try_into().expect("16 bytes"),
+    ))
+}
+
+fn put_field(out: &mut Vec<u8>, field: &[u8]) {
+    out.extend_from_slice(&(field.len() as u32).to_le_bytes());
+    out.extend_from_slice(field);
+}
+
+/// The associated data of a version-2 key file's `wrapped`: every field the
+/// file states in clear (format-spec.md §6 gives the bytes).
+#[allow(clippy::too_many_arguments)]
+fn aad_v2(
+    kdf: &str,
+    p: &KdfParams,
+    salt: &[u8],
+    check: &[u8],
+    label: &str,
+    created: &str,
+    host: &str,
+    user: &str,
+    repository: &[u8; 32],
+) -> Vec<u8> {
+    let mut out = KEYFILE_AAD_V2.to_vec();
+    put_field(&mut out, kdf.as_bytes());
+    out.extend_from_slice(&p.memory_kib.to_le_bytes());
+    out.extend_from_slice(&p.iterations.to_le_bytes());
+    out.extend_from_slice(&p.parallelism.to_le_bytes());
+    put_field(&mut out, salt);
+    put_field(&mut out, check);
+    put_field(&mut out, label.as_bytes());
+    put_field(&mut out, created.as_bytes());
+    put_field(&mut out, host.as_bytes());
+    put_field(&mut out, user.as_bytes());
+    out.extend_from_slice(repository);
+    out
+}
+
+/// Checks a label a writer is asked to store.
+pub fn check_label(label: &str) -> Result<()> {
+    if label.is_empty() || label.len() > MAX_LABEL || label.chars().any(char::is_control) {
+        return Err(Error::Usage(format!(
+            "key label {label:?}: give 1 to {MAX_LABEL} bytes without control characters"
+        )));
+    }
+    Ok(())
 }
 
 impl KeyFile {
-    /// Wraps the master key of `keys` with `password`.
+    /// Wraps the master key of `keys` with `password` in a key file of
+    /// `version` (1 or 2; version 1 does not store the label or repository).
     pub fn wrap(
         keys: &Keys,
         password: &[u8],
         params: KdfParams,
-        created: String,
-        host: String,
-        user: String,
+        version: u32,
+        info: KeyInfo,
     ) -> Result<Self> {
+        if !(1..=2).contains(&version) {
+            return Err(Error::Usage(format!(
+                "key file version {version}: this snap writes versions 1 and 2"
+            )));
+        }
+        if version == 2 {
+            check_label(&info.label)?;
+        }
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);
-        let cipher = kek(password, &salt, params)?;
-        let wrapped = seal_with(&cipher, KEYFILE_AAD, &keys.master[..]);
-        Ok(KeyFile {
-            version: 1,
-            kdf: "argon2id".into(),
+        let (cipher, check) = kek(version, password, &salt, params)?;
+        let kdf = "argon2id".to_string();
+        let mut kf = KeyFile {
+            version,
+            kdf,
             params,
             salt: hex::encode(salt),
-            wrapped: hex::encode(wrapped),
-            created,
-            host,
-            user,
-        })
+            check: None,
+            wrapped: String::new(),
+            label: None,
+            created: info.created,
+            host: info.host,
+            user: info.user,
+            repository: None,
+        };
+        let wrapped = if version == 1 {
+            seal_with(&cipher, KEYFILE_AAD_V1, &keys.master[..])
+        } else {
+            let aad = aad_v2(
+                &kf.kdf,
+                &params,
+                &salt,
+                &check,
+                &info.label,
+                &kf.created,
+                &kf.host,
+                &kf.user,
+                &info.repository.0,
+            );
+            kf.check = Some(hex::encode(check));
+            kf.label = Some(info.label);
+            kf.repository = Some(info.repository.to_hex());
+            seal_with(&cipher, &aad, &keys.master[..])
+        };
+        kf.wrapped = hex::encode(wrapped);
+        Ok(kf)
     }
 
-    /// Unwraps the master key; `None` when the password does not open it.
-    pub fn unwrap(&self, password: &[u8], name: &str) -> Result<Option<Keys>> {
-        if self.version != 1 {
+    /// The repository a version-2 key file names.
+    pub fn repository_id(&self) -> Option<RepoId> {
+        self.repository
+            .as_deref()
+            .and_then(|r| RepoId::from_hex(r).ok())
+    }
+
+    /// Unwraps the master key with `password`; `name` names the file in
+    /// errors. An error means the file cannot be used with any password
+    /// (unknown version, costs beyond the caps, malformed fields).
+    pub fn unwrap(&self, password: &[u8], name: &str) -> Result<Unwrapped> {
+        let what = || format!("key file {name}");
+        if !(1..=2).contains(&self.version) {
             return Err(Error::UnsupportedVersion {
-                what: format!("key file {name}"),
+                what: what(),
                 found: self.version,
-                supported: 1,
+                supported: 2,
             });
         }
         if self.kdf != "argon2id" {
             return Err(Error::corrupt(
-                format!("key file {name}"),
+                what(),
                 format!("unknown kdf {:?}", self.kdf),
             ));
         }
-        let salt = hex::decode(&self.salt)
-            .map_err(|_| Error::corrupt(format!("key file {name}"), "salt is not hex"))?;
+        let salt =
+            hex::decode(&self.salt).map_err(|_| Error::corrupt(what(), "salt is not hex"))?;
         let wrapped = hex::decode(&self.wrapped)
-            .map_err(|_| Error::corrupt(format!("key file {name}"), "wrapped key is not hex"))?;
-        let cipher = kek(password, &salt, self.params)?;
-        match open_with(&cipher, KEYFILE_AAD, &wrapped, &|| String::new()) {
+            .map_err(|_| Error::corrupt(what(), "wrapped key is not hex"))?;
+        let aad = if self.version == 1 {
+            KEYFILE_AAD_V1.to_vec()
+        } else {
+            let missing = |f: &str| Error::corrupt(what(), format!("version 2 without {f}"));
+            let check = self.check.as_deref().ok_or_else(|| missing("check"))?;
+            let check =
+                hex::decode(check).map_err(|_| Error::corrupt(what(), "check is not hex"))?;
+            let label = self.label.as_deref().ok_or_else(|| missing("label"))?;
+            let repository = self
+                .repository
+                .as_deref()
+                .ok_or_else(|| missing("repository"))?;
+            let repository = RepoId::from_hex(repository)
+                .map_err(|_| Error::corrupt(what(), "repository is not 64 hex characters"))?;
+            aad_v2(
+                &self.kdf,
+                &self.params,
+                &salt,
+                &check,
+                label,
+                &self.created,
+                &self.host,
+                &self.user,
+                &repository.0,
+            )
+        };
+        let (cipher, check) = kek(self.version, password, &salt, self.params)?;
+        match open_with(&cipher, &aad, &wrapped, &String::new) {
             Ok(m) => {
                 let m = Zeroizing::new(m);
-                let master: [u8; 64] = m[..].try_into().map_err(|_| {
-                    Error::corrupt(format!("key file {name}"), "master key is not 64 bytes")
-                })?;
-                Ok(Some(Keys::from_master(master)))
+                let master: [u8; 64] = m[..]
+                    .try_into()
+                    .map_err(|_| Error::corrupt(what(), "master key is not 64 bytes"))?;
+                Ok(Unwrapped::Keys(Keys::from_master(master)))
             }
-            Err(_) => Ok(None),
+            Err(_) if self.version == 2 && self.check.as_deref() == Some(&hex::encode(check)) => {
+                Ok(Unwrapped::Altered)
+            }
+            Err(_) => Ok(Unwrapped::WrongPassword),
         }
     }
 }
@@ -350,32 +599,164 @@ mod tests {
         assert!(k.open(b"a", &s[..10], &|| "x".into()).is_err());
     }
 
+    fn info(label: &str) -> KeyInfo {
+        KeyInfo {
+            label: label.into(),
+            created: "2026-12-01T10:00:00+01:00".into(),
+            host: "web1".into(),
+            user: "root".into(),
+            repository: RepoId([7; 32]),
+        }
+    }
+
+    fn opened(u: Unwrapped) -> Keys {
+        match u {
+            Unwrapped::Keys(k) => k,
+            Unwrapped::WrongPassword => panic!("wrong password"),
+            Unwrapped::Altered => panic!("altered"),
+        }
+    }
+
     #[test]
-    fn key_file_opens_with_right_password_only() {
+    fn key_files_open_with_the_right_password_only() {
         let k = Keys::generate();
-        let f = KeyFile::wrap(&k, b"pw", cheap(), "t".into(), "h".into(), "u".into()).unwrap();
-        let back = f.unwrap(b"pw", "k").unwrap().expect("opens");
-        assert_eq!(back.blob_id(b"x"), k.blob_id(b"x"));
-        assert_eq!(back.gear()[..], k.gear()[..]);
-        assert!(f.unwrap(b"wrong", "k").unwrap().is_none());
+        for version in [1, 2] {
+            let f = KeyFile::wrap(&k, b"pw", cheap(), version, info("admin")).unwrap();
+            assert_eq!(f.version, version);
+            let back = opened(f.unwrap(b"pw", "k").unwrap());
+            assert_eq!(back.blob_id(b"x"), k.blob_id(b"x"));
+            assert_eq!(back.gear()[..], k.gear()[..]);
+            assert!(matches!(
+                f.unwrap(b"wrong", "k").unwrap(),
+                Unwrapped::WrongPassword
+            ));
+        }
+    }
+
+    #[test]
+    fn version_1_states_no_label_and_version_2_its_repository() {
+        let k = Keys::generate();
+        let v1 = KeyFile::wrap(&k, b"pw", cheap(), 1, info("admin")).unwrap();
+        let json = serde_json::to_string(&v1).unwrap();
+        assert!(!json.contains("label") && !json.contains("repository") && !json.contains("check"));
+        let v2 = KeyFile::wrap(&k, b"pw", cheap(), 2, info("admin")).unwrap();
+        assert_eq!(v2.label.as_deref(), Some("admin"));
+        assert_eq!(v2.repository_id(), Some(RepoId([7; 32])));
+        let back: KeyFile = serde_json::from_str(&serde_json::to_string(&v2).unwrap()).unwrap();
+        opened(back.unwrap(b"pw", "k").unwrap());
+    }
+
+    #[test]
+    fn every_clear_field_of_version_2_is_bound() {
+        let k = Keys::generate();
+        let f = KeyFile::wrap(&k, b"pw", cheap(), 2, info("admin")).unwrap();
+        type Edit = Box<dyn Fn(&mut KeyFile)>;
+        let edits: Vec<(&str, Edit)> = vec![
+            ("label", Box::new(|f| f.label = Some("web1".into()))),
+            ("created", Box::new(|f| f.created.push('0'))),
+            ("host", Box::new(|f| f.host = "web2".into())),
+            ("user", Box::new(|f| f.user = "www-data".into())),
+            (
+                "repository",
+                Box::new(|f| f.repository = Some(RepoId([8; 32]).to_hex())),
+            ),
+            (
+                "wrapped",
+                Box::new(|f| f.wrapped.replace_range(60..62, "00")),
+            ),
+        ];
+        for (what, edit) in edits {
+            let mut g = f.clone();
+            edit(&mut g);
+            assert!(
+                matches!(g.unwrap(b"pw", "k").unwrap(), Unwrapped::Altered),
+                "{what}"
+            );
+            assert!(
+                matches!(g.unwrap(b"wrong", "k").unwrap(), Unwrapped::WrongPassword),
+                "{what}"
+            );
+        }
+        // Costs and salt feed Argon2id itself: a change is caught, but cannot
+        // be told from a wrong password.
+        let mut g = f.clone();
+        g.params.iterations += 1;
+        assert!(matches!(
+            g.unwrap(b"pw", "k").unwrap(),
+            Unwrapped::WrongPassword
+        ));
+        let mut g = f.clone();
+        let other = if g.salt.starts_with("00") { "11" } else { "00" };
+        g.salt.replace_range(0..2, other);
+        assert!(matches!(
+            g.unwrap(b"pw", "k").unwrap(),
+            Unwrapped::WrongPassword
+        ));
+        let mut g = f.clone();
+        g.label = None;
+        assert!(
+            g.unwrap(b"pw", "k").is_err(),
+            "a version 2 file without its label"
+        );
+    }
+
+    #[test]
+    fn the_associated_data_of_version_2_is_as_specified() {
+        let p = KdfParams {
+            memory_kib: 65536,
+            iterations: 3,
+            parallelism: 1,
+        };
+        let aad = aad_v2(
+            "argon2id", &p, &[1; 32], &[2; 16], "L", "t", "h", "u", &[3; 32],
+        );
+        let mut want = b"snap keyfile v2".to_vec();
+        want.extend_from_slice(&[8, 0, 0, 0]);
+        want.extend_from_slice(b"argon2id");
+        want.extend_from_slice(&[0, 0, 1, 0, 3, 0, 0, 0, 1, 0, 0, 0]);
+        want.extend_from_slice(&[32, 0, 0, 0]);
+        want.extend_from_slice(&[1; 32]);
+        want.extend_from_slice(&[16, 0, 0, 0]);
+        want.extend_from_slice(&[2; 16]);
+        for s in [b"L", b"t", b"h", b"u"] {
+            want.extend_from_slice(&[1, 0, 0, 0]);
+            want.extend_from_slice(s);
+        }
+        want.extend_from_slice(&[3; 32]);
+        assert_eq!(aad, want);
+    }
+
+    #[test]
+    fn labels_are_checked() {
+        check_label("admin@web1").unwrap();
+        assert!(check_label("").is_err());
+        assert!(check_label("a\nb").is_err());
+        assert!(check_label(&"x".repeat(MAX_LABEL + 1)).is_err());
+        let k = Keys::generate();
+        assert!(KeyFile::wrap(&k, b"pw", cheap(), 2, info("")).is_err());
+        assert!(KeyFile::wrap(&k, b"pw", cheap(), 3, info("a")).is_err());
     }
 
     #[test]
     fn costs_beyond_the_caps_are_refused_before_hashing() {
         let k = Keys::generate();
-        let mut f = KeyFile::wrap(&k, b"pw", cheap(), "t".into(), "h".into(), "u".into()).unwrap();
+        let mut f = KeyFile::wrap(&k, b"pw", cheap(), 2, info("a")).unwrap();
         for p in [
             KdfParams {
-                memory_kib: 4 * 1024 * 1024,
+                memory_kib: 256 * 1024 + 1,
                 ..cheap()
             },
             KdfParams {
-                memory_kib: 1024 * 1024,
-                iterations: 3,
+                memory_kib: 128 * 1024,
+                iterations: 33,
                 parallelism: 1,
             },
             KdfParams {
-                iterations: 17,
+                iterations: 65,
+                ..cheap()
+            },
+            KdfParams {
+                parallelism: 5,
                 ..cheap()
             },
         ] {
@@ -388,6 +769,55 @@ mod tests {
             );
         }
         assert!(affordable(&KdfParams::default()));
+    }
+
+    #[test]
+    fn calibration_aims_at_the_target_within_floor_and_caps() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        // 1 pass took 80 ms and 3 passes 180: 50 ms a pass and 30 ms paid
+        // once, so 9 passes for half a second.
+        assert_eq!(
+            calibrated_passes(65536, (1, ms(80)), (3, ms(180)), ms(500)),
+            9
+        );
+        // Without a fixed part: 10 passes of 50 ms.
+        assert_eq!(
+            calibrated_passes(65536, (1, ms(50)), (3, ms(150)), ms(500)),
+            10
+        );
+        // A slow machine still gets the floor.
+        assert_eq!(
+            calibrated_passes(65536, (1, ms(1000)), (3, ms(3000)), ms(500)),
+            3
+        );
+        // Noise that makes the short run the slower counts the long run
+        // whole: 3 passes in 150 ms, 10 passes.
+        assert_eq!(
+            calibrated_passes(65536, (1, ms(200)), (3, ms(150)), ms(500)),
+            10
+        );
+        // A fast one stops at the caps: 64 passes at 64 MiB, 16 at 256 MiB.
+        assert_eq!(
+            calibrated_passes(65536, (1, ms(1)), (3, ms(3)), ms(500)),
+            64
+        );
+        assert_eq!(
+            calibrated_passes(262144, (1, ms(1)), (3, ms(3)), ms(500)),
+            16
+        );
+        let zero = Duration::ZERO;
+        assert_eq!(calibrated_passes(65536, (1, zero), (3, zero), ms(500)), 64);
+        for m in [65536, 131072, 262144] {
+            let p = KdfParams {
+                memory_kib: m,
+                iterations: calibrated_passes(m, (1, ms(1)), (3, ms(2)), ms(500)),
+                parallelism: 1,
+            };
+            assert!(affordable(&p), "{p:?}");
+        }
+        assert!(KdfParams::default().iterations >= 3 && !KdfParams::default().is_weak());
+        assert!(cheap().is_weak());
     }
 
     #[test]

@@ -104,7 +104,7 @@ proptest! {
         parallelism in any::<u32>(),
     ) {
         let k = keys();
-        let mut f = KeyFile::wrap(k, b"pw", super::crypto::KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, String::new(), String::new(), String::new()).unwrap();
+        let mut f = KeyFile::wrap(k, b"pw", super::crypto::KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, 2, super::crypto::KeyInfo { label: "l".into(), created: String::new(), host: String::new(), user: String::new(), repository: crate::id::RepoId([0; 32]) }).unwrap();
         f.params = super::crypto::KdfParams { memory_kib, iterations, parallelism };
         // Only costs a test can afford are run; every other is refused
         // before Argon2id starts.

@@ -18,6 +18,7 @@ use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, LogLevel,
     Options, WriteBatch, DB,
 };
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -152,7 +153,12 @@ fn writer_lock(
     say: &mut dyn FnMut(&str),
 ) -> Result<std::fs::File> {
     use std::os::fd::AsRawFd;
-    std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    // The index gives exact blob sizes in clear: this user's only.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| Error::io(path, e))?;
     let p = path.join(WRITER_LOCK);
     let f = std::fs::OpenOptions::new()
         .create(true)

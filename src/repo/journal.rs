@@ -31,7 +31,7 @@ pub fn load(index: &Path) -> HashSet<SnapshotId> {
 
 /// Adds `id` to the journal of `index`.
 pub fn record(index: &Path, id: &SnapshotId) -> std::io::Result<()> {
-    std::fs::create_dir_all(index)?;
+    super::create_private_dir(index)?;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -1,6 +1,7 @@
 //! The repository's writes stop once its lock is lost.
 
 use super::*;
+use crate::format::crypto::KdfParams;
 
 fn kdf() -> KdfParams {
     KdfParams {
@@ -23,7 +24,8 @@ fn snapshot() -> Snapshot {
 fn a_lost_lock_stops_the_snapshot_write() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("repo");
-    let repo = Repository::init(&root, b"pw", kdf(), Chunking::default()).unwrap();
+    let repo =
+        Repository::init(&root, b"pw", &NewKey::with_kdf(kdf()), Chunking::default()).unwrap();
     repo.check_lock().unwrap();
     repo.lock
         .as_ref()
@@ -40,7 +42,8 @@ fn a_lost_lock_stops_the_pack_writer() {
     use crate::repo::writer::BlobWriter;
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("repo");
-    let repo = Repository::init(&root, b"pw", kdf(), Chunking::default()).unwrap();
+    let repo =
+        Repository::init(&root, b"pw", &NewKey::with_kdf(kdf()), Chunking::default()).unwrap();
     let w = BlobWriter::new(&repo);
     w.store_new(BlobKind::Data, b"written while the lock held")
         .unwrap();

@@ -18,7 +18,7 @@ mod state;
 pub mod writer;
 
 use keys::write_key_file;
-pub use keys::KeyListing;
+pub use keys::{calibrate_kdf, KeyListing, NewKey, KDF_TARGET, UNLOCK_BUDGET};
 use packs::NoIndex;
 pub use packs::RebuildReport;
 
@@ -27,7 +27,7 @@ use crate::backend::{Backend, FileType};
 use crate::error::{Error, Result};
 use crate::format::blob;
 use crate::format::config::{Chunking, Config};
-use crate::format::crypto::{KdfParams, KeyFile, Keys};
+use crate::format::crypto::Keys;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{decode_records, ChunkRecord, Content, Tree};
 use crate::id::{BlobRef, SnapshotId, TreeId};
@@ -35,6 +35,7 @@ use crate::index::rocks::{Access, RocksIndex};
 use crate::index::Index;
 use lock::Lock;
 use rayon::prelude::*;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +85,35 @@ fn index_path(root: &Path) -> PathBuf {
     root.join("index")
 }
 
+/// Creates `path` and its missing parents for this user only (0700).
+pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// A warning naming the repository directory, `keys/` and `index/` when
+/// group or others may enter them: key files and the clear index (exact
+/// blob sizes) are for the repository's user only. Nothing is changed: an
+/// existing repository's modes are the operator's to set.
+fn loose_permissions(root: &Path) -> Option<String> {
+    let loose: Vec<String> = [root.to_path_buf(), root.join("keys"), index_path(root)]
+        .iter()
+        .filter_map(|p| {
+            let mode = std::fs::metadata(p).ok()?.permissions().mode() & 0o777;
+            (mode & 0o055 != 0).then(|| format!("{} (mode {mode:04o})", p.display()))
+        })
+        .collect();
+    (!loose.is_empty()).then(|| {
+        format!(
+            "{} can be read or entered by group or others, but key files and the index (which gives exact blob sizes) are for this user only: run `chmod -R go-rwx {}`",
+            loose.join(", "),
+            root.display()
+        )
+    })
+}
+
 /// Whether `path` starts like a snap config: another tool's repository
 /// must never be touched.
 fn is_snap_config(path: &Path) -> bool {
@@ -121,7 +151,7 @@ fn check_is_repository(root: &Path) -> Result<()> {
 
 impl Repository {
     /// Creates a repository at `root` (missing or empty directory).
-    pub fn init(root: &Path, password: &[u8], kdf: KdfParams, chunking: Chunking) -> Result<Self> {
+    pub fn init(root: &Path, password: &[u8], key: &NewKey, chunking: Chunking) -> Result<Self> {
         if root.join("config").exists() {
             return Err(Error::AlreadyExists {
                 path: root.to_path_buf(),
@@ -137,7 +167,11 @@ impl Repository {
         }
         let lb = LocalBackend::new(root);
         lb.create_layout()?;
-        Self::init_with(Arc::new(lb), root, password, kdf, chunking)
+        // An empty directory given to init becomes the repository: private
+        // like the directories init creates. Where this user may not change
+        // it, the warning at open says what to do.
+        let _ = std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700));
+        Self::init_with(Arc::new(lb), root, password, key, chunking)
     }
 
     /// Creates a repository in an empty `backend`, with its index in the
@@ -146,7 +180,7 @@ impl Repository {
         backend: Arc<dyn Backend>,
         local: &Path,
         password: &[u8],
-        kdf: KdfParams,
+        key: &NewKey,
         chunking: Chunking,
     ) -> Result<Self> {
         if backend.exists(FileType::Config, "config")? {
@@ -157,12 +191,12 @@ impl Repository {
         let keys = Keys::generate();
         let mut config = Config::new();
         config.chunking = chunking;
-        let key = write_key_file(&*backend, &keys, password, kdf)?;
+        let written = write_key_file(&*backend, &keys, &config, password, key)?;
         let config_bytes = config.encode(&keys);
         state::initial(
             &*backend,
             &keys,
-            key,
+            written,
             crate::format::state::file_hash(&config_bytes),
         )?;
         // The config goes last: a directory without it is not a repository yet.
@@ -209,7 +243,9 @@ impl Repository {
             let _ = lb.create_layout();
         }
         let backend: Arc<dyn Backend> = Arc::new(lb);
-        Self::open_backend(backend, root, password, mode, command, wait, waiting)
+        let mut repo = Self::open_backend(backend, root, password, mode, command, wait, waiting)?;
+        repo.warnings.extend(loose_permissions(root));
+        Ok(repo)
     }
 
     /// Opens the repository stored in `backend`, with its index in the local
@@ -243,61 +279,12 @@ impl Repository {
             });
         }
         Config::check_header(&cfg_bytes)?;
-        let last_key_file = read::last_key_path(&index_path(root));
-        let last_key = std::fs::read_to_string(&last_key_file).ok();
-        let names = read::key_order(backend.list(FileType::Key)?, last_key.as_deref());
-        let mut found = None;
-        let mut unusable = Vec::new();
-        let mut unreadable = None;
-        for name in &names {
-            // A key file that cannot be used (damaged, unknown version, absurd
-            // costs, oversized) is skipped: it must not lock out the other
-            // passwords.
-            let kf = match read::bounded(&*backend, FileType::Key, name, read::MAX_KEY_FILE) {
-                Ok(bytes) => serde_json::from_slice::<KeyFile>(&bytes)
-                    .map_err(|e| format!("keys/{name} is damaged ({e})")),
-                Err(e) => {
-                    let why = format!("keys/{name} cannot be read ({e})");
-                    if matches!(e, Error::Storage { .. }) && !e.is_not_found() {
-                        unreadable.get_or_insert(e);
-                    }
-                    Err(why)
-                }
-            };
-            match kf.map(|kf| kf.unwrap(password, name)) {
-                Ok(Ok(Some(k))) => {
-                    found = Some((k, name.clone()));
-                    break;
-                }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => unusable.push(format!("keys/{name}: {e}")),
-                Err(why) => unusable.push(why),
-            }
-        }
-        let (keys, key_id) = match found {
-            Some(f) => f,
-            None if names.is_empty() => {
-                return Err(Error::NoUsableKey {
-                    detail: "keys/ holds no key file (deleted?)".into(),
-                })
-            }
-            None if unusable.len() == names.len() => {
-                return Err(Error::NoUsableKey {
-                    detail: unusable.join("; "),
-                })
-            }
-            // A key file the storage failed to read may be the one this
-            // password opens: that is a storage failure, not a wrong password.
-            None => match unreadable {
-                Some(e) => return Err(e),
-                None => {
-                    return Err(Error::WrongPassword {
-                        keys: names.len() - unusable.len(),
-                    })
-                }
-            },
-        };
-        let config = Config::decode(&cfg_bytes, &keys)?;
+        let keys::Unlocked {
+            keys,
+            config,
+            warnings,
+            hint,
+        } = keys::unlock(&*backend, &cfg_bytes, password, &index_path(root))?;
         let exclusive = matches!(mode, Mode::Exclusive | Mode::Repair);
         let mut notes = Vec::new();
         let lock = match Lock::acquire(backend.clone(), exclusive, command, wait, waiting) {
@@ -345,11 +332,11 @@ impl Repository {
             backend,
             config,
             keys: Arc::new(keys),
-            key_id,
+            key_id: hint.key_id.clone(),
             index: Arc::new(NoIndex),
             root: root.to_path_buf(),
             visible,
-            warnings: Vec::new(),
+            warnings,
             stray,
             lock,
             notes,
@@ -369,11 +356,7 @@ impl Repository {
         if mode == Mode::Repair {
             return Ok(repo);
         }
-        if last_key.as_deref() != Some(repo.key_id.as_str()) {
-            // Only a hint for the next open: a read-only disk may refuse it.
-            let _ = std::fs::create_dir_all(index_path(root))
-                .and_then(|()| std::fs::write(&last_key_file, &repo.key_id));
-        }
+        keys::remember(&ipath, &hint);
         if mode == Mode::Read && !scratch::writable(&ipath, root) {
             repo.open_index_read_only(&ipath)?;
             return Ok(repo);

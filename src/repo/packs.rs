@@ -200,7 +200,7 @@ impl Repository {
         if ipath.exists() {
             std::fs::remove_dir_all(&ipath).map_err(|e| Error::io(&ipath, e))?;
         }
-        std::fs::create_dir_all(&ipath).map_err(|e| Error::io(&ipath, e))?;
+        super::create_private_dir(&ipath).map_err(|e| Error::io(&ipath, e))?;
         for (n, bytes) in kept {
             std::fs::write(ipath.join(n), bytes).map_err(|e| Error::io(ipath.join(n), e))?;
         }

@@ -58,7 +58,7 @@ pub(super) fn advance_mark(
     force: bool,
 ) -> std::io::Result<()> {
     let dir = index_path(root);
-    std::fs::create_dir_all(&dir)?;
+    super::create_private_dir(&dir)?;
     let guard = std::fs::File::options()
         .create(true)
         .truncate(false)

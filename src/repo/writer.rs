@@ -509,6 +509,7 @@ mod tests {
     use crate::backend::faulty::{Fault, Faults, FaultyBackend, Op};
     use crate::backend::mem::MemBackend;
     use crate::format::crypto::KdfParams;
+    use crate::repo::NewKey;
 
     fn repo(faults: &Faults) -> (tempfile::TempDir, Arc<MemBackend>, Repository) {
         let d = tempfile::tempdir().unwrap();
@@ -521,7 +522,14 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         };
-        let r = Repository::init_with(b, d.path(), b"pw", kdf, Default::default()).unwrap();
+        let r = Repository::init_with(
+            b,
+            d.path(),
+            b"pw",
+            &NewKey::with_kdf(kdf),
+            Default::default(),
+        )
+        .unwrap();
         (d, mem, r)
     }
 

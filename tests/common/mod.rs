@@ -57,6 +57,7 @@ impl Repo {
         c.env("SNAP_REPO", &self.path)
             .env("SNAP_PASSWORD", PASSWORD)
             .env("SNAP_KDF_MEMORY_KIB", "1024")
+            .env("SNAP_INSECURE_KDF", "1")
             .env_remove("SNAP_PASSWORD_FILE")
             .env_remove("SNAP_NEW_PASSWORD")
             .env_remove("SNAP_NEW_PASSWORD_FILE")

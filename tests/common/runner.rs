@@ -63,6 +63,7 @@ impl Snap {
         c.env("SNAP_REPO", &self.dir)
             .env("SNAP_PASSWORD", PASSWORD)
             .env("SNAP_KDF_MEMORY_KIB", "1024")
+            .env("SNAP_INSECURE_KDF", "1")
             .env("TZ", "Europe/Paris")
             .env_remove("SNAP_PASSWORD_FILE")
             .env_remove("SNAP_POLICY_FILE")
