@@ -5,6 +5,9 @@
 //! a pack must start on the 1 MiB grid and end on it or at the pack's end,
 //! and metadata packs are read whole.
 
+mod common;
+
+use common::noise;
 use snap::backend::mem::MemBackend;
 use snap::backend::recording::{RecordingBackend, Request};
 use snap::backend::{Backend, FileType};
@@ -20,18 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const PASSWORD: &[u8] = b"read rule";
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Checks every pack request of `reads` against the rule; returns how many
 /// there were.

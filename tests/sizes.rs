@@ -44,18 +44,6 @@ fn new_packs(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> V
         .collect()
 }
 
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn pack_and_snapshot_sizes_say_little_about_what_was_stored() {
     let repo = Repo::new();
