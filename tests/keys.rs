@@ -328,3 +328,57 @@ fn the_unlock_budget_stops_trying_key_files() {
     assert_code(&with_budget("not any of them", "60000"), 12, "all tried");
     assert_success(&with_budget("planted 2", "60000"), "another password");
 }
+
+#[test]
+fn after_key_rotate_an_old_password_cannot_open_what_is_written_next() {
+    // The web server's password leaked: the operator rotates with theirs.
+    let repo = Repo::new();
+    add_key(&repo, "web server password", Some("web1"));
+    let src = repo.dir("site");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("before.txt"), "written before the leak").unwrap();
+    repo.ok(&["push", src.to_str().unwrap()]);
+    let out = repo.json(&["key", "rotate", "--label", "admin"]);
+    assert_eq!(out["epoch"], 1);
+    assert_eq!(out["older_keys"].as_array().unwrap().len(), 1, "{out}");
+    fs::write(src.join("after.txt"), "written after the rotation").unwrap();
+    repo.ok(&["push", src.to_str().unwrap()]);
+    assert_eq!(
+        repo.ok(&["cat", "latest", "after.txt"]).stdout,
+        b"written after the rotation"
+    );
+    repo.ok(&["check", "--read-data"]);
+
+    let leaked = |args: &[&str]| {
+        repo.cmd()
+            .env("SNAP_PASSWORD", "web server password")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // What was written before is still readable with it: the leak had it.
+    let ids: Vec<String> = repo
+        .snapshots(&[])
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let old = leaked(&["cat", &ids[0], "before.txt"]);
+    assert_eq!(old.stdout, b"written before the leak", "{}", stderr(&old));
+    // What was written after is not, however it is asked for.
+    for args in [
+        vec!["cat", ids[1].as_str(), "after.txt"],
+        vec!["cat", "latest", "after.txt"],
+    ] {
+        let out = leaked(&args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(!stdout(&out).contains("after the rotation"));
+    }
+    // Nor can it push: the newest state record is sealed in the new epoch.
+    let out = leaked(&["push", src.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0), "the old password pushed");
+    // The password in use keeps everything.
+    assert_eq!(
+        repo.ok(&["cat", &ids[0], "before.txt"]).stdout,
+        b"written before the leak"
+    );
+}

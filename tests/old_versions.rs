@@ -172,3 +172,16 @@ fn a_version_3_repository_keeps_getting_version_1_key_files() {
         stderr(&out)
     );
 }
+
+#[test]
+fn key_rotate_needs_format_version_4() {
+    let repo = fixture(3);
+    let out = repo.run(&["key", "rotate"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("needs format version 4"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(repo.snapshots(&[]).len(), 2, "the repository is as it was");
+}

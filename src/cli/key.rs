@@ -1,4 +1,4 @@
-//! `snap key add | list | remove`
+//! `snap key add | list | remove | rotate`
 
 use super::{kdf_params, password, Ctx};
 use anyhow::Result;
@@ -19,18 +19,31 @@ pub enum KeyCommand {
         /// Key id, unique prefix of one, or a label.
         id: String,
     },
+    /// Start a new key epoch after a password leak: what is written from now
+    /// on is sealed with a new key that only the password in use (and those
+    /// added again afterwards) can open; other key files keep opening older
+    /// data only.
+    Rotate {
+        /// A label for the new key file of the password in use [default: user@host].
+        #[arg(long)]
+        label: Option<String>,
+    },
 }
 
 pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
     // Removing a key rewrites who can open the repository: nobody else may
     // be working meanwhile.
-    let mode = if matches!(c, KeyCommand::Remove { .. }) {
+    let mode = if matches!(c, KeyCommand::Remove { .. } | KeyCommand::Rotate { .. }) {
         Mode::Exclusive
     } else {
         Mode::Read
     };
+    if let KeyCommand::Rotate { label } = c {
+        return rotate(ctx, label);
+    }
     let repo = ctx.open(mode, "key")?;
     match c {
+        KeyCommand::Rotate { .. } => unreachable!("handled above"),
         KeyCommand::Add { label } => {
             if let Some(l) = &label {
                 snap::format::crypto::check_label(l)?;
@@ -89,6 +102,45 @@ pub fn run(ctx: &Ctx, c: KeyCommand) -> Result<i32> {
             } else {
                 outln!("removed key {removed}");
             }
+        }
+    }
+    Ok(0)
+}
+
+/// `snap key rotate`: a new epoch, the password in use re-wrapped.
+fn rotate(ctx: &Ctx, label: Option<String>) -> Result<i32> {
+    if let Some(l) = &label {
+        snap::format::crypto::check_label(l)?;
+    }
+    let (mut repo, pw) = ctx.open_keeping_password(Mode::Exclusive, "key")?;
+    let key = NewKey {
+        kdf: kdf_params()?,
+        label,
+    };
+    let (new, old) = repo.rotate_key(pw.as_bytes(), &key)?;
+    let others: Vec<String> = repo
+        .list_keys()?
+        .into_iter()
+        .filter(|k| k.id != new)
+        .map(|k| k.id)
+        .collect();
+    if ctx.json {
+        super::print_json(&serde_json::json!({
+            "epoch": repo.keys().epoch(),
+            "added": new,
+            "removed": old,
+            "older_keys": others,
+        }))?;
+    } else {
+        outln!(
+            "key epoch {}: key {new} replaces {old} for this password; from now on everything is sealed with a key only it holds",
+            repo.keys().epoch()
+        );
+        if !others.is_empty() {
+            outln!(
+                "these key files still open only what was written before: {}; `snap key add` the passwords that should keep full access (from a session with this password), then `snap key remove` every one of them",
+                others.join(", ")
+            );
         }
     }
     Ok(0)

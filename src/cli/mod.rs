@@ -106,6 +106,12 @@ pub struct Ctx {
 
 impl Ctx {
     fn open(&self, mode: Mode, command: &str) -> Result<Repository> {
+        Ok(self.open_keeping_password(mode, command)?.0)
+    }
+
+    /// [`Ctx::open`], also returning the password it opened with (for a
+    /// command that wraps the keys again, such as `key rotate`).
+    fn open_keeping_password(&self, mode: Mode, command: &str) -> Result<(Repository, String)> {
         let pw = password(
             "SNAP_PASSWORD",
             "SNAP_PASSWORD_FILE",
@@ -138,7 +144,7 @@ impl Ctx {
                 eprintln!("snap: note: {}", term::escape_message(n));
             }
         }
-        Ok(repo)
+        Ok((repo, pw))
     }
 
     fn write_mode(&self) -> Mode {

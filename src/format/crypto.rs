@@ -51,11 +51,16 @@ fn gear_table(context: &str, master: &[u8; 64]) -> Box<[u64; 256]> {
     gear
 }
 
-/// The repository's secret, and what is derived from it.
+/// The repository's secret, and what is derived from it: the master key of
+/// `init` (epoch 0), and the seal keys of the epochs `snap key rotate` added
+/// since (format-spec.md §6.2).
 pub struct Keys {
     master: Zeroizing<[u8; 64]>,
     id_key: Zeroizing<[u8; 32]>,
-    cipher: XChaCha20Poly1305,
+    /// Seal keys of epochs 1 … n, in order.
+    epochs: Vec<Zeroizing<[u8; 32]>>,
+    /// One cipher per epoch, epoch 0 first; the last one seals.
+    ciphers: Vec<XChaCha20Poly1305>,
     gear: Box<[u64; 256]>,
 }
 
@@ -77,9 +82,54 @@ impl Keys {
         Keys {
             master,
             id_key,
-            cipher,
+            epochs: Vec::new(),
+            ciphers: vec![cipher],
             gear,
         }
+    }
+
+    /// Keys from a keyring as a key file wraps it: the 64-byte master key,
+    /// then one 32-byte seal key per epoch since.
+    pub fn from_keyring(ring: &[u8]) -> Option<Self> {
+        if ring.len() < 64 || (ring.len() - 64) % 32 != 0 {
+            return None;
+        }
+        let mut keys = Self::from_master(ring[..64].try_into().ok()?);
+        for k in ring[64..].chunks_exact(32) {
+            keys.push_epoch(k.try_into().ok()?);
+        }
+        Some(keys)
+    }
+
+    /// The keyring a key file wraps (see [`Keys::from_keyring`]).
+    pub fn keyring(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(self.master.to_vec());
+        for k in &self.epochs {
+            out.extend_from_slice(&k[..]);
+        }
+        out
+    }
+
+    fn push_epoch(&mut self, key: [u8; 32]) {
+        let key = Zeroizing::new(key);
+        self.ciphers.push(XChaCha20Poly1305::new((&*key).into()));
+        self.epochs.push(key);
+    }
+
+    /// These keys and a new epoch with a random seal key: what `snap key
+    /// rotate` gives the password in use. Ids, gear tables and marker names
+    /// stay those of epoch 0, so deduplication goes on.
+    pub fn with_new_epoch(&self) -> Keys {
+        let mut next = Self::from_keyring(&self.keyring()).expect("a keyring made here");
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        next.push_epoch(k);
+        next
+    }
+
+    /// The epoch new objects are sealed in (0 until the first rotation).
+    pub fn epoch(&self) -> usize {
+        self.epochs.len()
     }
 
     /// The gear table for one chunk-size set (`db` or else `files`) in a
@@ -113,18 +163,39 @@ impl Keys {
 
     /// Seals `plaintext`, binding it to `aad`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        seal_with(&self.cipher, aad, plaintext)
+        seal_with(self.sealing(), aad, plaintext)
+    }
+
+    fn sealing(&self) -> &XChaCha20Poly1305 {
+        self.ciphers.last().expect("epoch 0 is always there")
     }
 
     /// Seals the concatenation of `parts` (saves a copy when the plaintext
     /// comes in pieces, such as a frame byte and a body).
     pub fn seal_parts(&self, aad: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-        seal_parts_with(&self.cipher, aad, parts)
+        seal_parts_with(self.sealing(), aad, parts)
     }
 
     /// Opens what [`Keys::seal`] produced; `what` names the object in errors.
+    /// The epochs are tried newest first: an object sealed under an epoch
+    /// these keys lack (written after a rotation they predate) does not open.
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &dyn Fn() -> String) -> Result<Vec<u8>> {
-        open_with(&self.cipher, aad, sealed, what)
+        let mut last = None;
+        for c in self.ciphers.iter().rev() {
+            match open_with(c, aad, sealed, what) {
+                Ok(p) => return Ok(p),
+                Err(e) => last = Some(e),
+            }
+        }
+        match last {
+            // Too short to be sealed: the same with every key.
+            Some(e) if sealed.len() < SEAL_OVERHEAD => Err(e),
+            _ => Err(Error::corrupt(
+                what(),
+                "authentication failed (bytes changed on disk, not this repository's key, or \
+                 sealed after a `snap key rotate` that this password's key file predates)",
+            )),
+        }
     }
 }
 
@@ -468,6 +539,11 @@ impl KeyFile {
             user: info.user,
             repository: None,
         };
+        if version == 1 && keys.epoch() > 0 {
+            return Err(Error::Usage(
+                "a key file of version 1 holds the master key alone, not later key epochs".into(),
+            ));
+        }
         let wrapped = if version == 1 {
             seal_with(&cipher, KEYFILE_AAD_V1, &keys.master[..])
         } else {
@@ -485,7 +561,7 @@ impl KeyFile {
             kf.check = Some(hex::encode(check));
             kf.label = Some(info.label);
             kf.repository = Some(info.repository.to_hex());
-            seal_with(&cipher, &aad, &keys.master[..])
+            seal_with(&cipher, &aad, &keys.keyring())
         };
         kf.wrapped = hex::encode(wrapped);
         Ok(kf)
@@ -550,10 +626,20 @@ impl KeyFile {
         match open_with(&cipher, &aad, &wrapped, &String::new) {
             Ok(m) => {
                 let m = Zeroizing::new(m);
-                let master: [u8; 64] = m[..]
-                    .try_into()
-                    .map_err(|_| Error::corrupt(what(), "master key is not 64 bytes"))?;
-                Ok(Unwrapped::Keys(Keys::from_master(master)))
+                // Version 1: the master key alone; version 2: the keyring.
+                let keys = match self.version {
+                    1 if m.len() != 64 => None,
+                    _ => Keys::from_keyring(&m),
+                };
+                keys.map(Unwrapped::Keys).ok_or_else(|| {
+                    Error::corrupt(
+                        what(),
+                        format!(
+                            "wraps {} bytes, not a master key and 32-byte epoch keys",
+                            m.len()
+                        ),
+                    )
+                })
             }
             Err(_) if self.version == 2 && self.check.as_deref() == Some(&hex::encode(check)) => {
                 Ok(Unwrapped::Altered)
@@ -585,6 +671,32 @@ mod tests {
         assert_ne!(files[..], k.gear()[..]);
         assert_ne!(db[..], k.gear()[..]);
         assert_eq!(k.gear_for(4, true)[..], db[..], "derived, not drawn");
+    }
+
+    #[test]
+    fn a_new_epoch_seals_what_older_keys_cannot_open() {
+        let k0 = Keys::generate();
+        let old = k0.seal(b"a", b"before");
+        let k1 = k0.with_new_epoch();
+        assert_eq!(k1.epoch(), 1);
+        let new = k1.seal(b"a", b"after");
+        assert_eq!(k1.open(b"a", &old, &|| "x".into()).unwrap(), b"before");
+        assert_eq!(k1.open(b"a", &new, &|| "x".into()).unwrap(), b"after");
+        assert!(
+            k0.open(b"a", &new, &|| "x".into()).is_err(),
+            "the old keys open new data"
+        );
+        assert_eq!(k1.blob_id(b"x"), k0.blob_id(b"x"), "ids stay");
+        assert_eq!(k1.gear_for(4, true)[..], k0.gear_for(4, true)[..]);
+        let back = Keys::from_keyring(&k1.keyring()).unwrap();
+        assert_eq!(back.open(b"a", &new, &|| "x".into()).unwrap(), b"after");
+        assert!(Keys::from_keyring(&k1.keyring()[..70]).is_none());
+        // A key file of version 2 carries the keyring.
+        let kf = KeyFile::wrap(&k1, b"pw", cheap(), 2, info("l")).unwrap();
+        let opened = opened(kf.unwrap(b"pw", "k").unwrap());
+        assert_eq!(opened.epoch(), 1);
+        assert_eq!(opened.open(b"a", &new, &|| "x".into()).unwrap(), b"after");
+        assert!(KeyFile::wrap(&k1, b"pw", cheap(), 1, info("l")).is_err());
     }
 
     #[test]

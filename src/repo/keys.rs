@@ -13,6 +13,7 @@ use crate::format::config::Config;
 use crate::format::crypto::{self, KdfParams, KeyFile, KeyInfo, Keys, Unwrapped};
 use crate::format::state::{file_hash, Change};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long one derivation of a new key file should take on the machine
@@ -339,6 +340,38 @@ impl Repository {
             ..Change::default()
         })?;
         Ok(name)
+    }
+
+    /// Starts a new key epoch (format-spec.md §6.2): a random seal key for
+    /// everything written from now on. The password in use gets a key file
+    /// with the new keyring, which replaces its old one; every other key
+    /// file keeps the keyring it had, so its password still opens what was
+    /// written before and nothing after. Returns the new key file's name and
+    /// the one it replaced. Needs an exclusive open.
+    pub fn rotate_key(&mut self, password: &[u8], key: &NewKey) -> Result<(String, String)> {
+        if self.config.version < 4 {
+            return Err(Error::Usage(format!(
+                "key rotation needs format version 4; this repository is version {} (its key files hold the master key alone)",
+                self.config.version
+            )));
+        }
+        self.ensure_state_writable()?;
+        let next = Arc::new(self.keys.with_new_epoch());
+        let (name, hash) = write_key_file(&*self.backend, &next, &self.config, password, key)?;
+        let old = std::mem::replace(&mut self.key_id, name.clone());
+        // From here on everything is sealed in the new epoch, the state
+        // that records the change first: holders of the old keyring cannot
+        // open it, nor forge the next one.
+        self.keys = next;
+        self.check_lock()?;
+        self.backend.remove(FileType::Key, &old)?;
+        self.record_state(&Change {
+            add_keys: vec![(name.clone(), hash)],
+            remove_keys: vec![old.clone()],
+            ..Change::default()
+        })?;
+        let _ = std::fs::write(read::last_key_path(&super::index_path(&self.root)), &name);
+        Ok((name, old))
     }
 
     /// Lists key files, oldest first.
