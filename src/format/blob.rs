@@ -114,10 +114,22 @@ pub fn seal(keys: &Keys, r: &BlobRef, plaintext: &[u8], zstd_level: i32) -> Vec<
 
 /// Opens a sealed blob; `raw_len` is its plaintext length from the pack header.
 pub fn open(keys: &Keys, r: &BlobRef, sealed: &[u8], raw_len: u32) -> Result<Vec<u8>> {
+    open_trying(keys, None, r, sealed, raw_len).map(|(p, _)| p)
+}
+
+/// [`open`], trying key epoch `epoch` first (see [`Keys::open_trying`]);
+/// returns the epoch that opened it too.
+pub fn open_trying(
+    keys: &Keys,
+    epoch: Option<usize>,
+    r: &BlobRef,
+    sealed: &[u8],
+    raw_len: u32,
+) -> Result<(Vec<u8>, usize)> {
     let what = || what(r);
     let sealed_len = u32::try_from(sealed.len()).unwrap_or(u32::MAX);
     check_lengths(r, sealed_len, raw_len)?;
-    let mut framed = keys.open(&aad(r), sealed, &what)?;
+    let (mut framed, epoch) = keys.open_trying(epoch, &aad(r), sealed, &what)?;
     let (&flag, body) = framed
         .split_first()
         .ok_or_else(|| Error::corrupt(what(), "empty frame"))?;
@@ -165,7 +177,7 @@ pub fn open(keys: &Keys, r: &BlobRef, sealed: &[u8], raw_len: u32) -> Result<Vec
     if keys.blob_id(&out) != r.id {
         return Err(Error::corrupt(what(), NOT_ITS_HASH));
     }
-    Ok(out)
+    Ok((out, epoch))
 }
 
 /// Why a blob that opened is refused: its plaintext is not what its id names.

@@ -180,11 +180,28 @@ impl Keys {
     /// The epochs are tried newest first: an object sealed under an epoch
     /// these keys lack (written after a rotation they predate) does not open.
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &dyn Fn() -> String) -> Result<Vec<u8>> {
+        self.open_trying(None, aad, sealed, what).map(|(p, _)| p)
+    }
+
+    /// [`Keys::open`], trying epoch `first` before the others (objects of
+    /// one pack share an epoch: the caller remembers it); returns the epoch
+    /// that opened the object too.
+    pub fn open_trying(
+        &self,
+        first: Option<usize>,
+        aad: &[u8],
+        sealed: &[u8],
+        what: &dyn Fn() -> String,
+    ) -> Result<(Vec<u8>, usize)> {
+        let first = first.filter(|&e| e < self.ciphers.len());
+        let order = first
+            .into_iter()
+            .chain((0..self.ciphers.len()).rev().filter(|&e| Some(e) != first));
         let mut last = None;
-        for c in self.ciphers.iter().rev() {
-            match open_with(c, aad, sealed, what) {
-                Ok(p) => return Ok(p),
-                Err(e) => last = Some(e),
+        for e in order {
+            match open_with(&self.ciphers[e], aad, sealed, what) {
+                Ok(p) => return Ok((p, e)),
+                Err(err) => last = Some(err),
             }
         }
         match last {

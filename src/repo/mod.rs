@@ -73,6 +73,8 @@ pub struct Repository {
     lock: Option<Lock>,
     notes: Vec<String>,
     reads: reads::PackReads,
+    /// The key epoch that opened each pack's blobs so far (after a rotation).
+    epoch_hints: std::sync::Mutex<std::collections::HashMap<crate::id::PackId, usize>>,
     /// The state record as read at open; `None` before format version 4.
     state: Option<state::StateView>,
     /// BLAKE3 (hex) of the config file's bytes.
@@ -341,6 +343,7 @@ impl Repository {
             lock,
             notes,
             reads: reads::PackReads::new(remote),
+            epoch_hints: Default::default(),
             state,
             config_hash: crate::format::state::file_hash(&cfg_bytes),
             _scratch: None,
@@ -538,7 +541,26 @@ impl Repository {
                     e
                 }
             })?;
-        blob::open(&self.keys, b, &sealed, loc.raw_len)
+        if self.keys.epoch() == 0 {
+            return blob::open(&self.keys, b, &sealed, loc.raw_len);
+        }
+        // After a rotation, a pack's blobs share the epoch that opened the
+        // first one read: tried first, so older data costs no failed tag
+        // check per blob (format-spec.md §6.2).
+        let hint = self
+            .epoch_hints
+            .lock()
+            .expect("not poisoned")
+            .get(&loc.pack)
+            .copied();
+        let (plain, epoch) = blob::open_trying(&self.keys, hint, b, &sealed, loc.raw_len)?;
+        if hint != Some(epoch) {
+            self.epoch_hints
+                .lock()
+                .expect("not poisoned")
+                .insert(loc.pack, epoch);
+        }
+        Ok(plain)
     }
 
     /// `len` bytes at `offset` of pack `id` (of `size` bytes, looked up when
