@@ -112,9 +112,11 @@ pub(crate) fn remove_temporary_in(dir: &std::path::Path, gone: &dyn Fn(u32) -> b
     removed
 }
 
-/// The suite every backend must pass.
-#[cfg(test)]
-pub(crate) mod conformance {
+/// The suite every backend must pass: public, so that the tests of a
+/// backend kept elsewhere (a real S3 server started by a test) run the same
+/// checks as the local, in-memory, fault-injecting and recording ones. It
+/// panics on the first rule a backend breaks, as a test does.
+pub mod conformance {
     use super::*;
 
     /// Runs the suite against `b`, which must be empty.
