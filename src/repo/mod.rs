@@ -73,6 +73,14 @@ pub struct Repository {
     lock: Option<Lock>,
     notes: Vec<String>,
     reads: reads::PackReads,
+    /// Copies elsewhere of the blobs of packs that failed to read, found
+    /// once per such pack (see [`Repository::other_copy`]).
+    other_copies: std::sync::Mutex<
+        std::collections::HashMap<
+            crate::id::PackId,
+            std::collections::HashMap<BlobRef, crate::index::BlobLocation>,
+        >,
+    >,
     /// The key epoch that opened each pack's blobs so far (after a rotation).
     epoch_hints: std::sync::Mutex<std::collections::HashMap<crate::id::PackId, usize>>,
     /// The state record as read at open; `None` before format version 4.
@@ -344,6 +352,7 @@ impl Repository {
             notes,
             reads: reads::PackReads::new(remote),
             epoch_hints: Default::default(),
+            other_copies: Default::default(),
             state,
             config_hash: crate::format::state::file_hash(&cfg_bytes),
             _scratch: None,
@@ -495,25 +504,56 @@ impl Repository {
         }
     }
 
-    /// A copy of `b` that verifies in another pack than `not`, if any. Every
-    /// pack header of `b`'s class is read: a slow path, taken only when the
-    /// indexed copy failed.
+    /// A copy of `b` that verifies in another pack than `not`, if any. The
+    /// first time a pack fails, the headers of the other packs of its class
+    /// are read once for every blob the index places in it, and the copies
+    /// found are kept: a pack that is gone, with thousands of blobs, costs
+    /// one pass over the headers, not one per blob.
     fn other_copy(&self, b: &BlobRef, not: &crate::id::PackId) -> Option<Vec<u8>> {
-        let packs = self.index.packs().ok()?;
-        packs
+        let loc = {
+            let mut copies = self.other_copies.lock().expect("not poisoned");
+            if !copies.contains_key(not) {
+                let found = self.copies_elsewhere(not, b.kind.is_metadata());
+                copies.insert(*not, found);
+            }
+            copies[not].get(b).copied()?
+        };
+        self.read_blob_at(b, &loc).ok()
+    }
+
+    /// Where the blobs the index places in pack `not` have copies in other
+    /// packs of the same class (`metadata` or data).
+    fn copies_elsewhere(
+        &self,
+        not: &crate::id::PackId,
+        metadata: bool,
+    ) -> std::collections::HashMap<BlobRef, crate::index::BlobLocation> {
+        let mut out = std::collections::HashMap::new();
+        let wanted: std::collections::HashSet<BlobRef> =
+            match self.index.rows_in(&std::iter::once(*not).collect()) {
+                Ok(rows) => rows.into_iter().map(|(b, _)| b).collect(),
+                Err(_) => return out,
+            };
+        let Ok(packs) = self.index.packs() else {
+            return out;
+        };
+        for (id, info) in packs
             .iter()
-            .filter(|(id, info)| id != not && info.metadata == b.kind.is_metadata())
-            .find_map(|(id, info)| {
-                let entries = self.read_pack_header(id, info.size).ok()?;
-                let e = entries.iter().find(|e| e.blob == *b)?;
-                let loc = crate::index::BlobLocation {
+            .filter(|(id, info)| id != not && info.metadata == metadata)
+        {
+            let Ok(entries) = self.read_pack_header(id, info.size) else {
+                continue;
+            };
+            for e in entries.iter().filter(|e| wanted.contains(&e.blob)) {
+                out.entry(e.blob).or_insert(crate::index::BlobLocation {
                     pack: *id,
                     offset: e.offset,
                     length: e.length,
                     raw_len: e.raw_len,
-                };
-                self.read_blob_at(b, &loc).ok()
-            })
+                });
+            }
+        }
+        out
     }
 
     /// Reads and opens blob `b` at `loc`.

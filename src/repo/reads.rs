@@ -8,7 +8,8 @@
 //! backend, a read of pack data therefore asks for whole aligned blocks of
 //! [`GRID`] bytes (the last one ends at the pack's end), neighbouring
 //! blocks in one request, and keeps recent blocks; a blob of a metadata
-//! pack (trees, chunk lists) is read as the whole pack, which is kept too.
+//! pack (trees, chunk lists) is read as the whole pack, which is kept too
+//! (up to the cache's size; a larger one is read on the grid).
 
 use crate::backend::{Backend, FileType};
 use crate::error::{Error, Result};
@@ -127,7 +128,9 @@ impl PackReads {
         if !self.remote {
             return backend.read_range(FileType::Pack, &name, offset, len);
         }
-        if metadata {
+        // A metadata pack is read whole only within the cache's bound: a
+        // size the storage states is not trusted for one allocation.
+        if metadata && size <= METADATA_CACHE {
             let key = Key::Whole(*id);
             let cached = self.metadata.lock().expect("not poisoned").get(&key);
             let whole = match cached {
@@ -226,6 +229,17 @@ mod tests {
         }
         let got = r.range(&mem, &id, size, 100, 50, true).unwrap();
         assert_eq!(got, &data[100..150]);
+        // A "metadata pack" larger than the cache is read on the grid, not
+        // allocated whole.
+        let big = PackId([8; 32]);
+        let huge: Vec<u8> = vec![3; (METADATA_CACHE + GRID) as usize];
+        mem.write(FileType::Pack, &big.to_hex(), &huge).unwrap();
+        let got = r.range(&mem, &big, huge.len() as u64, 10, 5, true).unwrap();
+        assert_eq!(got, &huge[10..15]);
+        assert!(
+            r.metadata.lock().unwrap().get(&Key::Whole(big)).is_none(),
+            "not kept whole"
+        );
         assert!(r.range(&mem, &id, size, size - 5, 10, false).is_err());
         let local = PackReads::new(false);
         assert_eq!(
