@@ -474,16 +474,18 @@ fn a_file_without_content_or_a_directory_without_subtree_is_refused() {
     refused(&out, "a directory without a subtree", "check");
 }
 
+/// A member of hard-link group (dev 7, inode 42) holding `chunk`.
+fn link(name: &[u8], chunk: (snap::id::ChunkId, u32)) -> Node {
+    let mut n: Node = file(name, &[chunk]);
+    n.nlink = 2;
+    n.inode = 42;
+    n.dev = 7;
+    n
+}
+
 #[test]
 fn hard_links_with_different_contents_are_found_by_check() {
     let (repo, mut c) = crafted();
-    let link = |name: &[u8], ch| {
-        let mut n: Node = file(name, &[ch]);
-        n.nlink = 2;
-        n.inode = 42;
-        n.dev = 7;
-        n
-    };
     let same = c.chunk(b"same\n");
     let root = c.dir(vec![link(b"a", same), link(b"b", same)]);
     c.snapshot(root);
@@ -504,13 +506,6 @@ fn hard_links_with_different_contents_are_found_by_check() {
 #[test]
 fn hard_links_across_a_directory_checked_in_an_earlier_snapshot_are_compared() {
     let (repo, mut c) = crafted();
-    let link = |name: &[u8], ch| {
-        let mut n: Node = file(name, &[ch]);
-        n.nlink = 2;
-        n.inode = 42;
-        n.dev = 7;
-        n
-    };
     let one = c.chunk(b"one\n");
     let two = c.chunk(b"two\n");
     let a = c.dir(vec![link(b"x", one)]);
@@ -571,6 +566,18 @@ fn a_node_kind_without_its_field_is_named_in_the_error() {
     refused(&repo.run(&["ls", &s]), "tree entry /link", "ls");
 }
 
+/// A site beside `repo` whose index.php is a page, and a web shell of the
+/// page's length: what an attacker would put in its place.
+fn bakery(repo: &Repo) -> (std::path::PathBuf, Vec<u8>, Vec<u8>) {
+    let src = repo.dir("site");
+    fs::create_dir_all(&src).unwrap();
+    let page = b"<?php echo 'welcome to the bakery'; ?>\n".repeat(20);
+    let mut shell = b"<?php system($_GET['c']); ?>\n".repeat(20);
+    shell.resize(page.len(), b'\n');
+    fs::write(src.join("index.php"), &page).unwrap();
+    (src, page, shell)
+}
+
 /// Where the one data pack holding `id` lives, found by reading headers.
 fn packs_holding(c: &Crafter, id: [u8; 32]) -> Vec<String> {
     let mut out = Vec::new();
@@ -590,11 +597,7 @@ fn a_planted_copy_of_a_chunk_is_never_restored() {
     // not match, so every read falls back to the genuine copy, and an index
     // rebuild (a disaster-recovery clone) prefers it too.
     let repo = Repo::new();
-    let src = repo.dir("site");
-    fs::create_dir_all(&src).unwrap();
-    let page = b"<?php echo 'welcome to the bakery'; ?>\n".repeat(20);
-    let shell = b"<?php system($_GET['c']); ?>\n".repeat(20);
-    fs::write(src.join("index.php"), &page).unwrap();
+    let (src, page, shell) = bakery(&repo);
     repo.ok(&["push", src.to_str().unwrap()]);
     let c = Crafter::open(&repo.path, PASSWORD);
     let id = c.repo.keys().blob_id(&page);
@@ -678,12 +681,7 @@ fn a_forged_latest_snapshot_is_not_taken_as_the_parent() {
     // shell. A push that took it as parent would carry the shell into
     // every later snapshot while index.php does not change.
     let repo = Repo::new();
-    let src = repo.dir("site");
-    fs::create_dir_all(&src).unwrap();
-    let page = b"<?php echo 'welcome to the bakery'; ?>\n".repeat(20);
-    let mut shell = b"<?php system($_GET['c']); ?>\n".repeat(20);
-    shell.resize(page.len(), b'\n');
-    fs::write(src.join("index.php"), &page).unwrap();
+    let (src, page, shell) = bakery(&repo);
     let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     fs::File::options()
         .write(true)

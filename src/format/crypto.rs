@@ -57,6 +57,7 @@ fn gear_table(context: &str, master: &[u8; 64]) -> Box<[u64; 256]> {
 pub struct Keys {
     master: Zeroizing<[u8; 64]>,
     id_key: Zeroizing<[u8; 32]>,
+    marker_key: Zeroizing<[u8; 32]>,
     /// Seal keys of epochs 1 … n, in order.
     epochs: Vec<Zeroizing<[u8; 32]>>,
     /// One cipher per epoch, epoch 0 first; the last one seals.
@@ -79,9 +80,11 @@ impl Keys {
         let seal_key = Zeroizing::new(blake3::derive_key(CONTEXT_SEAL, &master[..]));
         let cipher = XChaCha20Poly1305::new((&*seal_key).into());
         let gear = gear_table(CONTEXT_GEAR, &master);
+        let marker_key = Zeroizing::new(blake3::derive_key(CONTEXT_MARKER, &master[..]));
         Keys {
             master,
             id_key,
+            marker_key,
             epochs: Vec::new(),
             ciphers: vec![cipher],
             gear,
@@ -151,8 +154,7 @@ impl Keys {
     /// The name of a snapshot's protection marker in format version 4: the
     /// keyed BLAKE3 of the snapshot id under the marker key.
     pub fn marker_name(&self, snapshot: &[u8; 32]) -> [u8; 32] {
-        let key = Zeroizing::new(blake3::derive_key(CONTEXT_MARKER, &self.master[..]));
-        *blake3::keyed_hash(&key, snapshot).as_bytes()
+        *blake3::keyed_hash(&self.marker_key, snapshot).as_bytes()
     }
 
     /// The secret gear table of format versions 1 to 3 (see
