@@ -735,3 +735,49 @@ fn a_forged_latest_snapshot_is_not_taken_as_the_parent() {
         "the new snapshot holds the live file, not the forged entry"
     );
 }
+
+#[test]
+fn a_pack_that_states_gigabytes_after_its_blobs_is_checked_in_bounded_memory() {
+    // Anyone who can write the storage can stretch a pack: its blobs, then
+    // 3 GiB (a sparse hole), then its real header and trailer. The header
+    // still opens, so a rebuilt index takes the pack at its new size;
+    // check --read-data must hash the tail in pieces, not allocate it.
+    let repo = Repo::new();
+    let (src, _, _) = bakery(&repo);
+    repo.ok(&["push", src.to_str().unwrap()]);
+    let c = Crafter::open(&repo.path, PASSWORD);
+    let (pack, info) = c
+        .repo
+        .index()
+        .packs()
+        .unwrap()
+        .into_iter()
+        .find(|(_, i)| !i.metadata)
+        .unwrap();
+    let entries = c.repo.read_pack_header(&pack, info.size).unwrap();
+    drop(c);
+    let name = pack.to_hex();
+    let path = repo.path.join("data").join(&name[..2]).join(&name);
+    let bytes = fs::read(&path).unwrap();
+    let blobs_end = entries
+        .iter()
+        .map(|e| e.offset + e.length as u64)
+        .max()
+        .unwrap() as usize;
+    let trailer = &bytes[bytes.len() - 12..];
+    let header_len = u32::from_le_bytes(trailer[..4].try_into().unwrap()) as usize;
+    let tail = &bytes[bytes.len() - 12 - header_len..];
+    let mut f = fs::File::create(&path).unwrap();
+    use std::io::{Seek, SeekFrom, Write};
+    f.write_all(&bytes[..blobs_end]).unwrap();
+    f.seek(SeekFrom::Start(blobs_end as u64 + (3u64 << 30)))
+        .unwrap();
+    f.write_all(tail).unwrap();
+    drop(f);
+    repo.ok(&["repair", "index"]);
+    // Under a 1 GiB address-space limit: the pack is reported (damaged, or
+    // not mappable here), never read whole into memory, never a crash.
+    let out = limited(&repo, &["check", "--read-data"]);
+    refused(&out, &name, "check --read-data");
+    assert!(stdout(&out).contains("damaged"), "{}", stdout(&out));
+}

@@ -6,7 +6,6 @@
 //! apart from damage: a caller that would delete or drop something on damage
 //! must not do so because a read failed.
 
-use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::format::blob;
 use crate::format::pack::PackEntry;
@@ -21,15 +20,27 @@ pub type BlobVerdict = std::result::Result<Vec<u8>, String>;
 
 /// Whether the `size` bytes of pack `id` hash to its name.
 pub fn hashes_to_its_name(repo: &Repository, id: &PackId, size: u64) -> Result<bool> {
-    let name = id.to_hex();
     let mut hasher = blake3::Hasher::new();
-    let mut at = 0;
+    hash_from(repo, id, size, 0, &mut hasher)?;
+    Ok(hasher.finalize().as_bytes() == &id.0)
+}
+
+/// Feeds bytes `from..size` of pack `id` to `hasher`, [`HASH_PIECE`] at a
+/// time: a pack can state any size, and is never held whole.
+fn hash_from(
+    repo: &Repository,
+    id: &PackId,
+    size: u64,
+    from: u64,
+    hasher: &mut blake3::Hasher,
+) -> Result<()> {
+    let mut at = from;
     while at < size {
         let n = HASH_PIECE.min(size - at);
-        hasher.update(&repo.backend.read_range(FileType::Pack, &name, at, n)?);
+        hasher.update(&repo.read_pack_range(id, Some(size), at, n, false)?);
         at += n;
     }
-    Ok(hasher.finalize().as_bytes() == &id.0)
+    Ok(())
 }
 
 /// The sealed bytes of blob `e` of pack `id`, read only when its lengths
@@ -106,7 +117,8 @@ pub fn read_pack(
         });
         blobs.push(verdict);
     }
-    hasher.update(&repo.read_pack_range(id, Some(size), end, size - end, false)?);
+    // The filler (format 4), header and trailer.
+    hash_from(repo, id, size, end, &mut hasher)?;
     Ok(PackReading {
         hash_ok: hasher.finalize().as_bytes() == &id.0,
         blobs,
