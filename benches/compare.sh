@@ -175,7 +175,7 @@ for ((REP = 1; REP <= REPS; REP++)); do
     # deleted inodes), which would land on the next restore.
     RUN=$WORK/run$REP
     SITE=$RUN/site
-    SNAPC=("$SNAP" --repo "$RUN/snap-repo")
+    SNAPC=("$SNAP" --repo "$RUN/snap-repo" --cache-dir "$RUN/snap-cache")
     RESTICC=("$RESTIC" -r "$RUN/restic-repo" --cache-dir "$RUN/restic-cache")
     mkdir -p "$RUN"
     cp -a "$WORK/data/site" "$SITE"
@@ -197,7 +197,7 @@ for ((REP = 1; REP <= REPS; REP++)); do
         diff -r "$SITE" "$RUN/fs-snap/out" >/dev/null || { echo "compare.sh: snap's restore differs from the tree" >&2; exit 1; }
         diff -r "$SITE" "$RUN/fs-restic/out$SITE" >/dev/null || { echo "compare.sh: restic's restore differs from the tree" >&2; exit 1; }
     fi
-    fig snap index.tree "$(dusize "$RUN/snap-repo/index")"
+    fig snap index.tree "$(dusize "$RUN/snap-cache")"
     fig restic cache.tree "$(dusize "$RUN/restic-cache")"
     both dump1
     both dump2

@@ -80,7 +80,7 @@ json_get() { python3 "$HERE/json_get.py" "$1" "$2"; } # FILE KEY.PATH: one value
 # times are too coarse to order two packs written within a few milliseconds.
 push_dump() {
     strace -f -qq --seccomp-bpf -e trace=rename,renameat,renameat2 -o "$WORK/renames" \
-        "$SNAP" --repo "$1" push --stdin --name dump.sql --kind db --json <"$2" >"$3"
+        "$SNAP" --repo "$1" --cache-dir "$1.cache" push --stdin --name dump.sql --kind db --json <"$2" >"$3"
     local last
     last=$(grep -o '"[^"]*/data/[0-9a-f][0-9a-f]/[0-9a-f]*"' "$WORK/renames" | tail -n 1 | tr -d '"')
     stat -c %s "$last"
@@ -98,8 +98,8 @@ measure() {
             local repo=$WORK/repo-$set-$avg min=$((avg / 4)) max=$((avg * 4))
             ((min < 64)) && min=64
             ((max > 16 * 1024 * 1024)) && max=$((16 * 1024 * 1024))
-            rm -rf "$repo"
-            "$SNAP" --repo "$repo" init --chunk-db "$min,$avg,$max" >/dev/null
+            rm -rf "$repo" "$repo.cache"
+            "$SNAP" --repo "$repo" --cache-dir "$repo.cache" init --chunk-db "$min,$avg,$max" >/dev/null
             local meta1 meta2 t0 t1
             meta1=$(push_dump "$repo" "$d1" "$WORK/p1.json")
             t0=$(date +%s%N)
@@ -112,10 +112,10 @@ measure() {
             row "$set" "$avg" "$rep" meta1 "$meta1"
             row "$set" "$avg" "$rep" meta2 "$meta2"
             row "$set" "$avg" "$rep" snapfile "$(stat -c %s "$repo/snapshots/$(json_get "$WORK/p2.json" id)")"
-            row "$set" "$avg" "$rep" index "$(du -sb "$repo/index" | cut -f1)"
+            row "$set" "$avg" "$rep" index "$(du -sb "$repo.cache" | cut -f1)"
             row "$set" "$avg" "$rep" wall2 "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')"
             echo "  $set avg $avg, key $rep: day 2 added $(json_get "$WORK/p2.json" summary.bytes_added) bytes" >&2
-            rm -rf "$repo"
+            rm -rf "$repo" "$repo.cache"
         done
         # restic for reference: its chunker is fixed (512 KiB - 8 MiB, ~1 MiB)
         local rrepo=$WORK/restic-$set before

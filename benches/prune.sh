@@ -129,7 +129,7 @@ if [[ $PART == all || $PART == 1 ]]; then
     mkdir -p "$D"
     python3 "$HERE/gen_site.py" day1 --tree "$D/site" --dump "$D/dump1.sql" --scale "$SCALE"
     R=$D/repo
-    "$SNAP" --repo "$R" init --json >/dev/null
+    "$SNAP" --repo "$R" --cache-dir "$R.cache" init --json >/dev/null
     PUSH_S=0
     for ((d = 1; d <= DAYS; d++)); do
         if ((d > 1)); then
@@ -138,8 +138,8 @@ if [[ $PART == all || $PART == 1 ]]; then
             rm -f "$D/dump$((d - 1)).sql"
         fi
         t0=$(date +%s%N)
-        "$SNAP" --repo "$R" push "$D/site" --level 1 --time "$(day "$d")" --json -q >"$D/push$d.json"
-        "$SNAP" --repo "$R" push --stdin --name agency_sites.sql --kind db --level 1 --time "$(day "$d")" --json -q \
+        "$SNAP" --repo "$R" --cache-dir "$R.cache" push "$D/site" --level 1 --time "$(day "$d")" --json -q >"$D/push$d.json"
+        "$SNAP" --repo "$R" --cache-dir "$R.cache" push --stdin --name agency_sites.sql --kind db --level 1 --time "$(day "$d")" --json -q \
             <"$D/dump$d.sql" >"$D/dump$d.json"
         PUSH_S=$((PUSH_S + ($(date +%s%N) - t0) / 1000000))
         echo "   day $d: files +$(mb "$(jget "$D/push$d.json" summary.bytes_added)") MB, db +$(mb "$(jget "$D/dump$d.json" summary.bytes_added)") MB" >&2
@@ -158,26 +158,27 @@ if [[ $PART == all || $PART == 1 ]]; then
         local name=$1 now=$2 mu=$3 walls="" rsss="" anons="" files="" i C
         for ((i = 1; i <= REPS; i++)); do
             C=$WORK/case-$name-$i
-            rm -rf "$C"
+            rm -rf "$C" "$C.cache"
             cp -a "$R" "$C"
+            cp -a "$R.cache" "$C.cache"
             sync
-            "$SNAP" --repo "$C" prune --policy level1 --now "$now" --max-unused "$mu" --dry-run --json >"$C.plan.json"
+            "$SNAP" --repo "$C" --cache-dir "$C.cache" prune --policy level1 --now "$now" --max-unused "$mu" --dry-run --json >"$C.plan.json"
             local b0
             b0=$(dub "$C/data")
-            timed "$C.run.json" "$SNAP" --repo "$C" prune --policy level1 --now "$now" --max-unused "$mu" --json -q
+            timed "$C.run.json" "$SNAP" --repo "$C" --cache-dir "$C.cache" prune --policy level1 --now "$now" --max-unused "$mu" --json -q
             walls+=" $WALL" rsss+=" $RSS" anons+=" $ANON" files+=" $FILEB"
             local b1
             b1=$(dub "$C/data")
             if ((i == 1)); then
                 local ck=FAILED
-                "$SNAP" --repo "$C" check --read-data -q >/dev/null 2>"$C.check.err" && ck=passes
+                "$SNAP" --repo "$C" --cache-dir "$C.cache" check --read-data -q >/dev/null 2>"$C.check.err" && ck=passes
                 local rem planned
                 rem=$(jget "$C.run.json" len:plan.remove)
                 planned=$(jget "$C.plan.json" plan.packs.bytes_freed)
                 P1="| $name | \`snap prune --policy level1 --now '$now' --max-unused $mu\` | $rem | $(jget "$C.plan.json" len:plan.packs.delete) / $(jget "$C.plan.json" len:plan.packs.repack) (done: $(jget "$C.run.json" done.packs_deleted) deleted, $(jget "$C.run.json" done.packs_written) written) | $(mb "$planned") MB | $(mb "$b0") → $(mb "$b1") MB | $(mb $((b0 - b1))) MB |"
                 P2=" $ck |"
             fi
-            rm -rf "$C"
+            rm -rf "$C" "$C.cache"
         done
         local wm rm_ am fm
         wm=$(echo "$walls" | median)
@@ -206,27 +207,27 @@ if [[ $PART == all || $PART == 2 ]]; then
     md "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for s in $SIZES_MB; do
         M=$WORK/mem-$s
-        rm -rf "$M"
-        "$SNAP" --repo "$M" init --chunk-db 64,256,1024 --json >/dev/null
+        rm -rf "$M" "$M.cache"
+        "$SNAP" --repo "$M" --cache-dir "$M.cache" init --chunk-db 64,256,1024 --json >/dev/null
         chunks=0 pw="" pr=""
         for d in 1 2 3 4; do
             python3 -c "import random,sys; sys.stdout.buffer.write(random.Random('mem-$s-$d').randbytes($s << 20))" >"$WORK/rand.bin"
-            timed "$WORK/p.json" "$SNAP" --repo "$M" push --stdin --name big.db --kind db --time "$(day "$d")" --json -q --host bench <"$WORK/rand.bin"
+            timed "$WORK/p.json" "$SNAP" --repo "$M" --cache-dir "$M.cache" push --stdin --name big.db --kind db --time "$(day "$d")" --json -q --host bench <"$WORK/rand.bin"
             pw+=" $WALL" pr+=" $RSS"
             chunks=$((chunks + $(jget "$WORK/p.json" summary.blobs_added)))
         done
         rm -f "$WORK/rand.bin"
-        idx=$(dub "$M/index")
+        idx=$(dub "$M.cache")
         b0=$(dub "$M/data")
         sync
-        timed "$WORK/prune.json" "$SNAP" --repo "$M" prune --policy level1 --policy-file "$POL" --now "$(day 5)" --json -q
+        timed "$WORK/prune.json" "$SNAP" --repo "$M" --cache-dir "$M.cache" prune --policy level1 --policy-file "$POL" --now "$(day 5)" --json -q
         prw=$WALL prr=$RSS pra=$ANON prf=$FILEB
         b1=$(dub "$M/data")
         ck=FAILED
-        timed "$WORK/check.json" "$SNAP" --repo "$M" check -q && ck=passes
+        timed "$WORK/check.json" "$SNAP" --repo "$M" --cache-dir "$M.cache" check -q && ck=passes
         md "| $s MB | $chunks | $(mb "$idx") MB | $(echo "$pw" | median) s, $(mib "$(echo "$pr" | median)") MiB | ${prw} s | $(mib "$prr") MiB ($(mib "$pra") / $(mib "$prf")) | $(jget "$WORK/prune.json" len:plan.packs.delete) / $(jget "$WORK/prune.json" len:plan.packs.repack) | $(mb "$b0") → $(mb "$b1") MB | ${WALL} s | $(mib "$RSS") MiB ($(mib "$ANON") / $(mib "$FILEB")) | $ck |"
         echo "   $s MB: $chunks chunks, prune ${prw}s ${prr} KiB, check ${WALL}s ${RSS} KiB" >&2
-        if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$M"; fi
+        if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$M" "$M.cache"; fi
     done
     md ""
 fi

@@ -60,14 +60,14 @@ declare -A T
 for rep in $(seq 1 "$REPS"); do
   for set in empty small; do
     repo=$WORK/repo-$set-$rep
-    "$SNAP" --repo "$repo" init >/dev/null
-    a=$(now); "$SNAP" --repo "$repo" push --quiet "$WORK/src-$set"; b=$(now)
-    "$SNAP" --repo "$repo" snapshots --quiet >/dev/null; c=$(now)
+    "$SNAP" --repo "$repo" --cache-dir "$repo.cache" init >/dev/null
+    a=$(now); "$SNAP" --repo "$repo" --cache-dir "$repo.cache" push --quiet "$WORK/src-$set"; b=$(now)
+    "$SNAP" --repo "$repo" --cache-dir "$repo.cache" snapshots --quiet >/dev/null; c=$(now)
     rm -rf "$WORK/out"
-    d=$(now); "$SNAP" --repo "$repo" restore --quiet latest --target "$WORK/out"; e=$(now)
+    d=$(now); "$SNAP" --repo "$repo" --cache-dir "$repo.cache" restore --quiet latest --target "$WORK/out"; e=$(now)
     if [ "$rep" = 1 ]; then diff -r "$WORK/src-$set" "$WORK/out" >/dev/null || { echo "restore of $set differs" >&2; exit 1; }; fi
     fresh_fs "$WORK/fresh-$set-$rep"
-    f=$(now); "$SNAP" --repo "$repo" restore --quiet latest --target "$WORK/fresh-$set-$rep/out"; g=$(now)
+    f=$(now); "$SNAP" --repo "$repo" --cache-dir "$repo.cache" restore --quiet latest --target "$WORK/fresh-$set-$rep/out"; g=$(now)
     # The file system's own floor: tar extracting the same tree onto a fresh
     # ext4 (one thread creating files and setting their metadata).
     fresh_fs "$WORK/tar-$set-$rep"

@@ -33,6 +33,10 @@ fn init_refuses_an_existing_repository_and_a_foreign_directory() {
     let out = repo
         .cmd()
         .env("SNAP_REPO", &foreign)
+        .env(
+            "SNAP_CACHE_DIR",
+            std::path::Path::new(&foreign).with_file_name("cache"),
+        )
         .arg("init")
         .output()
         .unwrap();
@@ -56,6 +60,10 @@ fn init_refuses_an_existing_repository_and_a_foreign_directory() {
     let out = repo
         .cmd()
         .env("SNAP_REPO", &foreign)
+        .env(
+            "SNAP_CACHE_DIR",
+            std::path::Path::new(&foreign).with_file_name("cache"),
+        )
         .arg("snapshots")
         .output()
         .unwrap();
@@ -223,6 +231,7 @@ fn an_unreadable_file_exits_3_with_an_incomplete_snapshot() {
     let mut cmd = if root {
         fs::set_permissions(repo.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
         chown_tree(&repo.path, 65534, 65534);
+        chown_tree(&repo.cache(), 65534, 65534);
         let mut c = std::process::Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(assert_cmd::cargo::cargo_bin("snap"));
@@ -239,6 +248,10 @@ fn an_unreadable_file_exits_3_with_an_incomplete_snapshot() {
     let private = format!("{}/private", src.display());
     let out = cmd
         .env("SNAP_REPO", &repo.path)
+        .env(
+            "SNAP_CACHE_DIR",
+            std::path::Path::new(&repo.path).with_file_name("cache"),
+        )
         .env("SNAP_PASSWORD", PASSWORD)
         .args(["push", "--exclude", &private, src.to_str().unwrap()])
         .output()
@@ -309,6 +322,10 @@ fn a_closed_pipe_is_not_an_error() {
         let out = std::process::Command::new("bash")
             .args(["-c", &format!("{pipeline}; exit ${{PIPESTATUS[0]}}")])
             .env("SNAP_REPO", &repo.path)
+            .env(
+                "SNAP_CACHE_DIR",
+                std::path::Path::new(&repo.path).with_file_name("cache"),
+            )
             .env("SNAP_PASSWORD", PASSWORD)
             .output()
             .unwrap();
@@ -338,7 +355,7 @@ fn a_repository_copied_without_its_empty_directories_still_works() {
     let src = r.dir("src");
     make_tree(&src);
     r.push(&src, &[]);
-    fs::remove_dir_all(r.path.join("index")).unwrap();
+    fs::remove_dir_all(r.index_dir()).unwrap();
     drop_empty_dirs(&r.path);
     assert!(!r.path.join("locks").exists(), "the copy lost locks/");
     let target = r.dir("out");
@@ -348,4 +365,71 @@ fn a_repository_copied_without_its_empty_directories_still_works() {
     r.push(&src, &[]);
     r.ok(&["check", "--read-data"]);
     assert_eq!(r.snapshots(&[]).len(), 2);
+}
+
+#[test]
+fn an_index_kept_inside_the_repository_moves_to_the_cache_once() {
+    // What snap before the cache directory left: the index (and this
+    // machine's journal) in <repo>/index.
+    let r = Repo::new();
+    let src = r.dir("src");
+    make_tree(&src);
+    r.push(&src, &[]);
+    let index = r.index_dir();
+    assert!(index.join("snap-written").is_file());
+    fs::rename(&index, r.path.join("index")).unwrap();
+    fs::remove_dir_all(index.parent().unwrap()).unwrap();
+
+    let out = r.ok(&["snapshots"]);
+    let e = stderr(&out);
+    assert!(e.contains("the index moved from"), "{e}");
+    assert!(!r.path.join("index").exists());
+    assert!(index.join("CURRENT").is_file() && index.join("snap-written").is_file());
+    // Said once.
+    assert!(!stderr(&r.ok(&["snapshots"])).contains("index moved"));
+    // The journal came along: the next push trusts its parent and reads
+    // no unchanged file again.
+    let pushed = r.push(&src, &[]);
+    assert_eq!(
+        pushed["summary"]["bytes_read"].as_u64(),
+        Some(0),
+        "{pushed}"
+    );
+}
+
+#[test]
+fn the_cache_directory_is_chosen_by_flag_or_environment() {
+    let r = Repo::new();
+    let src = r.dir("src");
+    make_tree(&src);
+    let elsewhere = r.dir("elsewhere");
+    let out = r
+        .cmd()
+        .args(["--cache-dir", elsewhere.to_str().unwrap(), "--json", "push"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_success(&out, "push --cache-dir");
+    let config = fs::read(r.path.join("config")).unwrap();
+    let dir = snap::repo::cache::repo_dir(&elsewhere, &config);
+    assert!(dir.join("index/CURRENT").is_file());
+    assert!(elsewhere.join("CACHEDIR.TAG").is_file());
+    assert_eq!(
+        fs::read_to_string(dir.join("location")).unwrap(),
+        r.path.display().to_string()
+    );
+    assert!(
+        fs::read_dir(dir.join("staging")).unwrap().next().is_none(),
+        "no staged pack is left behind"
+    );
+    // Another cache is another machine: the fixture's index (made by init)
+    // knows none of those packs. A reader finds them by their headers...
+    let target = r.dir("out");
+    r.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &target, &[]);
+    r.ok(&["check", "--read-data"]);
+    // ...and a writer indexes them when it opens, so it deduplicates
+    // against what the other machine stored.
+    let again = r.push(&src, &["--force"]);
+    assert_eq!(again["summary"]["blobs_added"].as_u64(), Some(0), "{again}");
 }

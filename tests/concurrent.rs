@@ -7,6 +7,10 @@ use std::process::{Command, Output, Stdio};
 fn snap(repo: &Path) -> Command {
     let mut c = Command::new(assert_cmd::cargo::cargo_bin("snap"));
     c.env("SNAP_REPO", repo)
+        .env(
+            "SNAP_CACHE_DIR",
+            std::path::Path::new(repo).with_file_name("cache"),
+        )
         .env("SNAP_PASSWORD", "concurrent")
         .env("SNAP_KDF_MEMORY_KIB", "1024")
         .env("SNAP_INSECURE_KDF", "1");

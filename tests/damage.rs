@@ -244,7 +244,7 @@ fn a_deleted_pack_names_the_snapshots_and_paths_it_breaks() {
 #[test]
 fn a_lost_index_is_rebuilt_by_the_next_command_and_by_repair() {
     let f = fixture();
-    let index = f.repo.path.join("index");
+    let index = f.repo.index_dir();
     assert!(index.is_dir());
     fs::remove_dir_all(&index).unwrap();
 
@@ -326,12 +326,13 @@ fn a_damaged_snapshot_file_is_named() {
 #[test]
 fn an_unknown_format_version_is_refused_without_writing() {
     let f = fixture();
+    let index = f.repo.index_dir();
     let config = f.repo.path.join("config");
     let mut bytes = fs::read(&config).unwrap();
     bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
     fs::write(&config, &bytes).unwrap();
     let before = f.repo.files();
-    let index_before = fs::read_dir(f.repo.path.join("index")).unwrap().count();
+    let index_before = fs::read_dir(&index).unwrap().count();
 
     let src = f.src.to_str().unwrap();
     for args in [
@@ -354,7 +355,7 @@ fn an_unknown_format_version_is_refused_without_writing() {
     assert_code(&out, 1, "init over a newer repository");
     assert_eq!(f.repo.files(), before, "a refused command wrote");
     assert_eq!(
-        fs::read_dir(f.repo.path.join("index")).unwrap().count(),
+        fs::read_dir(&index).unwrap().count(),
         index_before,
         "repair index rebuilt a newer repository's index"
     );
@@ -401,9 +402,9 @@ fn another_repositorys_index_is_refused_and_replaced_by_repair() {
     let f = fixture();
     let other = Repo::new();
     other.push(&f.src, &[]);
-    let index = f.repo.path.join("index");
+    let index = f.repo.index_dir();
     fs::remove_dir_all(&index).unwrap();
-    copy_dir(&other.path.join("index"), &index);
+    copy_dir(&other.index_dir(), &index);
 
     let out = f.repo.run(&["snapshots"]);
     assert_code(&out, 1, "snapshots with another repository's index");

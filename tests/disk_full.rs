@@ -154,6 +154,10 @@ fn a_disk_that_fills_and_empties_during_a_push_never_yields_a_broken_snapshot() 
     big_source(&src);
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("snap"))
         .env("SNAP_REPO", &r.path)
+        .env(
+            "SNAP_CACHE_DIR",
+            std::path::Path::new(&r.path).with_file_name("cache"),
+        )
         .env("SNAP_PASSWORD", common::PASSWORD)
         .env("SNAP_KDF_MEMORY_KIB", "1024")
         .env("SNAP_INSECURE_KDF", "1")

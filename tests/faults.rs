@@ -79,7 +79,14 @@ impl Rig {
             iterations: 1,
             parallelism: 1,
         };
-        Repository::init(&root, PASSWORD, &NewKey::with_kdf(kdf), Chunking::default()).unwrap();
+        Repository::init(
+            &root,
+            &tmp.path().join("cache"),
+            PASSWORD,
+            &NewKey::with_kdf(kdf),
+            Chunking::default(),
+        )
+        .unwrap();
         for i in 0..6u64 {
             let len = 50_000 + (i as usize) * 150_000;
             std::fs::write(src.join(format!("f{i}")), noise(i, len)).unwrap();
@@ -99,14 +106,16 @@ impl Rig {
     fn open(&self, mode: Mode) -> snap::Result<Repository> {
         let inner: Arc<dyn Backend> = Arc::new(LocalBackend::new(&self.root));
         let b = Arc::new(FaultyBackend::new(inner, self.faults.clone()));
-        Repository::open_with(
+        let mut repo = Repository::open_with(
             b,
-            &self.root,
+            &self.tmp.path().join("cache"),
             PASSWORD,
             mode,
             "test",
             Duration::from_secs(30),
-        )
+        )?;
+        repo.inject_staging_faults(self.faults.clone());
+        Ok(repo)
     }
 
     /// Changes the source: one file rewritten, one new file each time.
@@ -224,7 +233,7 @@ fn assert_storage_error(e: &Error, what: &str) {
 
 fn faults_for(op: Op) -> Vec<Fault> {
     match op {
-        Op::WriteStaged | Op::Write | Op::Remove => {
+        Op::WriteFile | Op::Write | Op::Remove => {
             vec![Fault::NoSpace, Fault::Eio, Fault::EioAfter]
         }
         Op::StagingWrite => vec![Fault::NoSpace, Fault::Eio, Fault::Short],
@@ -239,7 +248,7 @@ fn push_under_storage_faults_never_records_a_broken_snapshot() {
     let mut failures = 0;
     for op in [
         Op::StagingWrite,
-        Op::WriteStaged,
+        Op::WriteFile,
         Op::Write,
         Op::Read,
         Op::List,
@@ -288,7 +297,7 @@ fn prune_under_storage_faults_keeps_every_kept_snapshot_whole() {
     let mut rounds = 0;
     for op in [
         Op::StagingWrite,
-        Op::WriteStaged,
+        Op::WriteFile,
         Op::Write,
         Op::Remove,
         Op::Read,
@@ -363,7 +372,7 @@ fn repair_under_storage_faults_then_a_push_makes_every_snapshot_whole() {
     let mut repaired_rounds = 0;
     for op in [
         Op::StagingWrite,
-        Op::WriteStaged,
+        Op::WriteFile,
         Op::Remove,
         Op::Read,
         Op::List,
@@ -460,11 +469,9 @@ fn first_chunk_of(repo: &Repository, name: &[u8]) -> snap::id::BlobRef {
 fn push_prune_check_and_restore_on_the_in_memory_backend() {
     use snap::backend::mem::MemBackend;
     let tmp = tempfile::tempdir().unwrap();
-    let staging = tmp.path().join("staging");
-    std::fs::create_dir(&staging).unwrap();
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(MemBackend::new(&staging));
+    let backend: Arc<dyn Backend> = Arc::new(MemBackend::new());
     let kdf = KdfParams {
         memory_kib: 1024,
         iterations: 1,

@@ -46,6 +46,10 @@ fn limited_to(limit: &str, repo: &Repo, args: &[&str]) -> Output {
 /// The environment of [`Repo::cmd`], on a plain command.
 fn with_env<'c>(c: &'c mut Command, repo: &Repo) -> &'c mut Command {
     c.env("SNAP_REPO", &repo.path)
+        .env(
+            "SNAP_CACHE_DIR",
+            std::path::Path::new(&repo.path).with_file_name("cache"),
+        )
         .env("SNAP_PASSWORD", PASSWORD)
         .env("SNAP_KDF_MEMORY_KIB", "1024")
         .env("SNAP_INSECURE_KDF", "1")
@@ -709,7 +713,7 @@ fn a_forged_latest_snapshot_is_not_taken_as_the_parent() {
     c.save(&forged);
     drop(c);
     // Another machine wrote it: it is not in this machine's journal.
-    let journal = repo.path.join("index").join("snap-written");
+    let journal = repo.index_dir().join("snap-written");
     let kept: String = fs::read_to_string(&journal)
         .unwrap()
         .lines()

@@ -152,7 +152,7 @@ fn an_altered_key_file_is_not_a_wrong_password() {
 
     // A machine that never opened the repository (no index) still tells a
     // changed label from a wrong password: the password check matches.
-    fs::remove_dir_all(repo.path.join("index")).unwrap();
+    fs::remove_dir_all(repo.index_dir()).unwrap();
     let mut kf = read_json(&path);
     kf["label"] = "web1".into();
     write_json(&path, &kf);

@@ -76,6 +76,10 @@ fn foreign(repo: &Repo, dir: &Path, want: &str) {
     let out = repo
         .cmd()
         .env("SNAP_REPO", dir)
+        .env(
+            "SNAP_CACHE_DIR",
+            std::path::Path::new(dir).with_file_name("cache"),
+        )
         .arg("snapshots")
         .output()
         .unwrap();
@@ -158,7 +162,7 @@ fn excludes_that_leave_nothing_warn() {
 fn a_damaged_index_names_repair_index() {
     let repo = Repo::new();
     small_site(&repo);
-    let idx = repo.path.join("index");
+    let idx = repo.index_dir();
     let sst = fs::read_dir(&idx)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -117,7 +117,7 @@ fn opens_lists_restores_and_checks(v: u32) {
         !repo.path.join("state").exists(),
         "a version-{v} repository got a state/ directory"
     );
-    assert!(!repo.path.join("index/snap-state-mark").exists());
+    assert!(!repo.index_dir().join("snap-state-mark").exists());
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Modes of what snap creates: a repository is its user's only (0700
-//! directories, 0600 files, the index included), and one that group or
+//! Modes of what snap creates: a repository and its cache are their
+//! user's only (0700 directories, 0600 files), and one that group or
 //! others can read is warned about, not changed (format-spec.md §2).
 
 mod common;
@@ -34,10 +34,19 @@ fn a_new_repository_is_this_users_only() {
         "data/00",
         "locks",
         "protected",
-        "index",
     ] {
         assert_eq!(mode(&p.join(d)), 0o700, "{d}/");
     }
+    // The cache (index, staging) is this user's only too.
+    let index = repo.index_dir();
+    for d in [
+        index.parent().unwrap(),
+        &index,
+        &index.with_file_name("staging"),
+    ] {
+        assert_eq!(mode(d), 0o700, "{}", d.display());
+    }
+    assert!(!p.join("index").exists(), "the index lives in the cache");
     let files = repo.files();
     for kind in ["keys/", "snapshots/", "data/", "protected/"] {
         assert!(
@@ -64,7 +73,7 @@ fn a_new_repository_is_this_users_only() {
 fn a_repository_others_can_read_is_warned_about_once() {
     let repo = Repo::new();
     let p = &repo.path;
-    for d in ["", "keys", "index"] {
+    for d in ["", "keys"] {
         set_mode(&p.join(d), 0o755);
     }
     let out = repo.ok(&["--quiet", "snapshots"]);
@@ -73,14 +82,12 @@ fn a_repository_others_can_read_is_warned_about_once() {
     let root = p.display().to_string();
     assert!(e.contains(&format!("{root} (mode 0755)")), "{e}");
     assert!(e.contains(&format!("{root}/keys (mode 0755)")), "{e}");
-    assert!(e.contains(&format!("{root}/index (mode 0755)")), "{e}");
     assert!(e.contains(&format!("chmod -R go-rwx {root}")), "{e}");
     // Warned about, not changed.
     assert_eq!(mode(p), 0o755);
     assert_eq!(mode(&p.join("keys")), 0o755);
 
     set_mode(&p.join("keys"), 0o700);
-    set_mode(&p.join("index"), 0o700);
     let e = stderr(&repo.ok(&["snapshots"]));
     assert!(e.contains(&format!("{root} (mode 0755)")), "{e}");
     assert!(!e.contains("keys (mode"), "{e}");

@@ -79,9 +79,7 @@ fn assert_rule(repo: &Repository, reads: &[Request], what: &str) -> usize {
 #[test]
 fn reads_from_a_remote_backend_never_ask_for_one_blob() {
     let tmp = tempfile::tempdir().unwrap();
-    let staging = tmp.path().join("staging");
-    std::fs::create_dir(&staging).unwrap();
-    let rec = Arc::new(RecordingBackend::new(Arc::new(MemBackend::new(&staging))));
+    let rec = Arc::new(RecordingBackend::new(Arc::new(MemBackend::new())));
     let backend: Arc<dyn Backend> = rec.clone();
     let kdf = KdfParams {
         memory_kib: 1024,

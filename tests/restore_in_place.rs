@@ -89,6 +89,10 @@ fn an_interrupted_restore_leaves_old_or_new_files_and_the_next_restore_cleans_up
 
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("snap"))
         .env("SNAP_REPO", &r.path)
+        .env(
+            "SNAP_CACHE_DIR",
+            std::path::Path::new(&r.path).with_file_name("cache"),
+        )
         .env("SNAP_PASSWORD", common::PASSWORD)
         .env("SNAP_KDF_MEMORY_KIB", "1024")
         .env("SNAP_INSECURE_KDF", "1")

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 fn spawn(repo: &Repo, args: &[&str]) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("snap"))
         .env("SNAP_REPO", &repo.path)
+        .env(
+            "SNAP_CACHE_DIR",
+            std::path::Path::new(&repo.path).with_file_name("cache"),
+        )
         .env("SNAP_PASSWORD", PASSWORD)
         .env("SNAP_KDF_MEMORY_KIB", "1024")
         .env("SNAP_INSECURE_KDF", "1")

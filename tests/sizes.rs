@@ -130,6 +130,10 @@ fn a_lock_file_names_no_command() {
     let repo = Repo::new();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("snap"))
         .env("SNAP_REPO", &repo.path)
+        .env(
+            "SNAP_CACHE_DIR",
+            std::path::Path::new(&repo.path).with_file_name("cache"),
+        )
         .env("SNAP_PASSWORD", PASSWORD)
         .env("SNAP_KDF_MEMORY_KIB", "1024")
         .env("SNAP_INSECURE_KDF", "1")

@@ -126,11 +126,11 @@ fn a_rolled_back_repository_is_found_and_refused() {
     copy_dir(&repo.path, &copy);
     fs::write(src.join("a"), "two").unwrap();
     repo.push(&src, &[]);
-    // The storage puts back the old copy; this machine keeps its mark.
-    let mark = fs::read(repo.path.join("index/snap-state-mark")).unwrap();
+    // The storage puts back the old copy; this machine keeps its mark, in
+    // its cache.
+    let mark = fs::read(repo.index_dir().join("snap-state-mark")).unwrap();
     fs::remove_dir_all(&repo.path).unwrap();
     fs::rename(&copy, &repo.path).unwrap();
-    fs::write(repo.path.join("index/snap-state-mark"), &mark).unwrap();
 
     let said = ["rolled back", "last saw state 3", "newest is state 2"];
     fails_saying(&repo.run(&["check"]), &said, "check");
@@ -144,7 +144,7 @@ fn a_rolled_back_repository_is_found_and_refused() {
     repo.ok(&["cat", "latest", "/a"]);
     // The mark is not moved back by any of this.
     assert_eq!(
-        fs::read(repo.path.join("index/snap-state-mark")).unwrap(),
+        fs::read(repo.index_dir().join("snap-state-mark")).unwrap(),
         mark
     );
 
@@ -163,14 +163,11 @@ fn the_mark_survives_repair_index() {
     let src = repo.dir("www");
     repo.push(&src, &[]);
     repo.ok(&["repair", "index"]);
-    assert!(repo.path.join("index/snap-state-mark").exists());
-    // Rolled back to the copy, whose index/ is replaced by this machine's.
-    let index = repo.dir("index-now");
-    fs::rename(repo.path.join("index"), &index).unwrap();
+    assert!(repo.index_dir().join("snap-state-mark").exists());
+    // Rolled back to the copy: the mark is in this machine's cache, which
+    // a rollback of the repository's directory does not touch.
     fs::remove_dir_all(&repo.path).unwrap();
     fs::rename(&copy, &repo.path).unwrap();
-    fs::remove_dir_all(repo.path.join("index")).unwrap();
-    fs::rename(&index, repo.path.join("index")).unwrap();
     fails_saying(&repo.run(&["check"]), &["rolled back"], "check");
 }
 
@@ -267,13 +264,13 @@ fn a_push_stopped_before_its_state_is_adopted_not_flagged() {
     let (repo, _, b) = two_pushes();
     // What a push killed between its snapshot file and its state leaves: the
     // snapshot, no state for it, and the mark where it was.
-    let mark_before = fs::read(repo.path.join("index/snap-state-mark")).unwrap();
+    let mark_before = fs::read(repo.index_dir().join("snap-state-mark")).unwrap();
     let src = repo.dir("www");
     fs::write(src.join("index.php"), "three").unwrap();
     let c = repo.push(&src, &[])["id"].as_str().unwrap().to_string();
     let newest = newest_state(&repo);
     fs::remove_file(&newest).unwrap();
-    fs::write(repo.path.join("index/snap-state-mark"), &mark_before).unwrap();
+    fs::write(repo.index_dir().join("snap-state-mark"), &mark_before).unwrap();
 
     let out = repo.ok(&["check"]);
     assert!(
@@ -310,6 +307,10 @@ fn concurrent_writers_lose_no_update() {
         fs::write(src.join("g"), format!("more {i}")).unwrap();
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("snap"));
         c.env("SNAP_REPO", &repo.path)
+            .env(
+                "SNAP_CACHE_DIR",
+                std::path::Path::new(&repo.path).with_file_name("cache"),
+            )
             .env("SNAP_PASSWORD", PASSWORD)
             .env("SNAP_KDF_MEMORY_KIB", "1024")
             .args(["--json", "push", src.to_str().unwrap()]);
@@ -318,6 +319,10 @@ fn concurrent_writers_lose_no_update() {
     for id in &ids {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("snap"));
         c.env("SNAP_REPO", &repo.path)
+            .env(
+                "SNAP_CACHE_DIR",
+                std::path::Path::new(&repo.path).with_file_name("cache"),
+            )
             .env("SNAP_PASSWORD", PASSWORD)
             .env("SNAP_KDF_MEMORY_KIB", "1024")
             .args(["protect", id]);

@@ -7,7 +7,7 @@
 use super::{Backend, FileType};
 use crate::error::{Error, Result};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Operations that can be made to fail.
@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 pub enum Op {
     /// [`Backend::write`] (snapshots, keys, locks, config).
     Write,
-    /// [`Backend::write_staged`] (the sync and rename of a pack).
-    WriteStaged,
+    /// [`Backend::write_file`] (a staged pack put in place).
+    WriteFile,
     /// One `write` call into a staging file.
     StagingWrite,
     /// [`Backend::read`] and [`Backend::read_range`].
@@ -176,24 +176,22 @@ impl Backend for FaultyBackend {
             self.inner.remove(t, name)
         })
     }
-    fn staging_dir(&self) -> PathBuf {
-        self.inner.staging_dir()
+    fn write_file(&self, t: FileType, name: &str, path: &Path) -> Result<()> {
+        self.run(Op::WriteFile, format!("putting {name} in place"), || {
+            self.inner.write_file(t, name, path)
+        })
     }
-    fn write_staged(&self, t: FileType, name: &str, staged: &Path) -> Result<()> {
-        self.run(
-            Op::WriteStaged,
-            format!("putting pack {name} in place"),
-            || self.inner.write_staged(t, name, staged),
-        )
-    }
-    fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> Result<u64> {
-        self.inner.remove_temporary(gone)
-    }
-    fn create_staged(&self, path: &Path) -> std::io::Result<Box<dyn Write + Send>> {
-        Ok(Box::new(FaultyFile {
-            inner: self.inner.create_staged(path)?,
-            faults: self.faults.clone(),
-        }))
+}
+
+impl Faults {
+    /// Wraps a staging file so that its writes fail as planned for
+    /// [`Op::StagingWrite`] (staging files live in the cache directory, not
+    /// in a backend: the repository hands them to this).
+    pub fn staging_file(&self, inner: Box<dyn Write + Send>) -> Box<dyn Write + Send> {
+        Box::new(FaultyFile {
+            inner,
+            faults: self.clone(),
+        })
     }
 }
 
@@ -232,16 +230,14 @@ mod tests {
 
     #[test]
     fn conformance_faulty_without_faults() {
-        let d = tempfile::tempdir().unwrap();
-        let b = FaultyBackend::new(Arc::new(MemBackend::new(d.path())), Faults::new());
+        let b = FaultyBackend::new(Arc::new(MemBackend::new()), Faults::new());
         crate::backend::conformance::run(&b);
     }
 
     #[test]
     fn the_nth_call_fails_with_the_chosen_error() {
-        let d = tempfile::tempdir().unwrap();
         let faults = Faults::new();
-        let b = FaultyBackend::new(Arc::new(MemBackend::new(d.path())), faults.clone());
+        let b = FaultyBackend::new(Arc::new(MemBackend::new()), faults.clone());
         faults.fail_nth(Op::Write, 2, Fault::NoSpace);
         b.write(FileType::Snapshot, "a", b"1").unwrap();
         let e = b.write(FileType::Snapshot, "b", b"2").unwrap_err();

@@ -60,6 +60,24 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// Removes the temporary files (`.tmp-<pid>-…`) that processes for
+    /// which `gone(pid)` is true left in the repository; returns how many.
+    pub fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> u64 {
+        let data = self.dir(FileType::Pack);
+        let mut dirs = vec![
+            self.root.join("keys"),
+            self.root.join("snapshots"),
+            self.root.join("locks"),
+            self.root.join("protected"),
+            self.root.join("state"),
+            data.clone(),
+        ];
+        dirs.extend((0..=255u8).map(|i| data.join(format!("{i:02x}"))));
+        dirs.iter()
+            .map(|d| super::remove_temporary_in(d, gone))
+            .sum()
+    }
+
     fn dir(&self, t: FileType) -> PathBuf {
         match t {
             FileType::Config => self.root.clone(),
@@ -284,49 +302,45 @@ impl Backend for LocalBackend {
         sync_dir(&dir).map_err(|e| self.fail("syncing", &dir, e))
     }
 
-    fn staging_dir(&self) -> PathBuf {
-        // Inside data/ so that the final rename stays on one file system;
-        // the listing of packs only looks in data/'s subdirectories.
-        self.dir(FileType::Pack)
-    }
-
-    fn write_staged(&self, t: FileType, name: &str, staged: &Path) -> Result<()> {
+    fn write_file(&self, t: FileType, name: &str, src: &Path) -> Result<()> {
         let p = self.path(t, name);
         let dir = p.parent().expect("files live in a directory").to_path_buf();
-        File::open(staged)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| self.fail("syncing", staged, e))?;
         if p.exists() {
-            return fs::remove_file(staged).map_err(|e| self.fail("removing", staged, e));
+            return Err(self.fail("writing", &p, taken()));
         }
-        fs::rename(staged, &p).map_err(|e| self.fail("renaming into", &p, e))?;
+        // The bytes are durable before they get a name in the repository.
+        File::open(src)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| self.fail("syncing", src, e))?;
+        match fs::hard_link(src, &p) {
+            Ok(()) => {}
+            Err(e) if links_unsupported(&e) => {
+                // Another file system (the cache on another disk): a copy,
+                // synced, then put in place like any write.
+                let tmp = dir.join(format!(
+                    ".tmp-{}-{}",
+                    std::process::id(),
+                    rand::random::<u64>()
+                ));
+                let res = File::open(src)
+                    .and_then(|mut from| {
+                        let mut to = OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .open(&tmp)?;
+                        std::io::copy(&mut from, &mut to)?;
+                        to.sync_all()
+                    })
+                    .and_then(|()| put_if_absent(&tmp, &p, true));
+                if let Err(e) = res {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(self.fail("writing", &p, e));
+                }
+            }
+            Err(e) => return Err(self.fail("writing", &p, e)),
+        }
         sync_dir(&dir).map_err(|e| self.fail("syncing", &dir, e))
-    }
-
-    fn create_staged(&self, path: &Path) -> std::io::Result<Box<dyn Write + Send>> {
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)?;
-        Ok(Box::new(f))
-    }
-
-    fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> Result<u64> {
-        let data = self.dir(FileType::Pack);
-        let mut dirs = vec![
-            self.root.join("keys"),
-            self.root.join("snapshots"),
-            self.root.join("locks"),
-            self.root.join("protected"),
-            self.root.join("state"),
-            data.clone(),
-        ];
-        dirs.extend((0..=255u8).map(|i| data.join(format!("{i:02x}"))));
-        Ok(dirs
-            .iter()
-            .map(|d| super::remove_temporary_in(d, gone))
-            .sum())
     }
 
     fn remove(&self, t: FileType, name: &str) -> Result<()> {
@@ -404,6 +418,32 @@ mod tests {
     }
 
     #[test]
+    fn a_file_from_another_file_system_is_copied_whole_and_synced() {
+        // /dev/shm is a tmpfs: no hard link reaches the repository from it.
+        let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("skipped: no /dev/shm here to stage a file on another file system");
+            return;
+        };
+        let d = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(d.path().join("r"));
+        b.create_layout().unwrap();
+        let staged = shm.path().join("staged");
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&staged, &bytes).unwrap();
+        let name = "cd".repeat(32);
+        b.write_file(FileType::Pack, &name, &staged).unwrap();
+        assert_eq!(b.read(FileType::Pack, &name).unwrap(), bytes);
+        assert_eq!(fs::read(&staged).unwrap(), bytes, "the source stays");
+        let e = b.write_file(FileType::Pack, &name, &staged).unwrap_err();
+        assert!(e.is_already_exists(), "{e}");
+        assert_eq!(
+            b.remove_temporary(&|_| true),
+            0,
+            "no temporary file is left"
+        );
+    }
+
+    #[test]
     fn directories_and_files_are_this_users_only() {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
@@ -427,14 +467,17 @@ mod tests {
         b.write(FileType::Lock, "l", b"lock").unwrap();
         assert_eq!(mode(&root.join("keys/k")), 0o600);
         assert_eq!(mode(&root.join("locks/l")), 0o600);
-        let staged = b.staging_dir().join(".tmp-pack-1-2");
-        b.create_staged(&staged)
+        let staged = d.path().join("staged");
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&staged)
             .unwrap()
             .write_all(b"pack")
             .unwrap();
-        assert_eq!(mode(&staged), 0o600);
         let name = "ab".repeat(32);
-        b.write_staged(FileType::Pack, &name, &staged).unwrap();
+        b.write_file(FileType::Pack, &name, &staged).unwrap();
         assert_eq!(mode(&root.join("data/ab").join(&name)), 0o600);
         // Version 1 repositories get protected/ on the first protect.
         fs::remove_dir(root.join("protected")).unwrap();

@@ -1,20 +1,18 @@
 //! A repository held in memory, for fast tests of the writer, push, prune,
-//! check and repair. Packs are still staged as files (staging is the
-//! writer's business), in a directory the caller gives.
+//! check and repair.
 
 use super::{Backend, FileType};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Files by type and name.
 type Files = BTreeMap<(u8, String), Arc<Vec<u8>>>;
 
 /// An in-memory backend.
+#[derive(Default)]
 pub struct MemBackend {
     files: Mutex<Files>,
-    staging: PathBuf,
 }
 
 fn key(t: FileType, name: &str) -> (u8, String) {
@@ -22,13 +20,9 @@ fn key(t: FileType, name: &str) -> (u8, String) {
 }
 
 impl MemBackend {
-    /// An empty backend whose staged packs go to `staging` (an existing
-    /// directory).
-    pub fn new(staging: impl Into<PathBuf>) -> Self {
-        MemBackend {
-            files: Mutex::default(),
-            staging: staging.into(),
-        }
+    /// An empty backend.
+    pub fn new() -> Self {
+        MemBackend::default()
     }
 
     fn missing(&self, t: FileType, name: &str) -> Error {
@@ -130,26 +124,6 @@ impl Backend for MemBackend {
             None => Err(self.missing(t, name)),
         }
     }
-
-    fn staging_dir(&self) -> PathBuf {
-        self.staging.clone()
-    }
-
-    fn write_staged(&self, t: FileType, name: &str, staged: &Path) -> Result<()> {
-        let data = std::fs::read(staged)
-            .map_err(|e| Error::storage("memory", format!("reading {}", staged.display()), e))?;
-        let _ = std::fs::remove_file(staged);
-        self.files
-            .lock()
-            .expect("files")
-            .entry(key(t, name))
-            .or_insert_with(|| Arc::new(data));
-        Ok(())
-    }
-
-    fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> Result<u64> {
-        Ok(super::remove_temporary_in(&self.staging, gone))
-    }
 }
 
 #[cfg(test)]
@@ -158,7 +132,6 @@ mod tests {
 
     #[test]
     fn conformance_mem() {
-        let d = tempfile::tempdir().unwrap();
-        crate::backend::conformance::run(&MemBackend::new(d.path()));
+        crate::backend::conformance::run(&MemBackend::new());
     }
 }

@@ -16,7 +16,6 @@ pub mod mem;
 pub mod recording;
 
 use crate::error::Result;
-use std::io::Write;
 
 /// The kinds of files a repository holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,25 +66,19 @@ pub trait Backend: Send + Sync {
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
     /// Removes a file.
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
-    /// A local directory where a large file (a pack) is written before
-    /// [`Backend::write_staged`] puts it in place; files there are named
-    /// `.tmp-*` and never listed.
-    fn staging_dir(&self) -> std::path::PathBuf;
-    /// Puts a file staged in [`Backend::staging_dir`] in place atomically and
-    /// durably under `name`; the staged file is gone afterwards. A file of the
-    /// same name already in place is kept (names are content hashes).
-    fn write_staged(&self, t: FileType, name: &str, staged: &std::path::Path) -> Result<()>;
-    /// Removes the temporary files (`.tmp-<pid>-…`, `.tmp-pack-<pid>-…`) of
-    /// processes for which `gone(pid)` is true; returns how many.
-    fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> Result<u64>;
-    /// Creates a new staging file at `path` (inside [`Backend::staging_dir`])
-    /// for a writer to fill. A wrapper may return a writer that fails.
-    fn create_staged(&self, path: &std::path::Path) -> std::io::Result<Box<dyn Write + Send>> {
-        let f = std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        Ok(Box::new(f))
+    /// Puts the bytes of the local file `path` in place as `name`, with
+    /// the rules of [`Backend::write`]. The file is left as it is, for the
+    /// caller to remove: a backend on the same file system may link it
+    /// rather than copy it, and a remote one streams it.
+    fn write_file(&self, t: FileType, name: &str, path: &std::path::Path) -> Result<()> {
+        let data = std::fs::read(path).map_err(|e| {
+            crate::error::Error::storage(
+                self.location(),
+                format!("reading the staged file {}", path.display()),
+                e,
+            )
+        })?;
+        self.write(t, name, &data)
     }
 }
 
@@ -118,6 +111,18 @@ pub(crate) fn remove_temporary_in(dir: &std::path::Path, gone: &dyn Fn(u32) -> b
 /// panics on the first rule a backend breaks, as a test does.
 pub mod conformance {
     use super::*;
+
+    /// A fresh local directory for the files the suite hands to
+    /// [`Backend::write_file`].
+    fn tempdir_for_conformance() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "snap-conformance-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
 
     /// Runs the suite against `b`, which must be empty.
     pub fn run(b: &dyn Backend) {
@@ -164,29 +169,28 @@ pub mod conformance {
         );
         b.remove(FileType::State, "0000000000000001").unwrap();
         assert!(b.list(FileType::State).unwrap().is_empty());
-        let staged = b.staging_dir().join(".tmp-conformance");
+        let dir = tempdir_for_conformance();
+        let staged = dir.join("staged");
         std::fs::write(&staged, b"staged bytes").unwrap();
-        b.write_staged(FileType::Pack, &name, &staged).unwrap();
-        assert!(!staged.exists(), "the staged file is moved or removed");
-        assert_eq!(b.read(FileType::Pack, &name).unwrap(), b"staged bytes");
-        assert!(
-            b.list(FileType::Pack).unwrap() == vec![name.clone()],
-            "staging files are never listed"
+        b.write_file(FileType::Pack, &name, &staged).unwrap();
+        assert_eq!(
+            std::fs::read(&staged).unwrap(),
+            b"staged bytes",
+            "the local file is left to the caller"
         );
+        assert_eq!(b.read(FileType::Pack, &name).unwrap(), b"staged bytes");
+        std::fs::write(dir.join("other"), b"other bytes").unwrap();
+        let taken = b
+            .write_file(FileType::Pack, &name, &dir.join("other"))
+            .unwrap_err();
+        assert!(taken.is_already_exists(), "{taken}");
+        assert_eq!(b.read(FileType::Pack, &name).unwrap(), b"staged bytes");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(b.list(FileType::Pack).unwrap(), vec![name.clone()]);
         b.remove(FileType::Pack, &name).unwrap();
         let gone = b.read(FileType::Pack, &name).unwrap_err();
         assert!(gone.is_not_found(), "a missing file is NotFound: {gone}");
         assert!(b.remove(FileType::Pack, &name).unwrap_err().is_not_found());
         assert!(b.list(FileType::Pack).unwrap().is_empty());
-        let dead = b.staging_dir().join(".tmp-pack-4000000-1");
-        let alive = b
-            .staging_dir()
-            .join(format!(".tmp-pack-{}-2", std::process::id()));
-        std::fs::write(&dead, b"x").unwrap();
-        std::fs::write(&alive, b"x").unwrap();
-        let mine = std::process::id();
-        assert_eq!(b.remove_temporary(&|pid| pid != mine).unwrap(), 1);
-        assert!(!dead.exists() && alive.exists());
-        std::fs::remove_file(alive).unwrap();
     }
 }

@@ -58,7 +58,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         kdf: kdf_params()?,
         label: a.label,
     };
-    let repo = Repository::init(&ctx.repo, pw.as_bytes(), &key, chunking)?;
+    let repo = Repository::init(&ctx.repo, &ctx.cache, pw.as_bytes(), &key, chunking)?;
     if ctx.json {
         super::print_json(&serde_json::json!({
             "repository": ctx.repo,

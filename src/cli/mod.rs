@@ -46,6 +46,9 @@ pub struct Cli {
     /// Repository directory [default: /var/lib/snap/repo as root, else ~/.local/share/snap/repo]
     #[arg(long, global = true, env = "SNAP_REPO")]
     repo: Option<PathBuf>,
+    /// This machine's cache of repositories (index, staged packs) [default: /var/cache/snap as root, else ~/.cache/snap]
+    #[arg(long, global = true, env = "SNAP_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -99,6 +102,7 @@ enum Command {
 /// Global settings every subcommand can use.
 pub struct Ctx {
     repo: PathBuf,
+    cache: PathBuf,
     json: bool,
     quiet: bool,
     lock_wait: Duration,
@@ -129,6 +133,7 @@ impl Ctx {
         };
         let repo = Repository::open_telling_waits(
             &self.repo,
+            &self.cache,
             pw.as_bytes(),
             mode,
             command,
@@ -276,6 +281,9 @@ pub fn stopping() -> bool {
 pub fn run(cli: Cli) -> Result<i32> {
     let ctx = Ctx {
         repo: cli.repo.unwrap_or_else(default_repo),
+        cache: cli
+            .cache_dir
+            .unwrap_or_else(snap::repo::cache::default_base),
         json: cli.json,
         quiet: cli.quiet,
         lock_wait: Duration::from_secs(cli.lock_wait),

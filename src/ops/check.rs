@@ -239,7 +239,7 @@ impl Walker<'_> {
         if self.bad_blobs.contains(b) {
             return Ok(Err(format!("{} is damaged", name())));
         }
-        match self.repo.index().get(b)? {
+        match self.repo.locate(b)? {
             None => Ok(Err(format!("{} is missing", name()))),
             Some(loc) if self.bad_packs.contains(&loc.pack) => {
                 Ok(Err(format!("{} is in damaged pack {}", name(), loc.pack)))

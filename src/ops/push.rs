@@ -232,7 +232,7 @@ impl<'a> Pusher<'a> {
                     *self.parent_note.lock().expect("not poisoned") = Some(format!(
                         "snapshot {} was not written on this machine (it is not in {}):                          it is not trusted as the parent, so files it has are read again",
                         &id.to_hex()[..8],
-                        crate::repo::journal::path(&self.repo.root().join("index")).display()
+                        crate::repo::journal::path(&self.repo.cache_dir().join("index")).display()
                     ));
                     same.find(|(id, _)| written.contains(id))
                 }

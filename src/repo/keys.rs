@@ -370,7 +370,7 @@ impl Repository {
             remove_keys: vec![old.clone()],
             ..Change::default()
         })?;
-        let _ = std::fs::write(read::last_key_path(&super::index_path(&self.root)), &name);
+        let _ = std::fs::write(read::last_key_path(&super::index_path(&self.cache)), &name);
         Ok((name, old))
     }
 
@@ -488,8 +488,7 @@ mod tests {
 
     #[test]
     fn format_4_writes_version_2_and_older_formats_version_1() {
-        let d = tempfile::tempdir().unwrap();
-        let mem = MemBackend::new(d.path());
+        let mem = MemBackend::new();
         let keys = Keys::generate();
         let mut config = Config::new();
         let name = write_key_file(&mem, &keys, &config, b"pw", &cheap())
@@ -518,8 +517,7 @@ mod tests {
 
     #[test]
     fn a_key_file_naming_another_repository_is_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let mem = MemBackend::new(d.path());
+        let mem = MemBackend::new();
         let keys = Keys::generate();
         let config = Config::new();
         let cfg = config.encode(&keys);
@@ -530,6 +528,7 @@ mod tests {
         let name = write_key_file(&mem, &keys, &elsewhere, b"pw", &cheap())
             .unwrap()
             .0;
+        let d = tempfile::tempdir().unwrap();
         let index = d.path().join("index");
         match unlock(&mem, &cfg, b"pw", &index) {
             Err(Error::KeyFileRefused { detail }) => {
@@ -551,11 +550,11 @@ mod tests {
 
     #[test]
     fn the_last_key_goes_first_and_its_digest_is_kept() {
-        let d = tempfile::tempdir().unwrap();
-        let mem = MemBackend::new(d.path());
+        let mem = MemBackend::new();
         let keys = Keys::generate();
         let config = Config::new();
         let cfg = config.encode(&keys);
+        let d = tempfile::tempdir().unwrap();
         let index = d.path().join("index");
         for i in 0..4 {
             write_key_file(&mem, &keys, &config, format!("pw{i}").as_bytes(), &cheap()).unwrap();

@@ -558,15 +558,6 @@ mod tests {
         fn remove(&self, t: FileType, name: &str) -> Result<()> {
             self.inner.remove(t, name)
         }
-        fn staging_dir(&self) -> std::path::PathBuf {
-            self.inner.staging_dir()
-        }
-        fn write_staged(&self, t: FileType, name: &str, staged: &std::path::Path) -> Result<()> {
-            self.inner.write_staged(t, name, staged)
-        }
-        fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> Result<u64> {
-            self.inner.remove_temporary(gone)
-        }
     }
 
     fn take(b: &Arc<Faulty>, every: Duration) -> Lock {

@@ -20,12 +20,24 @@ fn snapshot() -> Snapshot {
     )
 }
 
-#[test]
-fn a_lost_lock_stops_the_snapshot_write() {
+/// A new local repository (and its cache) in a temporary directory.
+fn fresh() -> (tempfile::TempDir, Repository) {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("repo");
-    let repo =
-        Repository::init(&root, b"pw", &NewKey::with_kdf(kdf()), Chunking::default()).unwrap();
+    let repo = Repository::init(
+        &root,
+        &d.path().join("cache"),
+        b"pw",
+        &NewKey::with_kdf(kdf()),
+        Chunking::default(),
+    )
+    .unwrap();
+    (d, repo)
+}
+
+#[test]
+fn a_lost_lock_stops_the_snapshot_write() {
+    let (_d, repo) = fresh();
     repo.check_lock().unwrap();
     repo.lock
         .as_ref()
@@ -40,10 +52,7 @@ fn a_lost_lock_stops_the_snapshot_write() {
 fn a_lost_lock_stops_the_pack_writer() {
     use crate::id::BlobKind;
     use crate::repo::writer::BlobWriter;
-    let d = tempfile::tempdir().unwrap();
-    let root = d.path().join("repo");
-    let repo =
-        Repository::init(&root, b"pw", &NewKey::with_kdf(kdf()), Chunking::default()).unwrap();
+    let (_d, repo) = fresh();
     let w = BlobWriter::new(&repo);
     w.store_new(BlobKind::Data, b"written while the lock held")
         .unwrap();

@@ -5,6 +5,7 @@
 //! file last. A crash before the snapshot file leaves only unreferenced
 //! packs, which cost space but never correctness.
 
+pub mod cache;
 pub mod journal;
 mod keys;
 pub mod lock;
@@ -64,7 +65,9 @@ pub struct Repository {
     keys: Arc<Keys>,
     key_id: String,
     index: Arc<dyn Index>,
-    root: PathBuf,
+    /// This repository's directory in the local cache (index, journal, mark).
+    cache: PathBuf,
+    staging: cache::Staging,
     visible: Option<std::collections::HashSet<String>>,
     /// What opening found and repaired on its own (index entries of packs
     /// that are gone), for the command line to show.
@@ -81,6 +84,9 @@ pub struct Repository {
             std::collections::HashMap<BlobRef, crate::index::BlobLocation>,
         >,
     >,
+    /// For a reader: blobs of packs its index did not know, found on the
+    /// first miss (see [`Repository::locate`]).
+    late: std::sync::Mutex<Option<std::collections::HashMap<BlobRef, crate::index::BlobLocation>>>,
     /// The key epoch that opened each pack's blobs so far (after a rotation).
     epoch_hints: std::sync::Mutex<std::collections::HashMap<crate::id::PackId, usize>>,
     /// The state record as read at open; `None` before format version 4.
@@ -91,8 +97,9 @@ pub struct Repository {
     _scratch: Option<scratch::ScratchDir>,
 }
 
-fn index_path(root: &Path) -> PathBuf {
-    root.join("index")
+/// The index directory in a repository's cache directory.
+fn index_path(cache: &Path) -> PathBuf {
+    cache.join("index")
 }
 
 /// Creates `path` and its missing parents for this user only (0700).
@@ -103,12 +110,11 @@ pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
         .create(path)
 }
 
-/// A warning naming the repository directory, `keys/` and `index/` when
-/// group or others may enter them: key files and the clear index (exact
-/// blob sizes) are for the repository's user only. Nothing is changed: an
+/// A warning naming the repository directory and `keys/` when group or
+/// others may enter them: key files are for the repository's user only. Nothing is changed: an
 /// existing repository's modes are the operator's to set.
 fn loose_permissions(root: &Path) -> Option<String> {
-    let loose: Vec<String> = [root.to_path_buf(), root.join("keys"), index_path(root)]
+    let loose: Vec<String> = [root.to_path_buf(), root.join("keys")]
         .iter()
         .filter_map(|p| {
             let mode = std::fs::metadata(p).ok()?.permissions().mode() & 0o777;
@@ -117,7 +123,7 @@ fn loose_permissions(root: &Path) -> Option<String> {
         .collect();
     (!loose.is_empty()).then(|| {
         format!(
-            "{} can be read or entered by group or others, but key files and the index (which gives exact blob sizes) are for this user only: run `chmod -R go-rwx {}`",
+            "{} can be read or entered by group or others, but key files are for this user only: run `chmod -R go-rwx {}`",
             loose.join(", "),
             root.display()
         )
@@ -160,8 +166,15 @@ fn check_is_repository(root: &Path) -> Result<()> {
 }
 
 impl Repository {
-    /// Creates a repository at `root` (missing or empty directory).
-    pub fn init(root: &Path, password: &[u8], key: &NewKey, chunking: Chunking) -> Result<Self> {
+    /// Creates a repository at `root` (missing or empty directory), with
+    /// its cache under `cache` (see [`cache`]).
+    pub fn init(
+        root: &Path,
+        cache: &Path,
+        password: &[u8],
+        key: &NewKey,
+        chunking: Chunking,
+    ) -> Result<Self> {
         if root.join("config").exists() {
             return Err(Error::AlreadyExists {
                 path: root.to_path_buf(),
@@ -181,14 +194,14 @@ impl Repository {
         // like the directories init creates. Where this user may not change
         // it, the warning at open says what to do.
         let _ = std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700));
-        Self::init_with(Arc::new(lb), root, password, key, chunking)
+        Self::init_with(Arc::new(lb), cache, password, key, chunking)
     }
 
-    /// Creates a repository in an empty `backend`, with its index in the
-    /// local directory `local`.
+    /// Creates a repository in an empty `backend`, with its cache under the
+    /// local directory `cache`.
     pub fn init_with(
         backend: Arc<dyn Backend>,
-        local: &Path,
+        cache: &Path,
         password: &[u8],
         key: &NewKey,
         chunking: Chunking,
@@ -213,7 +226,7 @@ impl Repository {
         backend.write(FileType::Config, "config", &config_bytes)?;
         Self::open_with(
             backend,
-            local,
+            cache,
             password,
             Mode::Write,
             "init",
@@ -221,22 +234,25 @@ impl Repository {
         )
     }
 
-    /// Opens the repository at `root` with `password`, waiting at most
-    /// `wait` for a conflicting lock or another writer of the index.
+    /// Opens the repository at `root` with `password` and its cache under
+    /// `cache`, waiting at most `wait` for a conflicting lock or another
+    /// writer of the index.
     pub fn open(
         root: &Path,
+        cache: &Path,
         password: &[u8],
         mode: Mode,
         command: &str,
         wait: Duration,
     ) -> Result<Self> {
-        Self::open_telling_waits(root, password, mode, command, wait, &|_| {})
+        Self::open_telling_waits(root, cache, password, mode, command, wait, &|_| {})
     }
 
     /// [`Repository::open`], calling `waiting` once with what it waits for
     /// when a lock or the index is held by another process.
     pub fn open_telling_waits(
         root: &Path,
+        cache: &Path,
         password: &[u8],
         mode: Mode,
         command: &str,
@@ -244,7 +260,7 @@ impl Repository {
         waiting: &dyn Fn(&str),
     ) -> Result<Self> {
         check_is_repository(root)?;
-        let lb = LocalBackend::new(root);
+        let lb = Arc::new(LocalBackend::new(root));
         // A repository copied by a tool that drops empty directories (git,
         // some sync tools, object storage) lacks `locks/` and `data/xx/`:
         // they are made again. On a read-only disk this fails, harmlessly.
@@ -252,43 +268,93 @@ impl Repository {
         if missing && is_snap_config(&root.join("config")) {
             let _ = lb.create_layout();
         }
-        let backend: Arc<dyn Backend> = Arc::new(lb);
-        let mut repo = Self::open_backend(backend, root, password, mode, command, wait, waiting)?;
+        let backend: Arc<dyn Backend> = lb.clone();
+        let mut repo = Self::open_backend(
+            backend,
+            cache,
+            Some(root),
+            password,
+            mode,
+            command,
+            wait,
+            waiting,
+        )?;
+        if mode != Mode::Read {
+            // Half-written files of processes killed on this host are garbage.
+            lb.remove_temporary(&|pid| !lock::process_alive(pid));
+        }
         repo.warnings.extend(loose_permissions(root));
         Ok(repo)
     }
 
-    /// Opens the repository stored in `backend`, with its index in the local
-    /// directory `local`.
+    /// Opens the repository stored in `backend`, with its cache under the
+    /// local directory `cache`.
     pub fn open_with(
         backend: Arc<dyn Backend>,
-        local: &Path,
+        cache: &Path,
         password: &[u8],
         mode: Mode,
         command: &str,
         wait: Duration,
     ) -> Result<Self> {
-        Self::open_backend(backend, local, password, mode, command, wait, &|_| {})
+        Self::open_backend(backend, cache, None, password, mode, command, wait, &|_| {})
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn open_backend(
         backend: Arc<dyn Backend>,
-        local: &Path,
+        cache_base: &Path,
+        local_root: Option<&Path>,
         password: &[u8],
         mode: Mode,
         command: &str,
         wait: Duration,
         waiting: &dyn Fn(&str),
     ) -> Result<Self> {
-        let root = local;
         let cfg_bytes = read::bounded(&*backend, FileType::Config, "config", read::MAX_CONFIG)?;
         if !cfg_bytes.starts_with(crate::format::config::MAGIC) {
-            return Err(Error::NotARepository {
-                path: root.to_path_buf(),
-                found: scratch::describe_foreign(root),
+            return Err(match local_root {
+                Some(root) => Error::NotARepository {
+                    path: root.to_path_buf(),
+                    found: scratch::describe_foreign(root),
+                },
+                None => Error::NotARepository {
+                    path: PathBuf::from(backend.location()),
+                    found: "its config is not a snap config".into(),
+                },
             });
         }
         Config::check_header(&cfg_bytes)?;
+        let mut notes = Vec::new();
+        let (root, scratch_cache) = match open_cache(cache_base, &cfg_bytes, &*backend) {
+            Ok(dir) => (dir, None),
+            // A reader still reads, with a cache that goes when it is done.
+            Err(e) if mode == Mode::Read => {
+                let dir = scratch::ScratchDir::new()?;
+                notes.push(format!(
+                    "the cache directory {} cannot be used ({e}): a temporary index is built in a temporary cache instead (choose one with --cache-dir)",
+                    cache_base.display()
+                ));
+                (dir.path().to_path_buf(), Some(dir))
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    cache_base,
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("{e}: the cache directory must be writable (choose another with --cache-dir or SNAP_CACHE_DIR)"),
+                    ),
+                ))
+            }
+        };
+        let root = root.as_path();
+        // Where snap kept the index before the cache directory.
+        if let Some(old) = local_root.filter(|_| scratch_cache.is_none()) {
+            notes.extend(cache::adopt_legacy_index(
+                &index_path(old),
+                &index_path(root),
+            ));
+        }
         let keys::Unlocked {
             keys,
             config,
@@ -296,7 +362,6 @@ impl Repository {
             hint,
         } = keys::unlock(&*backend, &cfg_bytes, password, &index_path(root))?;
         let exclusive = matches!(mode, Mode::Exclusive | Mode::Repair);
-        let mut notes = Vec::new();
         let lock = match Lock::acquire(backend.clone(), exclusive, command, wait, waiting) {
             Ok(l) => {
                 notes.extend(l.notes().iter().cloned());
@@ -307,15 +372,16 @@ impl Repository {
             Err(e) if mode == Mode::Read && scratch::is_read_only(&e) => {
                 notes.push(format!(
                     "{} is read-only here ({e}): no lock was taken, so a prune started elsewhere meanwhile is not held off",
-                    root.display()
+                    backend.location()
                 ));
                 None
             }
             Err(e) => return Err(e),
         };
+        let staging = cache::Staging::new(root.join("staging"));
         if mode != Mode::Read {
-            // Half-written files of pushes killed on this host are garbage.
-            backend.remove_temporary(&|pid| !lock::process_alive(pid))?;
+            // Packs half-staged by processes killed on this host are garbage.
+            staging.remove_leftovers(&|pid| !lock::process_alive(pid));
         }
         let ipath = index_path(root);
         // The state is read before anything is listed, so that whatever it
@@ -344,7 +410,8 @@ impl Repository {
             keys: Arc::new(keys),
             key_id: hint.key_id.clone(),
             index: Arc::new(NoIndex),
-            root: root.to_path_buf(),
+            cache: root.to_path_buf(),
+            staging,
             visible,
             warnings,
             stray,
@@ -352,10 +419,11 @@ impl Repository {
             notes,
             reads: reads::PackReads::new(remote),
             epoch_hints: Default::default(),
+            late: Default::default(),
             other_copies: Default::default(),
             state,
             config_hash: crate::format::state::file_hash(&cfg_bytes),
-            _scratch: None,
+            _scratch: scratch_cache,
         };
         if mode == Mode::Write {
             // A push onto a rolled-back state would bury the rollback.
@@ -370,6 +438,7 @@ impl Repository {
         }
         keys::remember(&ipath, &hint);
         if mode == Mode::Read && !scratch::writable(&ipath, root) {
+            // (Only a cache made unwritable by hand gets here.)
             repo.open_index_read_only(&ipath)?;
             return Ok(repo);
         }
@@ -381,7 +450,8 @@ impl Repository {
             if idx.is_complete()? {
                 repo.index = Arc::new(idx);
                 if mode != Mode::Read {
-                    repo.forget_lost_packs()?;
+                    // Prune indexes unknown packs itself, and counts them.
+                    repo.reconcile_with_packs(mode == Mode::Write)?;
                 }
                 return Ok(repo);
             }
@@ -464,9 +534,20 @@ impl Repository {
         &self.notes
     }
 
-    /// The repository directory.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// This repository's directory in the local cache.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache
+    }
+
+    /// Where packs are staged before the backend gets them.
+    pub fn staging(&self) -> &cache::Staging {
+        &self.staging
+    }
+
+    /// Makes writes into staging files fail as `faults` plans (tests of
+    /// what a filling cache disk does).
+    pub fn inject_staging_faults(&mut self, faults: crate::backend::faulty::Faults) {
+        self.staging.inject(faults);
     }
 
     /// The keys.
@@ -492,7 +573,7 @@ impl Repository {
     /// other packs are searched for another copy that verifies (rare: after
     /// an interrupted push or a repair, a blob can be in several packs).
     pub fn read_blob(&self, b: &BlobRef) -> Result<Vec<u8>> {
-        let loc = self.index.get(b)?.ok_or_else(|| Error::Missing {
+        let loc = self.locate(b)?.ok_or_else(|| Error::Missing {
             object: format!("{:?} blob {}", b.kind, hex::encode(b.id)),
         })?;
         match self.read_blob_at(b, &loc) {
@@ -804,7 +885,7 @@ impl Repository {
             .write(FileType::Snapshot, &id.to_hex(), &bytes)?;
         // Only what a later push trusts as parent: if it cannot be
         // recorded, that push reads every file again.
-        let _ = journal::record(&index_path(&self.root), &id);
+        let _ = journal::record(&index_path(&self.cache), &id);
         // A failure here leaves the snapshot saved but not in the state:
         // the next writer adopts it (format-spec.md §23.2).
         self.record_state(&crate::format::state::Change {
@@ -816,8 +897,16 @@ impl Repository {
 
     /// The snapshots this machine wrote (format-spec.md §16.2).
     pub fn written_here(&self) -> std::collections::HashSet<SnapshotId> {
-        journal::load(&index_path(&self.root))
+        journal::load(&index_path(&self.cache))
     }
+}
+
+/// Creates (or finds) the cache directory of the repository whose config
+/// is `cfg` under `base`.
+fn open_cache(base: &Path, cfg: &[u8], backend: &dyn Backend) -> std::io::Result<PathBuf> {
+    let dir = cache::repo_dir(base, cfg);
+    cache::prepare(base, &dir, &backend.location())?;
+    Ok(dir)
 }
 
 /// Removes stale locks and files in `locks/` that are not locks, or, with

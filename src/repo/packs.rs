@@ -17,13 +17,16 @@ impl Repository {
     /// Compares the index with the backend's listing of packs (one listing)
     /// and forgets the blobs of indexed packs that are gone or whose size
     /// changed, so that no push deduplicates against them: what its sources
-    /// still have is stored again. Writers call it when they open.
-    pub(super) fn forget_lost_packs(&mut self) -> Result<()> {
-        let on_disk: std::collections::HashMap<String, u64> = self
-            .backend
-            .list_sizes(FileType::Pack)?
-            .into_iter()
-            .collect();
+    /// still have is stored again. With `add`, packs the index does not know
+    /// (written from another machine, whose cache is its own, or by a push
+    /// killed before it indexed them) are indexed from their headers. Writers
+    /// call it when they open.
+    pub(super) fn reconcile_with_packs(&mut self, add: bool) -> Result<()> {
+        let listed = self.backend.list_sizes(FileType::Pack)?;
+        if add {
+            self.index_unknown_packs(&listed)?;
+        }
+        let on_disk: std::collections::HashMap<String, u64> = listed.into_iter().collect();
         let mut lost = std::collections::HashSet::new();
         for (id, info) in self.index.packs()? {
             let why = match on_disk.get(&id.to_hex()) {
@@ -187,11 +190,87 @@ impl Repository {
         Ok(())
     }
 
+    /// Indexes the packs of `listed` the index does not know; a pack whose
+    /// header cannot be read is left out with a warning (`check` and
+    /// `repair` deal with it).
+    fn index_unknown_packs(&mut self, listed: &[(String, u64)]) -> Result<()> {
+        let known: std::collections::HashSet<PackId> =
+            self.index.packs()?.into_iter().map(|(id, _)| id).collect();
+        let mut added = 0;
+        for (name, size) in listed {
+            let Ok(id) = PackId::from_hex(name) else {
+                continue;
+            };
+            if known.contains(&id) {
+                continue;
+            }
+            match self.read_pack_header(&id, *size) {
+                Ok(entries) => {
+                    let metadata = entries.first().is_some_and(|e| e.blob.kind.is_metadata());
+                    let info = crate::index::PackInfo {
+                        metadata,
+                        blobs: entries.len() as u32,
+                        size: *size,
+                    };
+                    self.index.add_pack(&id, info, &entries)?;
+                    added += 1;
+                }
+                Err(e) => self.warnings.push(format!(
+                    "pack {id} is not in this machine's index and its header cannot be read ({e}): left out; `snap check` says what it affects"
+                )),
+            }
+        }
+        if added > 0 {
+            self.index.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Where `b` is: the index's answer, or for a reader whose index lacks
+    /// it, the headers of the packs the index does not know (read once,
+    /// on the first miss: another machine pushed since this cache last
+    /// saw the repository).
+    pub fn locate(&self, b: &BlobRef) -> Result<Option<crate::index::BlobLocation>> {
+        if let Some(loc) = self.index.get(b)? {
+            return Ok(Some(loc));
+        }
+        if self.visible.is_none() {
+            return Ok(None);
+        }
+        let mut late = self.late.lock().expect("not poisoned");
+        if late.is_none() {
+            let known: std::collections::HashSet<PackId> =
+                self.index.packs()?.into_iter().map(|(id, _)| id).collect();
+            let mut found = HashMap::new();
+            for (name, size) in self.backend.list_sizes(FileType::Pack)? {
+                let Ok(id) = PackId::from_hex(&name) else {
+                    continue;
+                };
+                if known.contains(&id) {
+                    continue;
+                }
+                let Ok(entries) = self.read_pack_header(&id, size) else {
+                    continue;
+                };
+                for e in entries {
+                    found.entry(e.blob).or_insert(crate::index::BlobLocation {
+                        pack: id,
+                        offset: e.offset,
+                        length: e.length,
+                        raw_len: e.raw_len,
+                    });
+                }
+            }
+            *late = Some(found);
+        }
+        Ok(late.as_ref().and_then(|m| m.get(b).copied()))
+    }
+
     /// Deletes the local index and rebuilds it from the pack headers.
     /// Needs an exclusive open.
     pub fn rebuild_index(&mut self) -> Result<RebuildReport> {
         self.index = Arc::new(NoIndex);
-        let ipath = index_path(&self.root);
+        let ipath = index_path(&self.cache);
         // This machine's own records live beside the cache: kept.
         let kept: Vec<(&str, Vec<u8>)> = super::journal::KEPT_BY_REBUILD
             .iter()

@@ -206,8 +206,7 @@ mod tests {
 
     #[test]
     fn remote_reads_are_aligned_blocks_and_cached() {
-        let dir = tempfile::tempdir().unwrap();
-        let mem = MemBackend::new(dir.path());
+        let mem = MemBackend::new();
         let id = PackId([7; 32]);
         let data: Vec<u8> = (0..(3 * GRID + 1000)).map(|i| (i % 251) as u8).collect();
         mem.write(FileType::Pack, &id.to_hex(), &data).unwrap();

@@ -230,10 +230,10 @@ impl Repository {
     pub(super) fn restore_mark(&self) {
         let Some(view) = &self.state else { return };
         if let Some(m) = &view.mark {
-            let _ = advance_mark(&self.root, &self.config.id, m.seq, &m.hash, false);
+            let _ = advance_mark(&self.cache, &self.config.id, m.seq, &m.hash, false);
         }
         if let (None, Newest::Verified(s, h)) = (&view.blocking, &view.newest) {
-            let _ = advance_mark(&self.root, &self.config.id, s.seq, h, false);
+            let _ = advance_mark(&self.cache, &self.config.id, s.seq, h, false);
         }
     }
 
@@ -290,7 +290,7 @@ impl Repository {
         }
         // Read again, not the view of the open: this handle may have written
         // states since. The state comes first, the listing after it.
-        let (view, _) = open_view(&*self.backend, &self.keys, &self.root, &self.config.id)?;
+        let (view, _) = open_view(&*self.backend, &self.keys, &self.cache, &self.config.id)?;
         let mut out: Vec<Finding> = view.blocking.iter().cloned().collect();
         let before = match &view.newest {
             Newest::Verified(s, _) => s,
@@ -372,7 +372,7 @@ impl Repository {
         let host = lock::host_name();
         for _ in 0..MAX_TRIES {
             self.check_lock()?;
-            let mark = read_mark(&self.root, &self.config.id);
+            let mark = read_mark(&self.cache, &self.config.id);
             let (newest, _) = read_newest(&*self.backend, &self.keys)?;
             if let Some(f) = mark.as_ref().and_then(|m| rollback(&newest, m)) {
                 return Err(Error::State(f.message));
@@ -399,7 +399,7 @@ impl Repository {
         let (name, bytes) = s.encode(&self.keys);
         self.backend.write(FileType::State, &name, &bytes)?;
         let _ = advance_mark(
-            &self.root,
+            &self.cache,
             &self.config.id,
             s.seq,
             &file_hash(&bytes),
@@ -429,7 +429,7 @@ impl Repository {
                 self.config.version
             )));
         }
-        let (view, _) = open_view(&*self.backend, &self.keys, &self.root, &self.config.id)?;
+        let (view, _) = open_view(&*self.backend, &self.keys, &self.cache, &self.config.id)?;
         let differences = self.state_findings()?;
         let listing = self.listing()?;
         let (seqs, _) = list_states(&*self.backend)?;

@@ -23,6 +23,7 @@ use crate::format::crypto::Keys;
 use crate::format::pack::{encode_padded_tail, encode_tail, PackEntry, MAX_ENTRIES};
 use crate::id::{BlobKind, BlobRef, PackId};
 use crate::index::{Index, PackInfo};
+use crate::repo::cache::Staging;
 use crate::repo::lock::LockWatch;
 use crate::repo::Repository;
 use crossbeam_channel::{bounded, Sender};
@@ -64,15 +65,16 @@ struct StagedPack {
 }
 
 impl StagedPack {
-    fn create(backend: &dyn Backend, metadata: bool, pad: bool, pack_size: u64) -> Result<Self> {
-        let path = backend.staging_dir().join(format!(
-            ".tmp-pack-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        let f = backend
-            .create_staged(&path)
-            .map_err(|e| staging_error(backend, &path, "creating", e))?;
+    fn create(
+        staging: &Staging,
+        backend: &dyn Backend,
+        metadata: bool,
+        pad: bool,
+        pack_size: u64,
+    ) -> Result<Self> {
+        let (path, f) = staging
+            .create()
+            .map_err(|e| staging_error(backend, staging.dir(), "creating", e))?;
         Ok(StagedPack {
             out: BufWriter::with_capacity(1 << 20, f),
             path,
@@ -164,7 +166,13 @@ impl StagedPack {
         // A command whose lock cannot be trusted (a prune may be deleting
         // what it deduplicated against) writes nothing more.
         check_lock(lock)?;
-        backend.write_staged(FileType::Pack, &id.to_hex(), &path)?;
+        match backend.write_file(FileType::Pack, &id.to_hex(), &path) {
+            // Names are content hashes: the pack is there already (a retry
+            // after a failure that came after the write).
+            Err(e) if e.is_already_exists() => {}
+            other => other?,
+        }
+        let _ = std::fs::remove_file(&path);
         check_lock(lock)?;
         let info = PackInfo {
             metadata: self.metadata,
@@ -232,6 +240,7 @@ pub struct BlobWriter {
     keys: Arc<Keys>,
     backend: Arc<dyn Backend>,
     index: Arc<dyn Index>,
+    staging: Staging,
     zstd_level: i32,
     pack_size: u64,
     pad: bool,
@@ -295,6 +304,7 @@ impl BlobWriter {
             keys: repo.keys_arc(),
             backend: repo.backend.clone(),
             index: repo.index_arc(),
+            staging: repo.staging().clone(),
             zstd_level: repo.config.zstd_level,
             pack_size: repo.config.pack_size as u64,
             pad: repo.config.version >= 4,
@@ -395,6 +405,7 @@ impl BlobWriter {
             if slot.is_none() {
                 check_lock(&self.lock).map_err(|e| self.fail(e))?;
                 let p = StagedPack::create(
+                    &self.staging,
                     &*self.backend,
                     b.kind.is_metadata(),
                     self.pad,
@@ -463,7 +474,7 @@ impl BlobWriter {
             // smallest real one, so that the provider cannot tell.
             check_lock(&self.lock).map_err(|e| self.fail(e))?;
             open.data = Some(
-                StagedPack::create(&*self.backend, false, true, self.pack_size)
+                StagedPack::create(&self.staging, &*self.backend, false, true, self.pack_size)
                     .map_err(|e| self.fail(e))?,
             );
         }
@@ -513,16 +524,14 @@ mod tests {
 
     fn repo(faults: &Faults) -> (tempfile::TempDir, Arc<MemBackend>, Repository) {
         let d = tempfile::tempdir().unwrap();
-        let staging = d.path().join("staging");
-        std::fs::create_dir(&staging).unwrap();
-        let mem = Arc::new(MemBackend::new(&staging));
+        let mem = Arc::new(MemBackend::new());
         let b = Arc::new(FaultyBackend::new(mem.clone(), faults.clone()));
         let kdf = KdfParams {
             memory_kib: 1024,
             iterations: 1,
             parallelism: 1,
         };
-        let r = Repository::init_with(
+        let mut r = Repository::init_with(
             b,
             d.path(),
             b"pw",
@@ -530,6 +539,7 @@ mod tests {
             Default::default(),
         )
         .unwrap();
+        r.inject_staging_faults(faults.clone());
         (d, mem, r)
     }
 
@@ -545,14 +555,14 @@ mod tests {
             .collect()
     }
 
-    fn leftovers(d: &tempfile::TempDir) -> usize {
-        std::fs::read_dir(d.path().join("staging")).unwrap().count()
+    fn leftovers(repo: &Repository) -> usize {
+        std::fs::read_dir(repo.staging().dir()).map_or(0, |rd| rd.count())
     }
 
     #[test]
     fn a_failed_write_into_a_pack_poisons_the_writer_and_indexes_nothing() {
         let faults = Faults::new();
-        let (d, mem, repo) = repo(&faults);
+        let (_d, mem, repo) = repo(&faults);
         let w = BlobWriter::new(&repo);
         w.store_new(BlobKind::Data, &random(1, 1000)).unwrap();
         // Larger than the write buffer: written through at once, and the
@@ -569,17 +579,17 @@ mod tests {
         assert!(w.finish().is_err());
         assert!(repo.index().packs().unwrap().is_empty());
         assert!(mem.list(FileType::Pack).unwrap().is_empty());
-        assert_eq!(leftovers(&d), 0, "the staged pack is removed");
+        assert_eq!(leftovers(&repo), 0, "the staged pack is removed");
     }
 
     #[test]
     fn a_pack_that_fails_to_go_in_place_is_not_indexed() {
         for fault in [Fault::Eio, Fault::EioAfter] {
             let faults = Faults::new();
-            let (d, mem, repo) = repo(&faults);
+            let (_d, mem, repo) = repo(&faults);
             let w = BlobWriter::new(&repo);
             w.store_new(BlobKind::Data, &random(1, 5000)).unwrap();
-            faults.fail_nth(Op::WriteStaged, 1, fault);
+            faults.fail_nth(Op::WriteFile, 1, fault);
             let e = w.finish().unwrap_err();
             assert!(matches!(e, Error::Storage { .. }), "{e:?}");
             assert!(repo.index().packs().unwrap().is_empty(), "{fault:?}");
@@ -587,7 +597,7 @@ mod tests {
             // which check reports and prune removes; never the reverse.
             let in_place = mem.list(FileType::Pack).unwrap().len();
             assert_eq!(in_place, usize::from(fault == Fault::EioAfter));
-            assert_eq!(leftovers(&d), 0);
+            assert_eq!(leftovers(&repo), 0);
         }
     }
 

@@ -28,6 +28,7 @@ impl Crafter {
     pub fn open(path: &Path, password: &str) -> Crafter {
         let repo = Repository::open(
             path,
+            &super::cache_of(path),
             password.as_bytes(),
             Mode::Write,
             "craft",

@@ -50,11 +50,24 @@ impl Repo {
         self.tmp.path().join(name)
     }
 
+    /// The cache directory the commands use (SNAP_CACHE_DIR): beside the
+    /// repository.
+    pub fn cache(&self) -> PathBuf {
+        cache_of(&self.path)
+    }
+
+    /// This repository's index directory in the cache (it exists once a
+    /// command opened the repository).
+    pub fn index_dir(&self) -> PathBuf {
+        index_dir_of(&self.path)
+    }
+
     /// `snap` with SNAP_REPO, SNAP_PASSWORD and a cheap key derivation set,
     /// and nothing inherited that could change what it does.
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("snap").expect("the snap binary is built");
         c.env("SNAP_REPO", &self.path)
+            .env("SNAP_CACHE_DIR", self.cache())
             .env("SNAP_PASSWORD", PASSWORD)
             .env("SNAP_KDF_MEMORY_KIB", "1024")
             .env("SNAP_INSECURE_KDF", "1")
@@ -123,6 +136,17 @@ impl Repo {
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         v
     }
+}
+
+/// The cache directory of the repository at `repo` in the tests: beside it.
+pub fn cache_of(repo: &Path) -> PathBuf {
+    repo.with_file_name("cache")
+}
+
+/// The index directory of the repository at `repo`, in its cache.
+pub fn index_dir_of(repo: &Path) -> PathBuf {
+    let config = fs::read(repo.join("config")).expect("the repository has a config");
+    snap::repo::cache::repo_dir(&cache_of(repo), &config).join("index")
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {

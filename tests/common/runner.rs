@@ -61,6 +61,10 @@ impl Snap {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(BIN);
         c.env("SNAP_REPO", &self.dir)
+            .env(
+                "SNAP_CACHE_DIR",
+                std::path::Path::new(&self.dir).with_file_name("cache"),
+            )
             .env("SNAP_PASSWORD", PASSWORD)
             .env("SNAP_KDF_MEMORY_KIB", "1024")
             .env("SNAP_INSECURE_KDF", "1")
