@@ -20,3 +20,21 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is not installed: install a Rust toolchain (1.85 or newer), e.g. with rustup, then run this again" >&2
   exit 1
 fi
+
+# s3s-fs, the S3 server that tests/s3.rs runs the S3 backend against. Pinned:
+# 0.14.1 builds on rustc 1.95 (later versions need a newer compiler). It goes
+# where `cargo install` puts programs by default, $CARGO_HOME/bin, where the
+# tests look for it; SNAP_S3S_FS names another binary instead.
+s3s_fs_version=0.14.1
+s3s_fs_root="${CARGO_HOME:-$HOME/.cargo}"
+s3s_fs="$s3s_fs_root/bin/s3s-fs"
+if [ -n "${SNAP_S3S_FS:-}" ] && [ -x "$SNAP_S3S_FS" ]; then
+  :
+elif [ -x "$s3s_fs" ] && [ "$("$s3s_fs" --version 2>/dev/null)" = "s3s-fs $s3s_fs_version" ]; then
+  :
+else
+  echo "installing s3s-fs $s3s_fs_version into $s3s_fs_root/bin (for the S3 tests; a few minutes)" >&2
+  # Built in cargo's own temporary directory, not in the project's target.
+  env -u CARGO_TARGET_DIR cargo install --quiet --locked --root "$s3s_fs_root" \
+    --features binary "s3s-fs@$s3s_fs_version"
+fi

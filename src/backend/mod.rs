@@ -14,6 +14,7 @@ pub mod faulty;
 pub mod local;
 pub mod mem;
 pub mod recording;
+pub mod s3;
 
 use crate::error::Result;
 
