@@ -33,14 +33,13 @@ pub use http::LoggedRequest;
 
 use super::{Backend, FileType};
 use crate::error::{Error, Result};
-use crate::tempdir::ScratchDir;
 use http::{read_body, signed, Call, Failure};
 use md5::{Digest, Md5};
 use reqwest::blocking::{Body, Client};
 use reqwest::Method;
 use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, Credentials, UrlStyle};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 /// The most one page of a listing may take.
@@ -63,8 +62,6 @@ pub struct S3Backend {
     /// The prefix with a trailing `/`, or empty.
     prefix: String,
     log: Option<Mutex<Vec<LoggedRequest>>>,
-    /// Where packs are staged before they are uploaded.
-    staging: ScratchDir,
 }
 
 impl S3Backend {
@@ -111,7 +108,6 @@ impl S3Backend {
         };
         Ok(S3Backend {
             log: options.log_requests.then(Mutex::default),
-            staging: ScratchDir::new()?,
             config,
             options,
             bucket,
@@ -439,20 +435,7 @@ impl Backend for S3Backend {
         })
     }
 
-    fn staging_dir(&self) -> PathBuf {
-        self.staging.path().to_path_buf()
-    }
-
-    fn write_staged(&self, t: FileType, name: &str, staged: &Path) -> Result<()> {
-        match self.put_file(t, name, staged) {
-            // Names are content hashes: the object in place is this one.
-            Err(e) if e.is_already_exists() => {}
-            r => r?,
-        }
-        std::fs::remove_file(staged).map_err(|e| Error::io(staged, e))
-    }
-
-    fn remove_temporary(&self, gone: &dyn Fn(u32) -> bool) -> Result<u64> {
-        Ok(super::remove_temporary_in(self.staging.path(), gone))
+    fn write_file(&self, t: FileType, name: &str, path: &Path) -> Result<()> {
+        self.put_file(t, name, path)
     }
 }
