@@ -10,8 +10,10 @@ pub mod error;
 pub mod format;
 pub mod id;
 pub mod index;
+pub mod location;
 pub mod ops;
 pub mod progress;
+pub mod remote;
 pub mod repo;
 pub mod tempdir;
 

@@ -3,7 +3,7 @@
 use super::{kdf_params, password, Ctx};
 use anyhow::Result;
 use snap::format::config::{ChunkerParams, Chunking};
-use snap::repo::{NewKey, Repository};
+use snap::repo::NewKey;
 
 /// Create a repository.
 #[derive(clap::Args, Debug)]
@@ -58,10 +58,22 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         kdf: kdf_params()?,
         label: a.label,
     };
-    let repo = Repository::init(&ctx.repo, &ctx.cache, pw.as_bytes(), &key, chunking)?;
+    if let Some(r) = &ctx.remote {
+        anyhow::bail!(
+            "`snap remote init {}` creates a remote (with the local repository's key, so that both deduplicate alike)",
+            r.name
+        );
+    }
+    let repo = ctx.repo.init(
+        &ctx.cache,
+        &|v| ctx.setting(v),
+        pw.as_bytes(),
+        &key,
+        chunking,
+    )?;
     if ctx.json {
         super::print_json(&serde_json::json!({
-            "repository": ctx.repo,
+            "repository": ctx.repo.display(),
             "id": repo.config.id.to_hex(),
             "kdf": key.kdf,
         }))?;

@@ -18,6 +18,7 @@ mod ls;
 mod protect;
 mod prune;
 mod push;
+mod remote;
 mod repair;
 mod report;
 mod restore;
@@ -31,6 +32,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use snap::error::Error;
 use snap::format::crypto::{affordable, KdfParams, KDF_MAX, KDF_MAX_WORK_KIB, KDF_MIN_WRITE};
+use snap::location::Location;
 use snap::repo::{Mode, Repository};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -43,9 +45,15 @@ pub const EXIT_INCOMPLETE: i32 = 3;
 #[derive(Parser, Debug)]
 #[command(name = "snap", version, about, long_about = None)]
 pub struct Cli {
-    /// Repository directory [default: /var/lib/snap/repo as root, else ~/.local/share/snap/repo]
+    /// Repository: a directory, or s3://bucket/prefix, s3+https://host/bucket/prefix, s3+http://… [default: /var/lib/snap/repo as root, else ~/.local/share/snap/repo]
     #[arg(long, global = true, env = "SNAP_REPO")]
-    repo: Option<PathBuf>,
+    repo: Option<String>,
+    /// Work on this remote of the remotes file instead of --repo (snapshots, ls, restore, check, prune, report…).
+    #[arg(long, global = true)]
+    remote: Option<String>,
+    /// Remotes file [default: SNAP_REMOTES_FILE, /etc/snap/remotes.toml, ~/.config/snap/remotes.toml].
+    #[arg(long, global = true)]
+    remotes_file: Option<PathBuf>,
     /// This machine's cache of repositories (index, staged packs) [default: /var/cache/snap as root, else ~/.cache/snap]
     #[arg(long, global = true, env = "SNAP_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -97,11 +105,22 @@ enum Command {
     /// The repository's state record: accept the repository as it is now.
     #[command(subcommand)]
     State(state::StateCommand),
+    /// Off-site remotes (the remotes file): create one's repository, list them.
+    #[command(subcommand)]
+    Remote(remote::RemoteCommand),
+    /// Copy to a remote the snapshots it receives (level 2 by default) and does not hold yet.
+    Replicate(remote::ReplicateArgs),
+    /// Rebuild a local repository (--repo) from a remote, after losing the local one.
+    Clone(remote::CloneArgs),
 }
 
 /// Global settings every subcommand can use.
 pub struct Ctx {
-    repo: PathBuf,
+    repo: Location,
+    /// The remote `--remote` named, whose settings (credentials, endpoint)
+    /// open `repo`.
+    remote: Option<snap::remote::Remote>,
+    remotes_file: Option<PathBuf>,
     cache: PathBuf,
     json: bool,
     quiet: bool,
@@ -131,9 +150,9 @@ impl Ctx {
                 );
             }
         };
-        let repo = Repository::open_telling_waits(
-            &self.repo,
+        let repo = self.repo.open(
             &self.cache,
+            &|v| self.setting(v),
             pw.as_bytes(),
             mode,
             command,
@@ -152,6 +171,32 @@ impl Ctx {
         Ok((repo, pw))
     }
 
+    /// A setting of the storage client (credentials, endpoint, region):
+    /// the `--remote`'s own, else the environment's.
+    fn setting(&self, var: &str) -> Option<String> {
+        match &self.remote {
+            Some(r) => r.setting(var),
+            None => std::env::var(var).ok(),
+        }
+    }
+
+    /// The remotes file.
+    fn remotes(&self) -> Result<snap::remote::Remotes> {
+        Ok(snap::remote::load(self.remotes_file.as_deref())?)
+    }
+
+    /// Refuses a command that only works on the local repository.
+    fn local_only(&self, what: &str) -> Result<()> {
+        if let Some(r) = &self.remote {
+            anyhow::bail!(
+                "{what} works on the local repository, not on remote {:?}: `snap replicate {}` copies to it",
+                r.name,
+                r.name
+            );
+        }
+        Ok(())
+    }
+
     fn write_mode(&self) -> Mode {
         Mode::Write
     }
@@ -161,7 +206,11 @@ impl Ctx {
     }
 }
 
-fn default_repo() -> PathBuf {
+fn default_repo() -> String {
+    default_repo_path().display().to_string()
+}
+
+fn default_repo_path() -> PathBuf {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return PathBuf::from("/var/lib/snap/repo");
@@ -279,8 +328,22 @@ pub fn stopping() -> bool {
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    let remote = match &cli.remote {
+        None => None,
+        Some(name) => Some(
+            snap::remote::load(cli.remotes_file.as_deref())?
+                .get(name)?
+                .clone(),
+        ),
+    };
+    let repo = match &remote {
+        Some(r) => Location::parse(&r.url),
+        None => Location::parse(&cli.repo.unwrap_or_else(default_repo)),
+    };
     let ctx = Ctx {
-        repo: cli.repo.unwrap_or_else(default_repo),
+        repo,
+        remote,
+        remotes_file: cli.remotes_file,
         cache: cli
             .cache_dir
             .unwrap_or_else(snap::repo::cache::default_base),
@@ -304,6 +367,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Unprotect(a) => protect::run(&ctx, a, false),
         Command::Unlock(a) => unlock::run(&ctx, a),
         Command::State(a) => state::run(&ctx, a),
+        Command::Remote(a) => remote::run(&ctx, a),
+        Command::Replicate(a) => remote::replicate_cmd(&ctx, a),
+        Command::Clone(a) => remote::clone_cmd(&ctx, a),
     }
 }
 

@@ -189,6 +189,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     for p in &abs {
         std::fs::symlink_metadata(p).with_context(|| format!("cannot push {}", p.display()))?;
     }
+    ctx.local_only("push")?;
     let repo = ctx.open(ctx.write_mode(), "push")?;
     let parent = match &a.parent {
         Some(p) => Some(snap::ops::select::resolve(&repo, p, &Default::default())?.0),
@@ -275,8 +276,26 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             super::term::escape(&paths_text(&abs))
         );
     }
-    report(ctx, &outcome)?;
-    Ok(if outcome.snapshot.complete {
+    // The snapshot is saved: replication to the remotes that receive it
+    // (level 2 by default) follows, and its failure loses nothing here.
+    let replicated = super::remote::after_push(
+        ctx,
+        &repo,
+        outcome.id,
+        outcome.snapshot.level,
+        outcome.snapshot.site.as_deref(),
+    );
+    let replicated = match replicated {
+        Ok(r) => r,
+        Err(e) => super::remote::AfterPush {
+            outcomes: vec![("(remotes file)".into(), Err(format!("{e:#}")))],
+        },
+    };
+    report(ctx, &outcome, &replicated)?;
+    replicated.print(ctx)?;
+    Ok(if !replicated.ok() {
+        super::remote::EXIT_REPLICATION_FAILED
+    } else if outcome.snapshot.complete {
         0
     } else {
         EXIT_INCOMPLETE
@@ -291,12 +310,15 @@ fn paths_text(paths: &[PathBuf]) -> String {
         .join(" ")
 }
 
-fn report(ctx: &Ctx, o: &PushOutcome) -> Result<()> {
+fn report(ctx: &Ctx, o: &PushOutcome, replicated: &super::remote::AfterPush) -> Result<()> {
     let s = &o.snapshot;
     if ctx.json {
         let mut v = serde_json::to_value(s)?;
         v["id"] = serde_json::Value::String(o.id.to_hex());
         v["short_id"] = serde_json::Value::String(o.id.short());
+        if !replicated.outcomes.is_empty() {
+            v["replication"] = replicated.json();
+        }
         return super::print_json(&v);
     }
     if ctx.quiet {

@@ -13,7 +13,10 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let u = snap::repo::unlock(&ctx.repo, &a.names)?;
+    let u = match &ctx.repo {
+        snap::location::Location::Local(p) => snap::repo::unlock(p, &a.names)?,
+        other => snap::repo::lock::unlock(&*other.backend(&|v| ctx.setting(v))?, &a.names)?,
+    };
     if ctx.json {
         return super::print_json(&u).map(|_| 0);
     }

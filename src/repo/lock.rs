@@ -155,7 +155,31 @@ pub fn release_held(why: &str) {
     let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(|p| p.into_inner()));
     for (backend, name, shared) in held {
         *shared.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
-        let _ = backend.remove(FileType::Lock, &name);
+        release_file(&*backend, &name);
+    }
+}
+
+/// Removes a lock file this process wrote. Storage that refuses deletions
+/// (an append-only off-site account, format-spec.md §13.1) gets the file
+/// rewritten as a lock refreshed at time 0, which every reader takes as
+/// stale at once: the lock is released either way.
+fn release_file(backend: &dyn Backend, name: &str) {
+    match backend.remove(FileType::Lock, name) {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(_) => {
+            let expired = LockInfo {
+                version: 1,
+                host: String::new(),
+                pid: 0,
+                time: 0,
+                exclusive: false,
+                command: String::new(),
+            };
+            if let Ok(bytes) = serde_json::to_vec(&expired) {
+                let _ = backend.write(FileType::Lock, name, &bytes);
+            }
+        }
     }
 }
 
@@ -445,7 +469,7 @@ impl Drop for Lock {
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
-        let _ = self.backend.remove(FileType::Lock, &self.name);
+        release_file(&*self.backend, &self.name);
     }
 }
 
@@ -710,5 +734,25 @@ mod tests {
         let u = unlock(&*b, &[live.name().to_string()]).unwrap();
         assert_eq!(u.removed.len(), 1);
         assert!(b.list(FileType::Lock).unwrap().is_empty());
+    }
+
+    #[test]
+    fn storage_that_refuses_deletions_gets_the_lock_expired_instead() {
+        use crate::backend::faulty::{Fault, Faults, FaultyBackend, Op};
+        let d = tempfile::tempdir().unwrap();
+        let lb = LocalBackend::new(d.path());
+        lb.create_layout().unwrap();
+        let faults = Faults::new();
+        let b: Arc<dyn Backend> = Arc::new(FaultyBackend::new(Arc::new(lb), faults.clone()));
+        let lock = Lock::acquire(b.clone(), false, "replicate", Duration::ZERO, &|_| {}).unwrap();
+        let name = lock.name().to_string();
+        faults.fail_nth(Op::Remove, 1, Fault::Eio);
+        drop(lock);
+        assert_eq!(faults.fired(), 1, "the removal was refused");
+        let left: LockInfo =
+            serde_json::from_slice(&b.read(FileType::Lock, &name).unwrap()).unwrap();
+        assert_eq!(left.time, 0, "rewritten as refreshed at time 0");
+        // Stale at once: an exclusive command goes ahead.
+        Lock::acquire(b.clone(), true, "prune", Duration::ZERO, &|_| {}).unwrap();
     }
 }

@@ -211,9 +211,43 @@ impl Repository {
                 path: PathBuf::from(backend.location()),
             });
         }
-        let keys = Keys::generate();
         let mut config = Config::new();
         config.chunking = chunking;
+        Self::init_from(backend, cache, Keys::generate(), config, password, key)
+    }
+
+    /// Creates a repository in an empty `backend` with the master key,
+    /// chunking and format version of `other`, under a new repository id,
+    /// and a key file for `password`: a copy elsewhere (an off-site remote,
+    /// a local clone of one) whose chunk ids are `other`'s, so that blobs
+    /// and snapshot files are copied between them as they are.
+    pub fn init_sharing_keys(
+        backend: Arc<dyn Backend>,
+        cache: &Path,
+        other: &Repository,
+        password: &[u8],
+        key: &NewKey,
+    ) -> Result<Self> {
+        if backend.exists(FileType::Config, "config")? {
+            return Err(Error::AlreadyExists {
+                path: PathBuf::from(backend.location()),
+            });
+        }
+        let mut config = other.config.clone();
+        config.id = Config::new().id;
+        let keys = Keys::from_keyring(&other.keys.keyring())
+            .expect("a keyring this process made reads back");
+        Self::init_from(backend, cache, keys, config, password, key)
+    }
+
+    fn init_from(
+        backend: Arc<dyn Backend>,
+        cache: &Path,
+        keys: Keys,
+        config: Config,
+        password: &[u8],
+        key: &NewKey,
+    ) -> Result<Self> {
         let written = write_key_file(&*backend, &keys, &config, password, key)?;
         let config_bytes = config.encode(&keys);
         state::initial(
@@ -273,7 +307,7 @@ impl Repository {
             backend,
             cache,
             Some(root),
-            password,
+            Opener::Password(password),
             mode,
             command,
             wait,
@@ -297,7 +331,39 @@ impl Repository {
         command: &str,
         wait: Duration,
     ) -> Result<Self> {
-        Self::open_backend(backend, cache, None, password, mode, command, wait, &|_| {})
+        Self::open_backend(
+            backend,
+            cache,
+            None,
+            Opener::Password(password),
+            mode,
+            command,
+            wait,
+            &|_| {},
+        )
+    }
+
+    /// Opens the repository stored in `backend` with the keys of `other`,
+    /// which shares its master key (a remote made by
+    /// [`Repository::init_sharing_keys`]): no password, no key derivation.
+    pub fn open_sharing_keys(
+        backend: Arc<dyn Backend>,
+        cache: &Path,
+        other: &Repository,
+        mode: Mode,
+        command: &str,
+        wait: Duration,
+    ) -> Result<Self> {
+        Self::open_backend(
+            backend,
+            cache,
+            None,
+            Opener::Keys(other.keys.clone()),
+            mode,
+            command,
+            wait,
+            &|_| {},
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -305,7 +371,7 @@ impl Repository {
         backend: Arc<dyn Backend>,
         cache_base: &Path,
         local_root: Option<&Path>,
-        password: &[u8],
+        opener: Opener,
         mode: Mode,
         command: &str,
         wait: Duration,
@@ -355,12 +421,18 @@ impl Repository {
                 &index_path(root),
             ));
         }
-        let keys::Unlocked {
-            keys,
-            config,
-            warnings,
-            hint,
-        } = keys::unlock(&*backend, &cfg_bytes, password, &index_path(root))?;
+        let (keys, config, warnings, hint) = match opener {
+            Opener::Password(password) => {
+                let u = keys::unlock(&*backend, &cfg_bytes, password, &index_path(root))?;
+                (Arc::new(u.keys), u.config, u.warnings, Some(u.hint))
+            }
+            // The keys of another repository sharing the master key (a
+            // remote): they must open this config.
+            Opener::Keys(keys) => {
+                let config = Config::decode(&cfg_bytes, &keys)?;
+                (keys, config, Vec::new(), None)
+            }
+        };
         let exclusive = matches!(mode, Mode::Exclusive | Mode::Repair);
         let lock = match Lock::acquire(backend.clone(), exclusive, command, wait, waiting) {
             Ok(l) => {
@@ -407,8 +479,8 @@ impl Repository {
         let mut repo = Repository {
             backend,
             config,
-            keys: Arc::new(keys),
-            key_id: hint.key_id.clone(),
+            keys,
+            key_id: hint.as_ref().map(|h| h.key_id.clone()).unwrap_or_default(),
             index: Arc::new(NoIndex),
             cache: root.to_path_buf(),
             staging,
@@ -436,7 +508,9 @@ impl Repository {
         if mode == Mode::Repair {
             return Ok(repo);
         }
-        keys::remember(&ipath, &hint);
+        if let Some(hint) = &hint {
+            keys::remember(&ipath, hint);
+        }
         if mode == Mode::Read && !scratch::writable(&ipath, root) {
             // (Only a cache made unwritable by hand gets here.)
             repo.open_index_read_only(&ipath)?;
@@ -573,12 +647,23 @@ impl Repository {
     /// other packs are searched for another copy that verifies (rare: after
     /// an interrupted push or a repair, a blob can be in several packs).
     pub fn read_blob(&self, b: &BlobRef) -> Result<Vec<u8>> {
+        Ok(self.read_verified(b)?.0)
+    }
+
+    /// [`Repository::read_blob`], also returning the sealed bytes as
+    /// stored and the plaintext length: what a copy into another repository
+    /// sharing the keys writes as it is.
+    pub fn read_sealed(&self, b: &BlobRef) -> Result<(Vec<u8>, Vec<u8>, u32)> {
+        self.read_verified(b)
+    }
+
+    fn read_verified(&self, b: &BlobRef) -> Result<(Vec<u8>, Vec<u8>, u32)> {
         let loc = self.locate(b)?.ok_or_else(|| Error::Missing {
             object: format!("{:?} blob {}", b.kind, hex::encode(b.id)),
         })?;
         match self.read_blob_at(b, &loc) {
             Err(e @ Error::Corrupt { .. }) => match self.other_copy(b, &loc.pack) {
-                Some(plain) => Ok(plain),
+                Some(found) => Ok(found),
                 None => Err(e),
             },
             r => r,
@@ -590,7 +675,7 @@ impl Repository {
     /// are read once for every blob the index places in it, and the copies
     /// found are kept: a pack that is gone, with thousands of blobs, costs
     /// one pass over the headers, not one per blob.
-    fn other_copy(&self, b: &BlobRef, not: &crate::id::PackId) -> Option<Vec<u8>> {
+    fn other_copy(&self, b: &BlobRef, not: &crate::id::PackId) -> Option<(Vec<u8>, Vec<u8>, u32)> {
         let loc = {
             let mut copies = self.other_copies.lock().expect("not poisoned");
             if !copies.contains_key(not) {
@@ -637,12 +722,13 @@ impl Repository {
         out
     }
 
-    /// Reads and opens blob `b` at `loc`.
+    /// Reads and opens blob `b` at `loc`: its plaintext, the sealed bytes
+    /// and the plaintext length.
     pub(super) fn read_blob_at(
         &self,
         b: &BlobRef,
         loc: &crate::index::BlobLocation,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<(Vec<u8>, Vec<u8>, u32)> {
         blob::check_lengths(b, loc.length, loc.raw_len)?;
         let sealed = self
             .read_pack_range(
@@ -663,7 +749,8 @@ impl Repository {
                 }
             })?;
         if self.keys.epoch() == 0 {
-            return blob::open(&self.keys, b, &sealed, loc.raw_len);
+            let plain = blob::open(&self.keys, b, &sealed, loc.raw_len)?;
+            return Ok((plain, sealed, loc.raw_len));
         }
         // After a rotation, a pack's blobs share the epoch that opened the
         // first one read: tried first, so older data costs no failed tag
@@ -681,7 +768,7 @@ impl Repository {
                 .expect("not poisoned")
                 .insert(loc.pack, epoch);
         }
-        Ok(plain)
+        Ok((plain, sealed, loc.raw_len))
     }
 
     /// `len` bytes at `offset` of pack `id` (of `size` bytes, looked up when
@@ -837,6 +924,16 @@ impl Repository {
         Ok(read::snapshot_names(FileType::Snapshot, &names).0)
     }
 
+    /// The bytes of snapshot `id`'s file, as stored.
+    pub fn snapshot_bytes(&self, id: &SnapshotId) -> Result<Vec<u8>> {
+        read::bounded(
+            &*self.backend,
+            FileType::Snapshot,
+            &id.to_hex(),
+            read::MAX_SNAPSHOT,
+        )
+    }
+
     /// Loads one snapshot.
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let name = id.to_hex();
@@ -895,10 +992,37 @@ impl Repository {
         Ok(id)
     }
 
+    /// Writes the file of snapshot `id`, as another repository sharing the
+    /// keys holds it (`bytes`), then the state that lists it; false when it
+    /// is here already. The caller has stored every blob it needs first.
+    pub fn adopt_snapshot(&self, id: &SnapshotId, bytes: &[u8]) -> Result<bool> {
+        // Its name is its hash, and it must open with these keys.
+        Snapshot::decode(id, bytes, &self.keys)?;
+        self.index.sync()?;
+        self.check_lock()?;
+        match self.backend.write(FileType::Snapshot, &id.to_hex(), bytes) {
+            Err(e) if e.is_already_exists() => return Ok(false),
+            other => other?,
+        }
+        self.record_state(&crate::format::state::Change {
+            add_snapshots: vec![*id],
+            ..Default::default()
+        })?;
+        Ok(true)
+    }
+
     /// The snapshots this machine wrote (format-spec.md §16.2).
     pub fn written_here(&self) -> std::collections::HashSet<SnapshotId> {
         journal::load(&index_path(&self.cache))
     }
+}
+
+/// How a repository is unlocked.
+enum Opener<'a> {
+    /// With a password, through a key file.
+    Password(&'a [u8]),
+    /// With keys already unlocked (another repository sharing them).
+    Keys(Arc<Keys>),
 }
 
 /// Creates (or finds) the cache directory of the repository whose config

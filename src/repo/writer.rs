@@ -250,7 +250,7 @@ pub struct BlobWriter {
     open: Mutex<Open>,
     pending: Arc<Mutex<HashSet<BlobRef>>>,
     tx: Option<Sender<StagedPack>>,
-    thread: Option<JoinHandle<u64>>,
+    threads: Vec<JoinHandle<u64>>,
     failed: Arc<Mutex<Failure>>,
     lock: Option<LockWatch>,
     blobs: AtomicU64,
@@ -259,47 +259,63 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
-    /// A writer for `repo`, which must have been opened for writing.
+    /// A writer for `repo`, which must have been opened for writing; one
+    /// pack is put in place at a time.
     pub fn new(repo: &Repository) -> Self {
-        let (tx, rx) = bounded::<StagedPack>(QUEUED_PACKS);
+        Self::with_uploads(repo, 1)
+    }
+
+    /// A writer that puts up to `uploads` packs in place at once (for a
+    /// remote backend, where each upload waits on the network).
+    pub fn with_uploads(repo: &Repository, uploads: usize) -> Self {
+        let uploads = uploads.max(1);
+        let (tx, rx) = bounded::<StagedPack>(QUEUED_PACKS.max(uploads));
         let pending: Arc<Mutex<HashSet<BlobRef>>> = Arc::default();
         let failed: Arc<Mutex<Failure>> = Arc::default();
-        let thread = {
-            let (keys, backend, index, pending, failed, lock) = (
-                repo.keys_arc(),
-                repo.backend.clone(),
-                repo.index_arc(),
-                pending.clone(),
-                failed.clone(),
-                repo.lock_watch(),
-            );
-            std::thread::spawn(move || -> u64 {
-                let mut packs = 0;
-                for staged in rx.iter() {
-                    let path = staged.path.clone();
-                    match staged.commit(&keys, &*backend, &*index, &lock) {
-                        Ok(entries) => {
-                            let mut p = pending.lock().expect("pending set");
-                            for e in &entries {
-                                p.remove(&e.blob);
-                            }
-                            packs += 1;
-                        }
-                        Err(e) => {
+        let workers: Vec<JoinHandle<u64>> = (0..uploads)
+            .map(|_| {
+                let (keys, backend, index, pending, failed, lock, rx) = (
+                    repo.keys_arc(),
+                    repo.backend.clone(),
+                    repo.index_arc(),
+                    pending.clone(),
+                    failed.clone(),
+                    repo.lock_watch(),
+                    rx.clone(),
+                );
+                std::thread::spawn(move || -> u64 {
+                    let mut packs = 0;
+                    for staged in rx.iter() {
+                        let path = staged.path.clone();
+                        if failed.lock().expect("failure slot").text.is_some() {
+                            // Another upload failed: nothing more goes in.
                             let _ = std::fs::remove_file(&path);
-                            failed.lock().expect("failure slot").set(e);
-                            // Later packs are dropped with the channel; the
-                            // writer's owner learns of the failure.
-                            for later in rx.iter() {
-                                let _ = std::fs::remove_file(&later.path);
+                            continue;
+                        }
+                        match staged.commit(&keys, &*backend, &*index, &lock) {
+                            Ok(entries) => {
+                                let mut p = pending.lock().expect("pending set");
+                                for e in &entries {
+                                    p.remove(&e.blob);
+                                }
+                                packs += 1;
                             }
-                            break;
+                            Err(e) => {
+                                let _ = std::fs::remove_file(&path);
+                                failed.lock().expect("failure slot").set(e);
+                                // Later packs are dropped with the channel; the
+                                // writer's owner learns of the failure.
+                                for later in rx.iter() {
+                                    let _ = std::fs::remove_file(&later.path);
+                                }
+                                break;
+                            }
                         }
                     }
-                }
-                packs
+                    packs
+                })
             })
-        };
+            .collect();
         BlobWriter {
             keys: repo.keys_arc(),
             backend: repo.backend.clone(),
@@ -313,7 +329,7 @@ impl BlobWriter {
             open: Mutex::default(),
             pending,
             tx: Some(tx),
-            thread: Some(thread),
+            threads: workers,
             failed,
             lock: repo.lock_watch(),
             blobs: AtomicU64::new(0),
@@ -482,12 +498,12 @@ impl BlobWriter {
             self.send(p)?;
         }
         drop(self.tx.take());
-        let packs = self
-            .thread
-            .take()
-            .expect("thread runs until finish")
-            .join()
-            .map_err(|_| Error::Usage("the pack writer panicked".into()))?;
+        let mut packs = 0;
+        for t in std::mem::take(&mut self.threads) {
+            packs += t
+                .join()
+                .map_err(|_| Error::Usage("the pack writer panicked".into()))?;
+        }
         // A pack that failed after the last blob was accepted is only known
         // once the thread has stopped.
         self.check_failed()?;
@@ -508,7 +524,7 @@ impl Drop for BlobWriter {
             }
         }
         drop(self.tx.take());
-        if let Some(t) = self.thread.take() {
+        for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
         }
     }

@@ -68,6 +68,8 @@ impl Repo {
         let mut c = Command::cargo_bin("snap").expect("the snap binary is built");
         c.env("SNAP_REPO", &self.path)
             .env("SNAP_CACHE_DIR", self.cache())
+            // No remotes unless a test names its own file.
+            .env("SNAP_REMOTES_FILE", "/dev/null")
             .env("SNAP_PASSWORD", PASSWORD)
             .env("SNAP_KDF_MEMORY_KIB", "1024")
             .env("SNAP_INSECURE_KDF", "1")

@@ -1,0 +1,359 @@
+//! Remotes and the replicator, with a remote in a local directory (the same
+//! code as on S3, whose tests are in tests/s3_remote.rs): `remote init`,
+//! `replicate` (what it sends, that it is idempotent), the replication a
+//! level-2 push does, data residency, a remote that refuses deletions, and
+//! kill -9 of a replication then a rerun.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A local repository, a remotes file naming `offsite` (a directory
+/// beside it, jurisdiction FR, FR allowed), and a site with its dump.
+struct Plan {
+    repo: Repo,
+    remotes: PathBuf,
+    offsite: PathBuf,
+    site: PathBuf,
+}
+
+impl Plan {
+    fn new(extra: &str) -> Plan {
+        let repo = Repo::new();
+        let offsite = repo.dir("offsite");
+        let remotes = repo.dir("remotes.toml");
+        fs::write(
+            &remotes,
+            format!(
+                "allowed_jurisdictions = [\"FR\"]\n[remote.offsite]\nurl = \"{}\"\njurisdiction = \"FR\"\n{extra}",
+                offsite.display()
+            ),
+        )
+        .unwrap();
+        let site = repo.dir("site");
+        make_tree(&site);
+        Plan {
+            repo,
+            remotes,
+            offsite,
+            site,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.repo
+            .cmd()
+            .env("SNAP_REMOTES_FILE", &self.remotes)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> std::process::Output {
+        let out = self.run(args);
+        assert_success(&out, &format!("snap {}", args.join(" ")));
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        parse_json(&self.ok(&a))
+    }
+
+    fn push_site(&self, level: &str) -> serde_json::Value {
+        self.json(&[
+            "push",
+            "--level",
+            level,
+            "--site",
+            "shop",
+            self.site.to_str().unwrap(),
+        ])
+    }
+
+    fn push_dump(&self, level: &str, day: u64) -> serde_json::Value {
+        let dump = self.repo.dir(&format!("dump{day}.sql"));
+        fs::write(&dump, noise(day, 400_000)).unwrap();
+        let out = self
+            .repo
+            .cmd()
+            .env("SNAP_REMOTES_FILE", &self.remotes)
+            .args([
+                "--json", "push", "--level", level, "--site", "shop", "--stdin", "--name",
+                "shop.sql",
+            ])
+            .pipe_stdin(&dump)
+            .unwrap()
+            .output()
+            .unwrap();
+        assert_success(&out, "push --stdin");
+        parse_json(&out)
+    }
+
+    fn remote_ids(&self) -> Vec<String> {
+        let v = self.json(&["--remote", "offsite", "snapshots"]);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+fn ids(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_remote_gets_level_2_once_and_restores_on_its_own() {
+    let p = Plan::new("");
+    // Level 1 stays here; level 2 goes off-site.
+    p.push_site("1");
+    let out = p.run(&[
+        "push",
+        "--level",
+        "2",
+        "--site",
+        "shop",
+        p.site.to_str().unwrap(),
+    ]);
+    assert_code(&out, 5, "a level-2 push whose remote has no repository");
+    assert!(
+        stderr(&out).contains("snap remote init offsite"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("saved here"), "{}", stderr(&out));
+    p.ok(&["remote", "init", "offsite"]);
+    assert!(p.offsite.join("config").is_file());
+
+    // The push that failed to replicate saved its snapshot here: the next
+    // replicate catches up.
+    let first = p.json(&["replicate", "offsite"]);
+    assert_eq!(first["snapshots_wanted"], 1, "{first}");
+    assert_eq!(first["copied"].as_array().unwrap().len(), 1, "{first}");
+    assert!(first["bytes_sent"].as_u64().unwrap() > 0);
+    // Idempotent: nothing more to send.
+    let again = p.json(&["replicate", "offsite"]);
+    assert_eq!(again["snapshots_present"], 1, "{again}");
+    assert_eq!(again["blobs_sent"], 0, "{again}");
+    assert_eq!(again["packs_written"], 0, "{again}");
+
+    // The same snapshot ids on both sides, level 2 only.
+    let local_l2 = ids(&p.json(&["snapshots", "--level", "2"]));
+    let mut remote = p.remote_ids();
+    remote.sort();
+    let mut want = local_l2.clone();
+    want.sort();
+    assert_eq!(remote, want);
+
+    // A level-2 push replicates what it saved, and says so.
+    fs::write(p.site.join("new.php"), b"<?php echo 2;").unwrap();
+    let pushed = p.push_site("2");
+    let rep = &pushed["replication"][0];
+    assert_eq!(rep["remote"], "offsite", "{pushed}");
+    assert_eq!(rep["ok"], true, "{pushed}");
+    assert_eq!(rep["summary"]["copied"][0], pushed["id"], "{pushed}");
+    let dump = p.push_dump("2", 1);
+    assert_eq!(dump["replication"][0]["ok"], true, "{dump}");
+    assert_eq!(p.remote_ids().len(), 3);
+
+    // The remote alone: its own password (the same), its own cache.
+    p.ok(&["--remote", "offsite", "check", "--read-data"]);
+    let target = p.repo.dir("restored");
+    p.ok(&[
+        "--remote",
+        "offsite",
+        "restore",
+        "latest",
+        "--kind",
+        "files",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_same_tree(&p.site, &target, &[]);
+    // Pushing to a remote is refused: replication is the only way in.
+    let out = p.run(&["--remote", "offsite", "push", p.site.to_str().unwrap()]);
+    assert_code(&out, 1, "push --remote");
+    assert!(
+        stderr(&out).contains("snap replicate offsite"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_second_replication_sends_only_the_days_new_data() {
+    let p = Plan::new("");
+    p.ok(&["remote", "init", "offsite"]);
+    p.push_site("2");
+    p.push_dump("2", 1);
+    // Day 2: one file rewritten, one added, the dump changed in places.
+    fs::write(p.site.join("big.bin"), noise(99, 700_000)).unwrap();
+    fs::write(p.site.join("added.html"), noise(98, 50_000)).unwrap();
+    let mut dump = noise(1, 400_000);
+    dump[200_000..210_000].copy_from_slice(&noise(97, 10_000));
+    let dump_path = p.repo.dir("dump2.sql");
+    fs::write(&dump_path, &dump).unwrap();
+    let f = p.json(&[
+        "push",
+        "--level",
+        "2",
+        "--site",
+        "shop",
+        p.site.to_str().unwrap(),
+    ]);
+    let out = p
+        .repo
+        .cmd()
+        .env("SNAP_REMOTES_FILE", &p.remotes)
+        .args([
+            "--json", "push", "--level", "2", "--site", "shop", "--stdin", "--name", "shop.sql",
+        ])
+        .pipe_stdin(&dump_path)
+        .unwrap()
+        .output()
+        .unwrap();
+    assert_success(&out, "push day 2 dump");
+    let d = parse_json(&out);
+    let stored = f["summary"]["bytes_stored"].as_u64().unwrap()
+        + d["summary"]["bytes_stored"].as_u64().unwrap();
+    let sent = f["replication"][0]["summary"]["bytes_sent"]
+        .as_u64()
+        .unwrap()
+        + d["replication"][0]["summary"]["bytes_sent"]
+            .as_u64()
+            .unwrap();
+    assert!(sent > 0);
+    assert!(
+        sent as f64 <= stored as f64 * 1.1,
+        "sent {sent} bytes for {stored} stored that day"
+    );
+}
+
+#[test]
+fn a_remote_outside_the_allowed_jurisdictions_gets_nothing() {
+    let p = Plan::new("[remote.abroad]\nurl = \"/nonexistent/abroad\"\njurisdiction = \"US\"\n");
+    p.ok(&["remote", "init", "offsite"]);
+    let out = p.run(&["remote", "init", "abroad"]);
+    assert_code(&out, 1, "remote init abroad");
+    assert!(stderr(&out).contains("jurisdiction US"), "{}", stderr(&out));
+    assert!(!Path::new("/nonexistent/abroad").exists());
+    let out = p.run(&["replicate", "abroad"]);
+    assert_code(&out, 1, "replicate abroad");
+    assert!(stderr(&out).contains("data residency"), "{}", stderr(&out));
+    // A level-2 push: saved here, sent to offsite, refused for abroad.
+    let out = p.run(&[
+        "--json",
+        "push",
+        "--level",
+        "2",
+        "--site",
+        "shop",
+        p.site.to_str().unwrap(),
+    ]);
+    assert_code(&out, 5, "push with one refused remote");
+    let v = parse_json(&out);
+    let by: std::collections::HashMap<&str, bool> = v["replication"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["remote"].as_str().unwrap(), r["ok"].as_bool().unwrap()))
+        .collect();
+    assert!(by["offsite"]);
+    assert!(!by["abroad"]);
+    assert_eq!(p.remote_ids(), vec![v["id"].as_str().unwrap().to_string()]);
+    assert_eq!(p.repo.snapshots(&[]).len(), 1, "saved here all the same");
+}
+
+#[test]
+fn a_replication_killed_at_any_moment_is_finished_by_the_next() {
+    let p = Plan::new("uploads = 2\n");
+    // Enough data for several packs per run, pushed with no remote.
+    for day in 0..4u64 {
+        fs::write(
+            p.site.join(format!("day{day}.bin")),
+            noise(day + 10, 9 << 20),
+        )
+        .unwrap();
+        p.repo.push(&p.site, &["--level", "2", "--site", "shop"]);
+    }
+    p.ok(&["remote", "init", "offsite"]);
+    let want = ids(&p.json(&["snapshots", "--level", "2"]));
+    let packs = |dir: &Path| -> usize {
+        walkdir(&dir.join("data"))
+            .iter()
+            .filter(|f| {
+                !f.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".tmp-")
+            })
+            .count()
+    };
+    for kill_after in [1usize, 2] {
+        let before = packs(&p.offsite);
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("snap"))
+            .env("SNAP_REPO", &p.repo.path)
+            .env("SNAP_CACHE_DIR", p.repo.cache())
+            .env("SNAP_PASSWORD", PASSWORD)
+            .env("SNAP_REMOTES_FILE", &p.remotes)
+            .args(["replicate", "offsite", "--limit-upload", "16M"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for the packs to arrive (an event, not a time), then kill.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if packs(&p.offsite) >= before + kill_after {
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("replicate ended ({status}) before {kill_after} new packs");
+            }
+            assert!(std::time::Instant::now() < deadline, "no progress");
+            std::thread::yield_now();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Nothing half-visible: every snapshot there checks.
+        p.ok(&["--remote", "offsite", "check"]);
+        // Start over from scratch for the next kill point.
+        let rest = p.json(&["replicate", "offsite"]);
+        let mut got = p.remote_ids();
+        got.sort();
+        let mut w = want.clone();
+        w.sort();
+        assert_eq!(got, w, "after the rerun (kill after {kill_after} packs)");
+        assert!(
+            rest["bytes_sent"].as_u64().unwrap() < 4 * (9 << 20),
+            "the rerun re-sent what had arrived: {rest}"
+        );
+        p.ok(&["--remote", "offsite", "check", "--read-data"]);
+        // Empty the remote for the next round.
+        fs::remove_dir_all(&p.offsite).unwrap();
+        p.ok(&["remote", "init", "offsite"]);
+    }
+}
+
+fn walkdir(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(d) else { return out };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
