@@ -166,7 +166,16 @@ fn a_remote_gets_level_2_once_and_restores_on_its_own() {
     assert_eq!(p.remote_ids().len(), 3);
 
     // The remote alone: its own password (the same), its own cache.
-    p.ok(&["--remote", "offsite", "check", "--read-data"]);
+    let all = p.json(&["--remote", "offsite", "check", "--read-data"]);
+    let part = p.json(&["--remote", "offsite", "check", "--read-data-subset", "50%"]);
+    let (all, part) = (
+        all["packs_read"].as_u64().unwrap(),
+        part["packs_read"].as_u64().unwrap(),
+    );
+    assert!(
+        all >= 4 && part > 0 && part == all.div_ceil(2),
+        "{part} of {all}"
+    );
     let target = p.repo.dir("restored");
     p.ok(&[
         "--remote",
@@ -356,4 +365,164 @@ fn walkdir(d: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Storage whose credentials cannot delete: every removal is refused, and
+/// counted.
+struct NoDelete {
+    inner: std::sync::Arc<dyn snap::backend::Backend>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl snap::backend::Backend for NoDelete {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn is_remote(&self) -> bool {
+        true
+    }
+    fn list(&self, t: snap::backend::FileType) -> snap::Result<Vec<String>> {
+        self.inner.list(t)
+    }
+    fn list_sizes(&self, t: snap::backend::FileType) -> snap::Result<Vec<(String, u64)>> {
+        self.inner.list_sizes(t)
+    }
+    fn read(&self, t: snap::backend::FileType, name: &str) -> snap::Result<Vec<u8>> {
+        self.inner.read(t, name)
+    }
+    fn read_range(
+        &self,
+        t: snap::backend::FileType,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> snap::Result<Vec<u8>> {
+        self.inner.read_range(t, name, offset, len)
+    }
+    fn size(&self, t: snap::backend::FileType, name: &str) -> snap::Result<u64> {
+        self.inner.size(t, name)
+    }
+    fn exists(&self, t: snap::backend::FileType, name: &str) -> snap::Result<bool> {
+        self.inner.exists(t, name)
+    }
+    fn write(&self, t: snap::backend::FileType, name: &str, data: &[u8]) -> snap::Result<()> {
+        self.inner.write(t, name, data)
+    }
+    fn write_file(&self, t: snap::backend::FileType, name: &str, path: &Path) -> snap::Result<()> {
+        self.inner.write_file(t, name, path)
+    }
+    fn remove(&self, _: snap::backend::FileType, name: &str) -> snap::Result<()> {
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(snap::Error::storage(
+            self.location(),
+            format!("removing {name}"),
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        ))
+    }
+}
+
+#[test]
+fn replication_needs_no_right_to_delete() {
+    use snap::backend::{mem::MemBackend, Backend, FileType};
+    use snap::format::crypto::KdfParams;
+    use snap::repo::{Mode, NewKey, Repository};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let repo = Repo::new();
+    let site = repo.dir("site");
+    make_tree(&site);
+    let mem = Arc::new(MemBackend::new());
+    let remote = Arc::new(NoDelete {
+        inner: mem.clone(),
+        refused: Default::default(),
+    });
+    let cache = repo.dir("remote-cache");
+    let kdf = KdfParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    {
+        let local = Repository::open(
+            &repo.path,
+            &repo.cache(),
+            PASSWORD.as_bytes(),
+            Mode::Read,
+            "t",
+            Duration::ZERO,
+        )
+        .unwrap();
+        Repository::init_sharing_keys(
+            remote.clone(),
+            &cache,
+            &local,
+            PASSWORD.as_bytes(),
+            &NewKey::with_kdf(kdf),
+        )
+        .unwrap();
+    }
+    // More rounds than the states a writer keeps (16): old states are not
+    // deleted, and nothing fails for it.
+    for round in 0..18u64 {
+        fs::write(site.join("changing.txt"), noise(round, 5_000)).unwrap();
+        repo.push(&site, &["--level", "2", "--site", "shop"]);
+        let local = Repository::open(
+            &repo.path,
+            &repo.cache(),
+            PASSWORD.as_bytes(),
+            Mode::Read,
+            "t",
+            Duration::ZERO,
+        )
+        .unwrap();
+        let dst = Repository::open_sharing_keys(
+            remote.clone(),
+            &cache,
+            &local,
+            Mode::Write,
+            "replicate",
+            Duration::ZERO,
+        )
+        .unwrap();
+        let s = snap::ops::replicate::replicate(
+            &local,
+            &dst,
+            &Default::default(),
+            &snap::progress::Silent,
+        )
+        .unwrap();
+        assert_eq!(s.copied.len(), 1, "round {round}");
+    }
+    assert!(
+        remote.refused.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the lock and old states were offered for deletion"
+    );
+    assert_eq!(mem.list(FileType::Snapshot).unwrap().len(), 18);
+    assert!(
+        mem.list(FileType::State).unwrap().len() > 16,
+        "no state deleted"
+    );
+    // Every lock left behind is released (stale at once): a command that
+    // needs the repository alone still runs.
+    let local = Repository::open(
+        &repo.path,
+        &repo.cache(),
+        PASSWORD.as_bytes(),
+        Mode::Read,
+        "t",
+        Duration::ZERO,
+    )
+    .unwrap();
+    let dst = Repository::open_sharing_keys(
+        remote.clone(),
+        &cache,
+        &local,
+        Mode::Exclusive,
+        "check",
+        Duration::ZERO,
+    )
+    .unwrap();
+    let report = snap::ops::check::check(&dst, true, &snap::progress::Silent).unwrap();
+    assert!(report.ok(), "{report:?}");
 }
