@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 
 /// Packs kept mapped at once: mapped pages count as resident memory, so few.
 const OPEN_PACKS: usize = 4;
+/// Reads of packs this long or longer are not mapped.
+const LARGE_READ: u64 = 1 << 20;
 
 /// A local directory backend.
 pub struct LocalBackend {
@@ -228,7 +230,9 @@ impl Backend for LocalBackend {
     }
 
     fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        if t == FileType::Pack {
+        // Small reads (blobs) come from a mapping, large ones (a pack read
+        // in pieces) are read: mapped pages would stay resident.
+        if t == FileType::Pack && len < LARGE_READ {
             let m = self.map(name)?;
             let end = offset
                 .checked_add(len)
@@ -246,6 +250,18 @@ impl Backend for LocalBackend {
         }
         let p = self.path(t, name);
         let f = File::open(&p).map_err(|e| self.fail("reading", &p, e))?;
+        if t == FileType::Pack {
+            let size = f
+                .metadata()
+                .map_err(|e| self.fail("reading the size of", &p, e))?
+                .len();
+            if offset.checked_add(len).is_none_or(|end| end > size) {
+                return Err(Error::corrupt(
+                    format!("pack {name}"),
+                    format!("range {offset}+{len} is past its {size} bytes (truncated?)"),
+                ));
+            }
+        }
         let mut buf = vec![0u8; len as usize];
         std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, offset)
             .map_err(|e| self.fail("reading", &p, e))?;

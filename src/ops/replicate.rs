@@ -3,8 +3,10 @@
 //! shares its master key (an off-site remote made by `snap remote init`, or
 //! a local clone of one). Format-spec.md §25.
 //!
-//! Blobs travel sealed, as stored, after they verified on the way out, into
-//! new packs of the destination. A snapshot file is written only once every
+//! A source pack all of whose blobs the destination lacks travels as it is
+//! (its name, the hash of its bytes, checked on the way); other blobs
+//! travel sealed, as stored, after they verified on the way out, into new
+//! packs of the destination. A snapshot file is written only once every
 //! pack holding what it needs is stored and indexed there, so an
 //! interruption leaves nothing half-visible, and the next run sends only
 //! what did not arrive (the destination's writer indexes, when it opens,
@@ -13,14 +15,17 @@
 
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Content, Tree};
-use crate::id::{BlobRef, SnapshotId, TreeId};
+use crate::format::tree::Content;
+use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
+use crate::index::{BlobLocation, PackInfo};
 use crate::progress::Progress;
 use crate::repo::writer::BlobWriter;
 use crate::repo::Repository;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -166,10 +171,15 @@ pub fn replicate(
     };
     let mut copier = Copier {
         src,
+        dst,
         writer: BlobWriter::with_uploads(dst, opts.uploads),
+        uploads: opts.uploads.max(1),
         visited: HashSet::new(),
-        blobs: Mutex::new(0),
-        bytes: Mutex::new(0),
+        queued: HashSet::new(),
+        by_pack: HashMap::new(),
+        window: 0,
+        blobs: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
         throttle: &throttle,
         progress,
     };
@@ -183,9 +193,10 @@ pub fn replicate(
             ))
         })?;
         walked.push(*id);
-        let bytes = *copier.bytes.lock().expect("not poisoned");
+        let bytes = copier.bytes.load(Ordering::Relaxed) + copier.window;
         if bytes - batch_start >= opts.batch_bytes {
-            batch_start = bytes;
+            copier.flush()?;
+            batch_start = copier.bytes.load(Ordering::Relaxed);
             let w = std::mem::replace(
                 &mut copier.writer,
                 BlobWriter::with_uploads(dst, opts.uploads),
@@ -194,6 +205,7 @@ pub fn replicate(
             write_snapshots(src, dst, &mut walked, &mut sum)?;
         }
     }
+    copier.flush()?;
     let Copier {
         writer,
         blobs,
@@ -202,8 +214,8 @@ pub fn replicate(
     } = copier;
     sum.packs_written += writer.finish()?.packs;
     write_snapshots(src, dst, &mut walked, &mut sum)?;
-    sum.blobs_sent = blobs.into_inner().expect("not poisoned");
-    sum.bytes_sent = bytes.into_inner().expect("not poisoned");
+    sum.blobs_sent = blobs.into_inner();
+    sum.bytes_sent = bytes.into_inner();
     sum.duration_s = started.elapsed().as_secs_f64();
     Ok(sum)
 }
@@ -227,86 +239,166 @@ fn write_snapshots(
 
 struct Copier<'a> {
     src: &'a Repository,
+    dst: &'a Repository,
     writer: BlobWriter,
+    uploads: usize,
     visited: HashSet<TreeId>,
-    blobs: Mutex<u64>,
-    bytes: Mutex<u64>,
+    /// Blobs to send in the current window, by the source pack they are in.
+    queued: HashSet<BlobRef>,
+    by_pack: HashMap<PackId, Vec<(BlobRef, BlobLocation)>>,
+    /// Their sealed bytes.
+    window: u64,
+    blobs: AtomicU64,
+    bytes: AtomicU64,
     throttle: &'a Throttle,
     progress: &'a dyn Progress,
 }
 
-/// Chunks read and sent together, in parallel.
-const CHUNK_BATCH: usize = 256;
+/// The bytes of blobs gathered before they are sent: large enough that a
+/// source pack whose blobs all go is seen whole (and sent as it is),
+/// bounded so that memory does not grow with the repository.
+const WINDOW_BYTES: u64 = 1 << 30;
+/// The blobs gathered at most (about 100 bytes each while they wait).
+const WINDOW_BLOBS: usize = 500_000;
 
 impl Copier<'_> {
-    /// Sends every blob under `root` the destination lacks. Each tree is
+    /// Gathers every blob under `root` the destination lacks. Each tree is
     /// walked whole (a tree present on the destination may be the part an
     /// interrupted run sent before its children): only trees already walked
     /// by this run are skipped.
     fn copy_tree(&mut self, root: TreeId) -> Result<()> {
         let mut stack = vec![root];
-        let mut chunks: Vec<BlobRef> = Vec::new();
         while let Some(t) = stack.pop() {
             if !self.visited.insert(t) {
                 continue;
             }
-            let tb: BlobRef = t.into();
-            let (plain, sealed, raw_len) = self.src.read_sealed(&tb)?;
-            let tree = Tree::decode(&plain, &t)?;
+            let tree = self.src.load_tree(&t)?;
+            let mut found: Vec<BlobRef> = Vec::new();
             for n in &tree.entries {
                 if let Some(sub) = n.subtree {
                     stack.push(sub);
                 }
                 let Some(c) = &n.content else { continue };
                 if let Content::Groups(gs) = c {
-                    for g in gs {
-                        let gb: BlobRef = g.id.into();
-                        if self.writer.needs(&gb)? {
-                            let (_, sealed, raw) = self.src.read_sealed(&gb)?;
-                            self.send(gb, &sealed, raw)?;
-                        }
-                    }
+                    found.extend(gs.iter().map(|g| BlobRef::from(g.id)));
                 }
-                let writer = &self.writer;
                 self.src.for_each_chunk_group(c, &mut |group| {
-                    for (id, _) in group {
-                        let b = BlobRef::from(*id);
-                        if writer.needs(&b)? {
-                            chunks.push(b);
-                        }
-                    }
+                    found.extend(group.iter().map(|(id, _)| BlobRef::from(*id)));
                     Ok(())
                 })?;
-                if chunks.len() >= CHUNK_BATCH {
-                    self.send_chunks(&mut chunks)?;
-                }
             }
-            // A tree goes after what it names, within this run's packs.
-            self.send_chunks(&mut chunks)?;
-            if self.writer.needs(&tb)? {
-                self.send(tb, &sealed, raw_len)?;
+            found.push(t.into());
+            for b in found {
+                self.want(b)?;
             }
             self.progress.file_done();
         }
         Ok(())
     }
 
-    fn send_chunks(&self, chunks: &mut Vec<BlobRef>) -> Result<()> {
-        let batch = std::mem::take(chunks);
-        batch.par_iter().try_for_each(|b| {
-            let (_, sealed, raw) = self.src.read_sealed(b)?;
-            self.send(*b, &sealed, raw)
-        })
-    }
-
-    fn send(&self, b: BlobRef, sealed: &[u8], raw_len: u32) -> Result<()> {
-        if self.writer.copy_sealed(b, sealed, raw_len)? {
-            let n = sealed.len() as u64;
-            *self.blobs.lock().expect("not poisoned") += 1;
-            *self.bytes.lock().expect("not poisoned") += n;
-            self.progress.bytes(n);
-            self.throttle.take(n);
+    /// Notes `b` for sending if the destination lacks it.
+    fn want(&mut self, b: BlobRef) -> Result<()> {
+        if self.queued.contains(&b) || !self.writer.needs(&b)? {
+            return Ok(());
+        }
+        let loc = self.src.locate(&b)?.ok_or_else(|| Error::Missing {
+            object: format!("{:?} blob {}", b.kind, hex::encode(b.id)),
+        })?;
+        self.queued.insert(b);
+        self.by_pack.entry(loc.pack).or_default().push((b, loc));
+        self.window += loc.length as u64;
+        if self.window >= WINDOW_BYTES || self.queued.len() >= WINDOW_BLOBS {
+            self.flush()?;
         }
         Ok(())
+    }
+
+    /// Sends what the window gathered: a source pack all of whose blobs go
+    /// is sent as it is (its name, the hash of its bytes, is checked on the
+    /// way), several at once; the other blobs are read, opened and checked
+    /// one by one, and go into new packs.
+    fn flush(&mut self) -> Result<()> {
+        let by_pack = std::mem::take(&mut self.by_pack);
+        self.queued.clear();
+        self.window = 0;
+        let mut whole: Vec<(PackId, PackInfo)> = Vec::new();
+        let mut single: Vec<BlobRef> = Vec::new();
+        for (pack, blobs) in by_pack {
+            match self.src.index().pack(&pack)? {
+                Some(info) if info.blobs as usize == blobs.len() => whole.push((pack, info)),
+                _ => single.extend(blobs.into_iter().map(|(b, _)| b)),
+            }
+        }
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<Error>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..self.uploads.min(whole.len()) {
+                s.spawn(|| {
+                    while failed.lock().expect("not poisoned").is_none() {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some((id, info)) = whole.get(i) else {
+                            break;
+                        };
+                        if let Err(e) = self.send_pack(id, info) {
+                            failed.lock().expect("not poisoned").get_or_insert(e);
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failed.into_inner().expect("not poisoned") {
+            return Err(e);
+        }
+        single.par_iter().try_for_each(|b| {
+            let (_, sealed, raw) = self.src.read_sealed(b)?;
+            self.throttle.take(sealed.len() as u64);
+            if self.writer.copy_sealed(*b, &sealed, raw)? {
+                self.sent(1, sealed.len() as u64);
+            }
+            Ok::<(), Error>(())
+        })?;
+        self.dst.index().sync()
+    }
+
+    /// Sends source pack `id` as it is: read in pieces into a staging file
+    /// of the destination (hashed on the way), then handed over whole, so
+    /// that memory holds one piece per upload, never a pack.
+    fn send_pack(&self, id: &PackId, info: &PackInfo) -> Result<()> {
+        const PIECE: u64 = 8 << 20;
+        let staging = self.dst.staging();
+        let (path, mut out) = staging.create().map_err(|e| Error::io(staging.dir(), e))?;
+        let res = (|| -> Result<u32> {
+            let mut hasher = blake3::Hasher::new();
+            let mut off = 0;
+            while off < info.size {
+                let len = PIECE.min(info.size - off);
+                let piece =
+                    self.src
+                        .read_pack_range(id, Some(info.size), off, len, info.metadata)?;
+                hasher.update(&piece);
+                out.write_all(&piece).map_err(|e| Error::io(&path, e))?;
+                self.throttle.take(len);
+                off += len;
+            }
+            out.flush().map_err(|e| Error::io(&path, e))?;
+            drop(out);
+            if hasher.finalize().as_bytes() != &id.0 {
+                return Err(Error::corrupt(
+                    format!("pack {id}"),
+                    "its bytes do not hash to its name: run `snap check --read-data` on the source",
+                ));
+            }
+            self.dst
+                .adopt_pack_file(id, &path, info.size, info.metadata)
+        })();
+        let _ = std::fs::remove_file(&path);
+        self.sent(res? as u64, info.size);
+        Ok(())
+    }
+
+    fn sent(&self, blobs: u64, bytes: u64) {
+        self.blobs.fetch_add(blobs, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.progress.bytes(bytes);
     }
 }

@@ -266,6 +266,49 @@ impl Repository {
         Ok(late.as_ref().and_then(|m| m.get(b).copied()))
     }
 
+    /// Stores pack `id`, whose bytes (`size` of them, already checked to
+    /// hash to its name) are in the local file `path`, and indexes it from
+    /// its header; a pack of that name already stored is kept. Returns its
+    /// blob count.
+    pub fn adopt_pack_file(
+        &self,
+        id: &PackId,
+        path: &std::path::Path,
+        size: u64,
+        metadata: bool,
+    ) -> Result<u32> {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let read = |off: u64, len: u64| -> Result<Vec<u8>> {
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact_at(&mut buf, off)
+                .map_err(|e| Error::io(path, e))?;
+            Ok(buf)
+        };
+        let tail = pack::TRAILER_LEN as u64;
+        if size < tail {
+            return Err(Error::corrupt(format!("pack {id}"), "too short"));
+        }
+        let hl = pack::decode_trailer(id, size, &read(size - tail, tail)?)? as u64;
+        let start = size.checked_sub(tail + hl).ok_or_else(|| {
+            Error::corrupt(format!("pack {id}"), "its header is longer than the pack")
+        })?;
+        let entries = pack::decode_header(&self.keys, id, size, &read(start, hl)?)?;
+        self.check_lock()?;
+        match self.backend.write_file(FileType::Pack, &id.to_hex(), path) {
+            Err(e) if e.is_already_exists() => {}
+            other => other?,
+        }
+        self.check_lock()?;
+        let info = PackInfo {
+            metadata,
+            blobs: entries.len() as u32,
+            size,
+        };
+        self.index.add_pack(id, info, &entries)?;
+        Ok(entries.len() as u32)
+    }
+
     /// Deletes the local index and rebuilds it from the pack headers.
     /// Needs an exclusive open.
     pub fn rebuild_index(&mut self) -> Result<RebuildReport> {

@@ -25,6 +25,11 @@ pub const GRID: u64 = 1 << 20;
 const DATA_CACHE: u64 = 32 * GRID;
 /// Bytes of whole metadata packs kept.
 const METADATA_CACHE: u64 = 64 * GRID;
+/// Blocks asked for at once when a pack is read in order (from its start,
+/// or right after the blocks read before): a restore reads packs in the
+/// order they were written, and one request per block would spend its time
+/// waiting on round trips.
+const READ_AHEAD: u64 = 8;
 
 /// What is cached: a block of a data pack (by its index), or a whole pack.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,6 +96,8 @@ pub struct PackReads {
     remote: bool,
     data: Mutex<Lru>,
     metadata: Mutex<Lru>,
+    /// Per pack read lately: the block after the last one read.
+    next: Mutex<HashMap<PackId, u64>>,
 }
 
 impl PackReads {
@@ -101,6 +108,7 @@ impl PackReads {
             remote,
             data: Mutex::new(Lru::new(DATA_CACHE)),
             metadata: Mutex::new(Lru::new(METADATA_CACHE)),
+            next: Mutex::new(HashMap::new()),
         }
     }
 
@@ -154,7 +162,13 @@ impl PackReads {
                 .map(|b| cache.get(&Key::Block(*id, b)))
                 .collect()
         };
-        // Each run of missing blocks is one request.
+        // Each run of missing blocks is one request; in-order reading asks
+        // for the blocks that follow too.
+        let in_order = {
+            let next = self.next.lock().expect("not poisoned");
+            first == 0 || next.get(id).is_some_and(|&n| n >= first && n <= last + 1)
+        };
+        let blocks_in_pack = size.div_ceil(GRID);
         let mut b = first;
         while b <= last {
             if blocks[(b - first) as usize].is_some() {
@@ -165,16 +179,30 @@ impl PackReads {
             while b <= last && blocks[(b - first) as usize].is_none() {
                 b += 1;
             }
+            let upto = if in_order && b > last {
+                b.max(run_start + READ_AHEAD).min(blocks_in_pack)
+            } else {
+                b
+            };
             let from = run_start * GRID;
-            let to = (b * GRID).min(size);
+            let to = (upto * GRID).min(size);
             let bytes = backend.read_range(FileType::Pack, &name, from, to - from)?;
             let mut cache = self.data.lock().expect("not poisoned");
             for (i, piece) in bytes.chunks(GRID as usize).enumerate() {
                 let k = run_start + i as u64;
                 let piece = Arc::new(piece.to_vec());
                 cache.put(Key::Block(*id, k), piece.clone());
-                blocks[(k - first) as usize] = Some(piece);
+                if k <= last {
+                    blocks[(k - first) as usize] = Some(piece);
+                }
             }
+        }
+        {
+            let mut next = self.next.lock().expect("not poisoned");
+            if next.len() >= 256 {
+                next.clear();
+            }
+            next.insert(*id, last + 1);
         }
         let mut out = Vec::with_capacity(len as usize);
         for (i, block) in blocks.iter().enumerate() {
