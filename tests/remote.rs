@@ -188,6 +188,14 @@ fn a_remote_gets_level_2_once_and_restores_on_its_own() {
         target.to_str().unwrap(),
     ]);
     assert_same_tree(&p.site, &target, &[]);
+    // The plan's promises, off-site: the report of the remote.
+    let out = p.run(&["--json", "--remote", "offsite", "report", "--site", "shop"]);
+    assert!(matches!(out.status.code(), Some(0 | 4)), "{}", stderr(&out));
+    let report = parse_json(&out).to_string();
+    assert!(report.contains("shop"), "{report}");
+    let listed = p.json(&["remote", "list"]);
+    assert_eq!(listed[0]["name"], "offsite");
+    assert_eq!(listed[0]["allowed"], true);
     // Pushing to a remote is refused: replication is the only way in.
     let out = p.run(&["--remote", "offsite", "push", p.site.to_str().unwrap()]);
     assert_code(&out, 1, "push --remote");
