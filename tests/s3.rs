@@ -359,14 +359,14 @@ fn a_missing_bucket_is_created_once() {
     assert!(b.list(FileType::Snapshot).unwrap().is_empty());
 }
 
-/// A backend on a bucket of `server`, reached through `proxy`, with a
-/// short request time-out.
-fn through(server: &S3Server, proxy: &FaultProxy, bucket: &str) -> S3Backend {
+/// A backend on a bucket of `server`, reached through `proxy`, whose
+/// requests time out after `timeout`.
+fn through(server: &S3Server, proxy: &FaultProxy, bucket: &str, timeout: u64) -> S3Backend {
     server.backend(bucket, "", test_options());
     S3Backend::new(
         server.config_via(proxy.port, bucket, ""),
         S3Options {
-            request_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(timeout),
             ..test_options()
         },
     )
@@ -377,7 +377,7 @@ fn through(server: &S3Server, proxy: &FaultProxy, bucket: &str) -> S3Backend {
 fn dropped_connections_and_503s_are_retried() {
     let server = S3Server::start();
     let proxy = FaultProxy::start(server.port);
-    let b = through(&server, &proxy, "retries");
+    let b = through(&server, &proxy, "retries", 60);
     b.write(FileType::Snapshot, "s", b"snapshot").unwrap();
     b.take_requests();
     proxy.take_seen();
@@ -419,15 +419,18 @@ fn dropped_connections_and_503s_are_retried() {
 fn a_stalled_answer_times_out_and_the_write_is_retried() {
     let server = S3Server::start();
     let proxy = FaultProxy::start(server.port);
-    let b = through(&server, &proxy, "stall");
+    let b = through(&server, &proxy, "stall", 5);
     b.take_requests();
     // The PUT reaches the server and lands; its answer never comes back.
     proxy.plan("PUT", "/state/", Fault::Stall);
     b.write(FileType::State, "0000000000000001", b"state one")
         .unwrap();
     let log = b.take_requests();
-    // The retry finds the object (412) and sees it holds these bytes.
-    assert_eq!(statuses(&log, "PutObject"), vec![None, Some(412)]);
+    // A retry finds the object (412) and sees it holds these bytes. (On a
+    // busy machine a retry may time out as well.)
+    let puts = statuses(&log, "PutObject");
+    assert_eq!(puts.first(), Some(&None), "{log:?}");
+    assert_eq!(puts.last(), Some(&Some(412)), "{log:?}");
     assert_eq!(statuses(&log, "HeadObject"), vec![Some(404), Some(200)]);
     assert_eq!(
         b.read(FileType::State, "0000000000000001").unwrap(),
@@ -439,31 +442,183 @@ fn a_stalled_answer_times_out_and_the_write_is_retried() {
 fn a_write_that_landed_before_a_503_is_taken_as_done() {
     let server = S3Server::start();
     let proxy = FaultProxy::start(server.port);
-    let b = through(&server, &proxy, "landed");
+    let b = through(&server, &proxy, "landed", 60);
+    b.take_requests();
     proxy.plan("PUT", "/state/", Fault::LandThen503);
     b.write(FileType::State, "0000000000000002", b"two")
         .unwrap();
     let log = b.take_requests();
     assert_eq!(statuses(&log, "PutObject"), vec![Some(503), Some(412)]);
+    // The ETag is the MD5 of the bytes: no need to read them back.
+    assert!(statuses(&log, "GetObject").is_empty());
     assert_eq!(b.read(FileType::State, "0000000000000002").unwrap(), b"two");
 
-    // Someone else's bytes landed meanwhile: the name is theirs.
+    // Where the ETag says nothing of the bytes, they are read back.
+    proxy.plan("PUT", "/state/", Fault::LandThen503);
+    proxy.plan("HEAD", "/state/", Fault::ForeignEtag);
+    b.take_requests();
+    b.write(FileType::State, "0000000000000003", b"three")
+        .unwrap();
+    let log = b.take_requests();
+    assert_eq!(statuses(&log, "PutObject"), vec![Some(503), Some(412)]);
+    assert_eq!(statuses(&log, "GetObject"), vec![Some(200)]);
+    assert_eq!(proxy.pending(), 0);
+
+    // Someone else's bytes (of the same length) landed meanwhile: the
+    // name is theirs.
     let other = server.backend("landed", "", test_options());
     proxy.plan(
         "PUT",
         "/state/",
         Fault::Before(Box::new(move || {
             other
-                .write(FileType::State, "0000000000000003", b"theirs")
+                .write(FileType::State, "0000000000000004", b"theirs")
                 .unwrap()
         })),
     );
+    b.take_requests();
     let e = b
-        .write(FileType::State, "0000000000000003", b"mine")
+        .write(FileType::State, "0000000000000004", b"mine!!")
         .unwrap_err();
     assert!(e.is_already_exists(), "{e}");
+    assert!(e.to_string().contains("other bytes"), "{e}");
+    let log = b.take_requests();
+    assert_eq!(statuses(&log, "PutObject"), vec![Some(503), Some(412)]);
+    assert_eq!(statuses(&log, "GetObject"), vec![Some(200)]);
     assert_eq!(
-        b.read(FileType::State, "0000000000000003").unwrap(),
+        b.read(FileType::State, "0000000000000004").unwrap(),
         b"theirs"
     );
+}
+
+/// Bytes that do not compress or repeat, from a seed.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn a_repository_in_a_bucket_pushes_restores_and_reads_packs_on_the_grid() {
+    use snap::format::config::Chunking;
+    use snap::format::crypto::KdfParams;
+    use snap::ops::push::{PushOptions, Pusher};
+    use snap::progress::Silent;
+    use snap::repo::reads::GRID;
+    use snap::repo::{Mode, NewKey, Repository};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    const PASSWORD: &[u8] = b"bucket";
+    let server = S3Server::start();
+    let s3 = Arc::new(server.backend("repo", "sites/web1", test_options()));
+    let backend: Arc<dyn Backend> = s3.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("local");
+    let kdf = KdfParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    drop(
+        Repository::init_with(
+            backend.clone(),
+            &local,
+            PASSWORD,
+            &NewKey::with_kdf(kdf),
+            Chunking::default(),
+        )
+        .unwrap(),
+    );
+    let src = tmp.path().join("site");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..40u64 {
+        std::fs::write(
+            src.join(format!("f{i}.php")),
+            noise(i, 300 + 97 * i as usize),
+        )
+        .unwrap();
+    }
+    std::fs::write(src.join("big.bin"), noise(99, 3_000_000)).unwrap();
+    let repo = Repository::open_with(
+        backend.clone(),
+        &local,
+        PASSWORD,
+        Mode::Write,
+        "push",
+        Duration::ZERO,
+    )
+    .unwrap();
+    let p = Pusher::new(
+        &repo,
+        PushOptions {
+            host: "web1".into(),
+            level: 1,
+            ..Default::default()
+        },
+        &Silent,
+    )
+    .unwrap();
+    let tree = p.save_paths(std::slice::from_ref(&src), None).unwrap();
+    let id = p
+        .commit(tree, vec![src.display().to_string()], None, None)
+        .unwrap()
+        .id;
+    drop(repo);
+    assert!(!s3.list(FileType::Pack).unwrap().is_empty());
+
+    let repo = Repository::open_with(
+        backend.clone(),
+        &local,
+        PASSWORD,
+        Mode::Read,
+        "restore",
+        Duration::ZERO,
+    )
+    .unwrap();
+    let snapshot = repo.load_snapshot(&id).unwrap();
+    s3.take_requests();
+    let out = tmp.path().join("out");
+    snap::ops::restore::restore(&repo, &snapshot, &out, &[], &Silent).unwrap();
+    for i in [0u64, 17, 39] {
+        assert_eq!(
+            std::fs::read(out.join(format!("f{i}.php"))).unwrap(),
+            noise(i, 300 + 97 * i as usize)
+        );
+    }
+    assert!(std::fs::read(out.join("big.bin")).unwrap() == noise(99, 3_000_000));
+
+    let sizes: HashMap<String, u64> = s3
+        .list_sizes(FileType::Pack)
+        .unwrap()
+        .into_iter()
+        .map(|(n, s)| (format!("data/{}/{n}", &n[..2]), s))
+        .collect();
+    let pack_reads: Vec<LoggedRequest> = s3
+        .take_requests()
+        .into_iter()
+        .filter(|r| r.action == "GetObject" && r.key.starts_with("data/"))
+        .collect();
+    assert!(
+        pack_reads.iter().any(|r| r.range.is_some()),
+        "{pack_reads:?}"
+    );
+    for r in &pack_reads {
+        let size = *sizes
+            .get(&r.key)
+            .unwrap_or_else(|| panic!("{r:?} not in {sizes:?}"));
+        let (off, len) = r.range.unwrap_or((0, size));
+        assert_eq!(off % GRID, 0, "{r:?} does not start on the grid");
+        assert!(
+            (off + len) % GRID == 0 || off + len == size,
+            "{r:?} ends neither on the grid nor at the end ({size})"
+        );
+    }
 }

@@ -47,7 +47,7 @@ const MAX_LISTING_PAGE: u64 = 16 << 20;
 
 /// What a HEAD request tells of an object.
 #[derive(Clone, Debug)]
-pub(crate) struct Head {
+struct Head {
     size: u64,
     etag: Option<String>,
 }

@@ -35,6 +35,9 @@ pub enum Fault {
     Stall,
     /// Run this first (another writer acting meanwhile), then answer 503.
     Before(Box<dyn FnOnce() + Send>),
+    /// Pass the request on, and give the answer back with an ETag that is
+    /// not the MD5 of the object (as buckets with KMS encryption do).
+    ForeignEtag,
 }
 
 impl Fault {
@@ -45,6 +48,7 @@ impl Fault {
             Fault::LandThen503 => "land then 503",
             Fault::Stall => "stall",
             Fault::Before(_) => "before",
+            Fault::ForeignEtag => "foreign etag",
         }
     }
 }
@@ -266,6 +270,33 @@ fn serve(mut conn: TcpStream, upstream: u16, s: &Shared) {
             f();
             answer(&mut conn, 503, "ServiceUnavailable");
         }
+        Some(Fault::ForeignEtag) => {
+            let mut got = Vec::new();
+            if let Some(mut up) = pass_on(&req, upstream) {
+                let _ = up.read_to_end(&mut got);
+            }
+            let _ = conn.write_all(&foreign_etag(&got));
+        }
     }
     let _ = conn.shutdown(Shutdown::Both);
+}
+
+/// An HTTP answer with its ETag header replaced.
+fn foreign_etag(answer: &[u8]) -> Vec<u8> {
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return answer.to_vec();
+    };
+    let head = String::from_utf8_lossy(&answer[..end]);
+    let mut out = String::new();
+    for line in head.split("\r\n") {
+        if line.to_ascii_lowercase().starts_with("etag:") {
+            out.push_str("ETag: \"0123456789abcdef0123456789abcdef-1\"");
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    let mut out = out.into_bytes();
+    out.extend_from_slice(&answer[end + 2..]);
+    out
 }

@@ -3,8 +3,10 @@
 //! streamed from disk twice, once to hash each piece and once to send it,
 //! never held whole in memory.
 //!
-//! Every piece carries its `Content-MD5`. s3s-fs 0.14 checks it on a PUT
-//! (and answers BadDigest), not on an UploadPart; AWS checks both.
+//! Every piece carries its `Content-MD5`. AWS checks it on a PUT and on an
+//! UploadPart and stores nothing when it does not match. s3s-fs 0.14 checks
+//! it on a PUT only, and after it has put the bytes in place: it answers
+//! BadDigest but keeps the object.
 
 use super::http::{read_body, signed, Failure};
 use super::{content_md5, header, S3Backend};
