@@ -296,7 +296,9 @@ impl Repository {
         let entries = pack::decode_header(&self.keys, id, size, &read(start, hl)?)?;
         self.check_lock()?;
         match self.backend.write_file(FileType::Pack, &id.to_hex(), path) {
-            Err(e) if e.is_already_exists() => {}
+            Err(e) if e.is_already_exists() => {
+                super::writer::check_existing_pack(&*self.backend, id)?
+            }
             other => other?,
         }
         self.check_lock()?;

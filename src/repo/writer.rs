@@ -168,8 +168,8 @@ impl StagedPack {
         check_lock(lock)?;
         match backend.write_file(FileType::Pack, &id.to_hex(), &path) {
             // Names are content hashes: the pack is there already (a retry
-            // after a failure that came after the write).
-            Err(e) if e.is_already_exists() => {}
+            // after a failure that came after the write), if its bytes say so.
+            Err(e) if e.is_already_exists() => check_existing_pack(backend, &id)?,
             other => other?,
         }
         let _ = std::fs::remove_file(&path);
@@ -182,6 +182,23 @@ impl StagedPack {
         index.add_pack(&id, info, &self.entries)?;
         Ok(self.entries)
     }
+}
+
+/// A pack found under `id` where one was being written: trusted only if
+/// its bytes hash to its name (a server may keep an upload it refused, or
+/// a damaged copy may be in the way). A rare path: read whole.
+pub(crate) fn check_existing_pack(backend: &dyn Backend, id: &PackId) -> Result<()> {
+    let bytes = backend.read(FileType::Pack, &id.to_hex())?;
+    if blake3::hash(&bytes).as_bytes() == &id.0 {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        format!("pack {id}"),
+        format!(
+            "{} already holds a file of that name whose bytes do not hash to it (damaged, or an upload the server refused but kept); nothing was indexed from it: move it aside (or delete it with credentials that may), then run the command again",
+            backend.location()
+        ),
+    ))
 }
 
 fn check_lock(lock: &Option<LockWatch>) -> Result<()> {
@@ -639,5 +656,22 @@ mod tests {
         let e = w.finish().unwrap_err();
         assert!(e.to_string().contains("short write"), "{e}");
         assert!(repo.index().packs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_pack_found_in_the_way_is_trusted_only_if_it_hashes_to_its_name() {
+        let mem = MemBackend::new();
+        let good = b"the bytes of a pack".to_vec();
+        let id = PackId(*blake3::hash(&good).as_bytes());
+        mem.put_raw(FileType::Pack, &id.to_hex(), good);
+        check_existing_pack(&mem, &id).unwrap();
+        // What a server that keeps a refused upload leaves: other bytes.
+        mem.put_raw(
+            FileType::Pack,
+            &id.to_hex(),
+            b"the bytes of a pack, damaged".to_vec(),
+        );
+        let e = check_existing_pack(&mem, &id).unwrap_err();
+        assert!(e.to_string().contains("do not hash to it"), "{e}");
     }
 }
