@@ -183,6 +183,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Remotes> {
                 settings.insert(var.to_string(), v.clone());
             }
         }
+        if let Some(e) = &r.endpoint {
+            // Over the environment's, whichever of the two it sets.
+            settings.insert("AWS_ENDPOINT_URL_S3".into(), e.clone());
+        }
         if let Some(p) = r.path_style {
             settings.insert(
                 "SNAP_S3_PATH_STYLE".into(),

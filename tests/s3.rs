@@ -622,3 +622,82 @@ fn a_repository_in_a_bucket_pushes_restores_and_reads_packs_on_the_grid() {
         );
     }
 }
+
+/// The command line on a repository that lives only in a bucket, its
+/// endpoint, region and addressing given as flags: init, push, snapshots,
+/// restore, check, unlock; a wrong secret is refused with a message that
+/// names neither secret.
+#[test]
+fn every_command_works_on_a_repository_only_in_a_bucket() {
+    let server = S3Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    std::fs::create_dir_all(site.join("wp")).unwrap();
+    std::fs::write(site.join("wp/index.php"), b"<?php echo 1;").unwrap();
+    std::fs::write(site.join("big.bin"), noise(3, 3 << 20)).unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    let snap = |secret: &str, args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("snap"))
+            .env("SNAP_PASSWORD", "pw")
+            .env("SNAP_KDF_MEMORY_KIB", "1024")
+            .env("SNAP_INSECURE_KDF", "1")
+            .env("SNAP_CACHE_DIR", tmp.path().join("cache"))
+            .env("SNAP_REMOTES_FILE", "/dev/null")
+            .env("AWS_ACCESS_KEY_ID", &server.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .args([
+                "--repo",
+                "s3://agency/snap",
+                "--s3-endpoint",
+                &endpoint,
+                "--s3-region",
+                "us-east-1",
+                "--s3-path-style",
+                "true",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = snap(&server.secret_key, args);
+        assert!(
+            out.status.success(),
+            "snap {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    ok(&["init"]);
+    ok(&[
+        "push",
+        "--level",
+        "2",
+        "--site",
+        "shop",
+        site.to_str().unwrap(),
+    ]);
+    let list = ok(&["--json", "snapshots"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    let out_dir = tmp.path().join("out");
+    ok(&["restore", "latest", "--target", out_dir.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(out_dir.join("big.bin")).unwrap(),
+        std::fs::read(site.join("big.bin")).unwrap()
+    );
+    ok(&["check", "--read-data"]);
+    ok(&["unlock"]);
+    // Nothing of the repository on the local disk but the cache.
+    assert!(!tmp.path().join("snap").exists());
+    let out = snap("not-the-secret", &["snapshots"]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("agency"), "the message names the bucket: {e}");
+    assert!(
+        !e.contains(&server.secret_key) && !e.contains("not-the-secret"),
+        "{e}"
+    );
+}

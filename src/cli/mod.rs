@@ -54,6 +54,15 @@ pub struct Cli {
     /// Remotes file [default: SNAP_REMOTES_FILE, /etc/snap/remotes.toml, ~/.config/snap/remotes.toml].
     #[arg(long, global = true)]
     remotes_file: Option<PathBuf>,
+    /// S3 endpoint for an s3:// repository (else AWS_ENDPOINT_URL, else AWS).
+    #[arg(long, global = true, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// S3 region (else AWS_REGION, else us-east-1).
+    #[arg(long, global = true)]
+    s3_region: Option<String>,
+    /// S3 addressing: path-style (true) or virtual-host (false) (else SNAP_S3_PATH_STYLE).
+    #[arg(long, global = true, value_name = "BOOL")]
+    s3_path_style: Option<bool>,
     /// This machine's cache of repositories (index, staged packs) [default: /var/cache/snap as root, else ~/.cache/snap]
     #[arg(long, global = true, env = "SNAP_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -121,6 +130,8 @@ pub struct Ctx {
     /// open `repo`.
     remote: Option<snap::remote::Remote>,
     remotes_file: Option<PathBuf>,
+    /// S3 settings given as flags, by environment variable name.
+    flags: std::collections::BTreeMap<&'static str, String>,
     cache: PathBuf,
     json: bool,
     quiet: bool,
@@ -174,6 +185,9 @@ impl Ctx {
     /// A setting of the storage client (credentials, endpoint, region):
     /// the `--remote`'s own, else the environment's.
     fn setting(&self, var: &str) -> Option<String> {
+        if let Some(v) = self.flags.get(var) {
+            return Some(v.clone());
+        }
         match &self.remote {
             Some(r) => r.setting(var),
             None => std::env::var(var).ok(),
@@ -340,10 +354,22 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(r) => Location::parse(&r.url),
         None => Location::parse(&cli.repo.unwrap_or_else(default_repo)),
     };
+    let mut flags = std::collections::BTreeMap::new();
+    if let Some(e) = cli.s3_endpoint {
+        flags.insert("AWS_ENDPOINT_URL_S3", e.clone());
+        flags.insert("AWS_ENDPOINT_URL", e);
+    }
+    if let Some(r) = cli.s3_region {
+        flags.insert("AWS_REGION", r);
+    }
+    if let Some(p) = cli.s3_path_style {
+        flags.insert("SNAP_S3_PATH_STYLE", if p { "1" } else { "0" }.to_string());
+    }
     let ctx = Ctx {
         repo,
         remote,
         remotes_file: cli.remotes_file,
+        flags,
         cache: cli
             .cache_dir
             .unwrap_or_else(snap::repo::cache::default_base),
