@@ -163,7 +163,30 @@ fn a_remote_gets_level_2_once_and_restores_on_its_own() {
     assert_eq!(rep["summary"]["copied"][0], pushed["id"], "{pushed}");
     let dump = p.push_dump("2", 1);
     assert_eq!(dump["replication"][0]["ok"], true, "{dump}");
-    assert_eq!(p.remote_ids().len(), 3);
+    // A push after a failed one catches up: the remote unreachable for one
+    // push (its directory moved away), then back.
+    let away = p.repo.dir("offsite-away");
+    fs::rename(&p.offsite, &away).unwrap();
+    let out = p.run(&[
+        "push",
+        "--level",
+        "2",
+        "--site",
+        "shop",
+        p.site.to_str().unwrap(),
+    ]);
+    assert_code(&out, 5, "a push while the remote is away");
+    fs::rename(&away, &p.offsite).unwrap();
+    let caught = p.push_dump("2", 2);
+    assert_eq!(
+        caught["replication"][0]["summary"]["copied"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "the missed snapshot and the new one: {caught}"
+    );
+    assert_eq!(p.remote_ids().len(), 5);
 
     // The remote alone: its own password (the same), its own cache.
     let all = p.json(&["--remote", "offsite", "check", "--read-data"]);

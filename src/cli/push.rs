@@ -281,7 +281,6 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let replicated = super::remote::after_push(
         ctx,
         &repo,
-        outcome.id,
         outcome.snapshot.level,
         outcome.snapshot.site.as_deref(),
     );

@@ -246,12 +246,11 @@ impl AfterPush {
     }
 }
 
-/// Replicates snapshot `id` (level `level`, site `site`), just saved in
-/// `local`, to every remote that receives it.
+/// Replicates to every remote that receives a snapshot of `level` and
+/// `site` (the one just saved in `local`) what it lacks.
 pub fn after_push(
     ctx: &Ctx,
     local: &Repository,
-    id: snap::id::SnapshotId,
     level: u8,
     site: Option<&str>,
 ) -> Result<AfterPush> {
@@ -261,9 +260,10 @@ pub fn after_push(
         let res = (|| -> Result<Summary> {
             remotes.check_allowed(r)?;
             let dst = open_remote(ctx, r, local, "replicate")?;
+            // Everything the remote lacks, not only this snapshot: a push
+            // after a failed one catches up.
             let opts = replicate::Options {
                 filter: r.filter.clone(),
-                only: Some(std::iter::once(id).collect()),
                 uploads: r.uploads,
                 limit_upload: r.limit_upload,
                 ..Default::default()
