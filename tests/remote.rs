@@ -488,8 +488,8 @@ fn replication_needs_no_right_to_delete() {
         iterations: 1,
         parallelism: 1,
     };
-    {
-        let local = Repository::open(
+    let open_local = || {
+        Repository::open(
             &repo.path,
             &repo.cache(),
             PASSWORD.as_bytes(),
@@ -497,7 +497,10 @@ fn replication_needs_no_right_to_delete() {
             "t",
             Duration::ZERO,
         )
-        .unwrap();
+        .unwrap()
+    };
+    {
+        let local = open_local();
         Repository::init_sharing_keys(
             remote.clone(),
             &cache,
@@ -507,29 +510,17 @@ fn replication_needs_no_right_to_delete() {
         )
         .unwrap();
     }
+    let open_remote = |local: &Repository, mode| {
+        Repository::open_sharing_keys(remote.clone(), &cache, local, mode, "t", Duration::ZERO)
+            .unwrap()
+    };
     // More rounds than the states a writer keeps (16): old states are not
     // deleted, and nothing fails for it.
     for round in 0..18u64 {
         fs::write(site.join("changing.txt"), noise(round, 5_000)).unwrap();
         repo.push(&site, &["--level", "2", "--site", "shop"]);
-        let local = Repository::open(
-            &repo.path,
-            &repo.cache(),
-            PASSWORD.as_bytes(),
-            Mode::Read,
-            "t",
-            Duration::ZERO,
-        )
-        .unwrap();
-        let dst = Repository::open_sharing_keys(
-            remote.clone(),
-            &cache,
-            &local,
-            Mode::Write,
-            "replicate",
-            Duration::ZERO,
-        )
-        .unwrap();
+        let local = open_local();
+        let dst = open_remote(&local, Mode::Write);
         let s = snap::ops::replicate::replicate(
             &local,
             &dst,
@@ -550,24 +541,8 @@ fn replication_needs_no_right_to_delete() {
     );
     // Every lock left behind is released (stale at once): a command that
     // needs the repository alone still runs.
-    let local = Repository::open(
-        &repo.path,
-        &repo.cache(),
-        PASSWORD.as_bytes(),
-        Mode::Read,
-        "t",
-        Duration::ZERO,
-    )
-    .unwrap();
-    let dst = Repository::open_sharing_keys(
-        remote.clone(),
-        &cache,
-        &local,
-        Mode::Exclusive,
-        "check",
-        Duration::ZERO,
-    )
-    .unwrap();
+    let local = open_local();
+    let dst = open_remote(&local, Mode::Exclusive);
     let report = snap::ops::check::check(&dst, true, &snap::progress::Silent).unwrap();
     assert!(report.ok(), "{report:?}");
 }
