@@ -4,8 +4,8 @@
 //! and its cache lost, everything restored from the bucket with only the
 //! password, the URL and the credentials, then cloned back), the read rule
 //! as the S3 server sees it, replication through a proxy that injects
-//! faults (retried ones, and a server that dies mid-upload), and kill -9 of
-//! `snap replicate` then a rerun. The same features against a remote in a
+//! faults (retried ones, and a server that dies mid-upload, in one PUT or
+//! in parts). The same features against a remote in a
 //! local directory are in tests/remote.rs.
 
 mod common;
@@ -127,9 +127,39 @@ impl Offsite {
         parse_json(&out)
     }
 
-    /// The ids of the snapshots on the remote.
-    fn remote_ids(&self) -> BTreeSet<String> {
-        ids(&self.json(&["--remote", "offsite", "snapshots"]))
+    /// The ids of the snapshots on remote `name`.
+    fn remote_ids(&self, name: &str) -> BTreeSet<String> {
+        ids(&self.json(&["--remote", name, "snapshots"]))
+    }
+
+    /// The ids of the local level-2 snapshots.
+    fn local_level2(&self) -> BTreeSet<String> {
+        ids(&self.json(&["snapshots", "--level", "2"]))
+    }
+
+    /// The objects of the repository at `prefix` under `dir` (`data`,
+    /// `snapshots`) as s3s-fs keeps them in its root directory, by name.
+    fn objects(&self, prefix: &str, dir: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut dirs = vec![self.server.root.join(BUCKET).join(prefix).join(dir)];
+        while let Some(d) = dirs.pop() {
+            let Ok(entries) = fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(e.path());
+                    continue;
+                }
+                let name = e.file_name().to_string_lossy().into_owned();
+                // Packs and snapshots are named by 64 hex digits; anything
+                // else would be the server's own.
+                if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    out.insert(name);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -295,7 +325,11 @@ fn the_agency_recovers_everything_from_the_bucket_alone() {
     }
     let all: BTreeSet<String> = files_id.values().chain(dump_id.values()).cloned().collect();
     assert_eq!(all.len(), 12);
-    assert_eq!(o.remote_ids(), all, "the remote holds every level-2 push");
+    assert_eq!(
+        o.remote_ids("offsite"),
+        all,
+        "the remote holds every level-2 push"
+    );
 
     // The disaster: the local repository and its cache are gone.
     fs::remove_dir_all(&o.repo.path).unwrap();
@@ -658,4 +692,235 @@ fn the_s3_server_sees_only_grid_aligned_reads_of_packs() {
             facts.sizes.len()
         );
     }
+}
+
+/// How many of the faults the proxy saw were of each kind.
+fn faults_seen(seen: &[fault_proxy::Seen]) -> HashMap<&'static str, usize> {
+    let mut by = HashMap::new();
+    for f in seen.iter().filter_map(|s| s.fault) {
+        *by.entry(f).or_insert(0) += 1;
+    }
+    by
+}
+
+/// The sealed bytes a push stored.
+fn stored(push: &serde_json::Value) -> u64 {
+    push["summary"]["bytes_stored"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no bytes_stored in {push}"))
+}
+
+/// Replicates to `offsite` through the library, one upload at a time,
+/// reaching the server at `port` with packs over 1 MiB uploaded in parts
+/// of 5 MiB and short waits between attempts: packs of the CLI (closed at
+/// 12 to 16 MiB) stay under the default multipart threshold (64 MiB), and
+/// the CLI has no setting for it. Returns the outcome and the request log.
+fn replicate_in_parts(
+    o: &Offsite,
+    port: u16,
+) -> (
+    Result<snap::ops::replicate::Summary, String>,
+    Vec<snap::backend::s3::LoggedRequest>,
+) {
+    use snap::backend::s3::{S3Backend, S3Options};
+    use snap::repo::{Mode, Repository};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let local = Repository::open(
+        &o.repo.path,
+        &o.repo.cache(),
+        PASSWORD.as_bytes(),
+        Mode::Read,
+        "replicate",
+        Duration::ZERO,
+    )
+    .unwrap();
+    let s3 = Arc::new(
+        S3Backend::new(
+            o.server.config_via(port, BUCKET, PREFIX),
+            S3Options {
+                multipart_threshold: 1 << 20,
+                part_size: 5 << 20,
+                ..s3s::test_options()
+            },
+        )
+        .unwrap(),
+    );
+    let dst = Repository::open_sharing_keys(
+        s3.clone(),
+        &o.repo.cache(),
+        &local,
+        Mode::Write,
+        "replicate",
+        Duration::ZERO,
+    )
+    .unwrap();
+    let result = snap::ops::replicate::replicate(
+        &local,
+        &dst,
+        &snap::ops::replicate::Options {
+            uploads: 1,
+            ..Default::default()
+        },
+        &snap::progress::Silent,
+    )
+    .map_err(|e| e.to_string());
+    drop(dst);
+    (result, s3.take_requests())
+}
+
+#[test]
+fn replication_rides_out_a_flaky_server_and_recovers_from_a_dead_one() {
+    use fault_proxy::{Fault, FaultProxy};
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port);
+    // A retried PUT of a pack that landed gets an early 412 from s3s-fs,
+    // which then closes without reading the body: that answer must reach
+    // snap, as it would without a proxy.
+    proxy.relay_early_answers();
+    let o = Offsite::new(server, proxy.port, "");
+    o.ok(&["remote", "init", "offsite"]);
+    let site = o.repo.dir("site");
+    make_tree(&site);
+    // Saved here only (no remotes file for these pushes).
+    let day1 = [
+        str_of(&o.repo.push(&site, &["--level", "2", "--site", "a"]), "id"),
+        str_of(
+            &parse_json(
+                &o.repo
+                    .cmd()
+                    .args(["--json", "push", "--level", "2", "--site", "a", "--stdin"])
+                    .args(["--name", "a.sql"])
+                    .write_stdin(noise(7, 900_000))
+                    .output()
+                    .unwrap(),
+            ),
+            "id",
+        ),
+    ];
+    proxy.take_seen();
+
+    // A flaky server: every kind of write refused, lost or answered late
+    // once or more, and a listing dropped. Each is retried.
+    proxy.plan("PUT", "/locks/", Fault::Answer(503, "SlowDown"));
+    proxy.plan("GET", "list-type=2", Fault::Drop);
+    proxy.plan("PUT", "/data/", Fault::Answer(503, "SlowDown"));
+    proxy.plan("PUT", "/data/", Fault::Drop);
+    // The pack is stored, its answer lost: the retry finds it there, with
+    // these bytes.
+    proxy.plan("PUT", "/data/", Fault::LandThen503);
+    proxy.plan("PUT", "/snapshots/", Fault::LandThen503);
+    proxy.plan("PUT", "/snapshots/", Fault::Answer(500, "InternalError"));
+    proxy.plan("PUT", "/state/", Fault::LandThen503);
+    proxy.plan("DELETE", "/locks/", Fault::Answer(503, "SlowDown"));
+    let v = o.json(&["replicate", "offsite"]);
+    assert_eq!(proxy.pending(), 0, "every planned fault happened");
+    let by = faults_seen(&proxy.take_seen());
+    assert_eq!(
+        (by["answer"], by["drop"], by["land then 503"]),
+        (4, 2, 3),
+        "{by:?}"
+    );
+    let copied: BTreeSet<String> = v["copied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(copied, day1.iter().cloned().collect(), "{v}");
+    assert_eq!(o.remote_ids("offsite"), o.local_level2());
+
+    // A level-2 push rides out the same: its replication is retried.
+    fs::write(site.join("new.html"), noise(8, 300_000)).unwrap();
+    proxy.plan("PUT", "/data/", Fault::Answer(503, "SlowDown"));
+    proxy.plan("PUT", "/snapshots/", Fault::Drop);
+    let pushed = o.push_files("a", &site);
+    assert_eq!(pushed["replication"][0]["ok"], true, "{pushed}");
+    assert_eq!(proxy.pending(), 0);
+    assert_eq!(o.remote_ids("offsite"), o.local_level2());
+    let check = o.json(&["--remote", "offsite", "check", "--read-data"]);
+    assert_eq!(check["packs_read"], check["packs"], "{check}");
+    proxy.take_seen();
+
+    // The server dies in the middle of a pack: one upload at a time, whose
+    // every attempt is cut (six, the CLI's attempts per request).
+    fs::write(site.join("video.mp4"), noise(9, 20 << 20)).unwrap();
+    let lost = o.repo.push(&site, &["--level", "2", "--site", "a"]);
+    let before = (o.remote_ids("offsite"), o.objects(PREFIX, "data"));
+    for _ in 0..6 {
+        proxy.plan("PUT", "/data/", Fault::Drop);
+    }
+    let out = o.run(&["replicate", "offsite", "--uploads", "1"]);
+    assert_code(&out, 1, "replicate to a server that died");
+    assert!(
+        stderr(&out).contains("gave up after 6 attempts"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(proxy.pending(), 0);
+    assert_eq!(
+        (o.remote_ids("offsite"), o.objects(PREFIX, "data")),
+        before,
+        "nothing of the run is on the remote"
+    );
+    o.ok(&["--remote", "offsite", "check"]);
+
+    // It dies again, in a multipart upload: the first pack of the run is
+    // completed (once refused), the second never gets a part in.
+    fs::write(site.join("archive.tar"), noise(10, 40 << 20)).unwrap();
+    let big = o.repo.push(&site, &["--level", "2", "--site", "a"]);
+    let before = (o.remote_ids("offsite"), o.objects(PREFIX, "data"));
+    proxy.plan("POST", "uploadId=", Fault::Answer(503, "SlowDown"));
+    for _ in 0..6 {
+        proxy.plan("PUT", "partNumber=", Fault::Drop);
+    }
+    let (result, log) = replicate_in_parts(&o, proxy.port);
+    let e = result.unwrap_err();
+    assert!(e.contains("gave up after 6 attempts"), "{e}");
+    assert_eq!(proxy.pending(), 0);
+    let actions = |a: &str| -> Vec<Option<u16>> {
+        log.iter()
+            .filter(|r| r.action == a)
+            .map(|r| r.status)
+            .collect()
+    };
+    assert_eq!(
+        actions("CompleteMultipartUpload"),
+        [Some(503), Some(200)],
+        "{log:?}"
+    );
+    assert_eq!(actions("CreateMultipartUpload").len(), 2, "{log:?}");
+    // The dead upload's part, six times, then the upload is aborted.
+    let parts = actions("UploadPart");
+    assert_eq!(parts[parts.len() - 6..], [None; 6], "{log:?}");
+    assert_eq!(actions("AbortMultipartUpload"), [Some(204)], "{log:?}");
+    let (ids_after, packs_after) = (o.remote_ids("offsite"), o.objects(PREFIX, "data"));
+    assert_eq!(ids_after, before.0, "no snapshot of the run is visible");
+    assert_eq!(
+        packs_after.difference(&before.1).count(),
+        1,
+        "the completed pack is there"
+    );
+    o.ok(&["--remote", "offsite", "check"]);
+
+    // The server is back: a rerun sends the rest, not the pack that arrived.
+    let rest = o.json(&["replicate", "offsite"]);
+    assert_eq!(
+        rest["copied"].as_array().unwrap().len(),
+        2,
+        "the two snapshots the dead server missed: {rest}"
+    );
+    let sent = rest["bytes_sent"].as_u64().unwrap();
+    assert!(
+        sent + (12 << 20) <= stored(&lost) + stored(&big),
+        "sent {sent}: the pack that arrived went again"
+    );
+    let wanted = o.local_level2();
+    assert_eq!(wanted.len(), 5);
+    assert!(wanted.contains(&str_of(&lost, "id")) && wanted.contains(&str_of(&big, "id")));
+    assert_eq!(o.remote_ids("offsite"), wanted);
+    let check = o.json(&["--remote", "offsite", "check", "--read-data"]);
+    assert_eq!(check["snapshots"], 5, "{check}");
+    assert_eq!(check["packs_read"], check["packs"], "{check}");
+    assert_eq!(proxy.pending(), 0);
 }
