@@ -5,7 +5,8 @@
 //! password, the URL and the credentials, then cloned back), the read rule
 //! as the S3 server sees it, replication through a proxy that injects
 //! faults (retried ones, and a server that dies mid-upload, in one PUT or
-//! in parts). The same features against a remote in a
+//! in parts), and kill -9 of
+//! `snap replicate` then a rerun. The same features against a remote in a
 //! local directory are in tests/remote.rs.
 
 mod common;
@@ -127,6 +128,23 @@ impl Offsite {
         parse_json(&out)
     }
 
+    /// Adds remote `name`, at `prefix` of the same bucket, to the remotes
+    /// file.
+    fn add_remote(&self, name: &str, prefix: &str) {
+        let text = fs::read_to_string(&self.remotes).unwrap();
+        let url = self
+            .url
+            .replace(&format!("/{PREFIX}"), &format!("/{prefix}"));
+        fs::write(
+            &self.remotes,
+            format!(
+                "{text}\n[remote.{name}]\nurl = \"{url}\"\njurisdiction = \"FR\"\ncredentials_file = \"{}\"\n",
+                self.repo.dir("offsite.credentials").display()
+            ),
+        )
+        .unwrap();
+    }
+
     /// The ids of the snapshots on remote `name`.
     fn remote_ids(&self, name: &str) -> BTreeSet<String> {
         ids(&self.json(&["--remote", name, "snapshots"]))
@@ -160,6 +178,27 @@ impl Offsite {
             }
         }
         out
+    }
+
+    /// `snap ARGS` started in the background, with the environment of
+    /// [`Offsite::cmd`] and its output thrown away.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("snap"))
+            .env("SNAP_REPO", &self.repo.path)
+            .env("SNAP_CACHE_DIR", self.repo.cache())
+            .env("SNAP_REMOTES_FILE", &self.remotes)
+            .env("SNAP_PASSWORD", PASSWORD)
+            .env("SNAP_KDF_MEMORY_KIB", "1024")
+            .env("SNAP_INSECURE_KDF", "1")
+            .env_remove("SNAP_PASSWORD_FILE")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
     }
 }
 
@@ -923,4 +962,90 @@ fn replication_rides_out_a_flaky_server_and_recovers_from_a_dead_one() {
     assert_eq!(check["snapshots"], 5, "{check}");
     assert_eq!(check["packs_read"], check["packs"], "{check}");
     assert_eq!(proxy.pending(), 0);
+}
+
+/// Waits until `cond` holds while `child` runs (polling, as the event is
+/// in another process); panics if it ends first or nothing happens in two
+/// minutes.
+fn wait_for(child: &mut std::process::Child, what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !cond() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("snap ended ({status}) before {what}");
+        }
+        assert!(std::time::Instant::now() < deadline, "no {what} in 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_replication_to_s3_killed_twice_is_finished_by_a_rerun() {
+    use fault_proxy::{Fault, FaultProxy};
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port);
+    proxy.relay_early_answers();
+    let o = Offsite::new(server, proxy.port, "uploads = 2\n");
+    o.add_remote("late", "agency-late");
+    let site = o.repo.dir("site");
+    make_tree(&site);
+    // Four days of new data, saved here only: several packs per run.
+    let mut total = 0;
+    for day in 0..4u64 {
+        fs::write(site.join(format!("day{day}.bin")), noise(day + 10, 9 << 20)).unwrap();
+        total += stored(&o.repo.push(&site, &["--level", "2", "--site", "a"]));
+    }
+    let want = o.local_level2();
+    assert_eq!(want.len(), 4);
+
+    // Killed while packs go up: once two have arrived.
+    o.ok(&["remote", "init", "offsite"]);
+    let mut child = o.spawn(&["replicate", "offsite", "--limit-upload", "16M"]);
+    wait_for(&mut child, "two packs on the server", || {
+        o.objects(PREFIX, "data").len() >= 2
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let arrived = o.objects(PREFIX, "data").len();
+    assert!(
+        o.remote_ids("offsite").is_subset(&want),
+        "only snapshots of the plan"
+    );
+    o.ok(&["--remote", "offsite", "check"]);
+    let rest = o.json(&["replicate", "offsite"]);
+    assert!(
+        rest["bytes_sent"].as_u64().unwrap() + 2 * (12 << 20) <= total,
+        "the rerun sent again the {arrived} packs that had arrived: {rest}"
+    );
+    assert_eq!(o.remote_ids("offsite"), want);
+    let check = o.json(&["--remote", "offsite", "check", "--read-data"]);
+    assert_eq!(check["packs_read"], check["packs"], "{check}");
+
+    // Killed between snapshot files: every pack is there, the first
+    // snapshot file lands and its answer never comes back.
+    o.ok(&["remote", "init", "late"]);
+    proxy.take_seen();
+    proxy.plan("PUT", "/agency-late/snapshots/", Fault::Stall);
+    let mut child = o.spawn(&["replicate", "late"]);
+    wait_for(&mut child, "a snapshot file on the server", || {
+        proxy.pending() == 0 && !o.objects("agency-late", "snapshots").is_empty()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let landed = o.objects("agency-late", "snapshots");
+    assert_eq!(
+        landed.len(),
+        1,
+        "the run stopped at its first snapshot file"
+    );
+    assert!(landed.is_subset(&want));
+    assert_eq!(o.remote_ids("late"), landed);
+    o.ok(&["--remote", "late", "check", "--read-data"]);
+    let rest = o.json(&["replicate", "late"]);
+    assert_eq!(rest["snapshots_present"], 1, "{rest}");
+    assert_eq!(rest["copied"].as_array().unwrap().len(), 3, "{rest}");
+    assert_eq!(rest["blobs_sent"], 0, "every blob had arrived: {rest}");
+    assert_eq!(o.remote_ids("late"), want);
+    let check = o.json(&["--remote", "late", "check", "--read-data"]);
+    assert_eq!(check["snapshots"], 4, "{check}");
+    assert_eq!(check["packs_read"], check["packs"], "{check}");
 }
