@@ -4,8 +4,8 @@
 //! and its cache lost, everything restored from the bucket with only the
 //! password, the URL and the credentials, then cloned back), the read rule
 //! as the S3 server sees it, replication through a proxy that injects
-//! faults (retried ones, and a server that dies mid-upload, in one PUT or
-//! in parts), and kill -9 of
+//! faults (retried ones, a server that dies mid-upload, in one PUT or in
+//! parts, and a multipart completion whose answer is lost), and kill -9 of
 //! `snap replicate` then a rerun. The same features against a remote in a
 //! local directory are in tests/remote.rs.
 
@@ -1048,4 +1048,35 @@ fn a_replication_to_s3_killed_twice_is_finished_by_a_rerun() {
     let check = o.json(&["--remote", "late", "check", "--read-data"]);
     assert_eq!(check["snapshots"], 4, "{check}");
     assert_eq!(check["packs_read"], check["packs"], "{check}");
+}
+
+#[test]
+fn a_pack_whose_multipart_completion_answer_was_lost_is_taken_as_stored() {
+    use fault_proxy::{Fault, FaultProxy};
+    let server = S3Server::start();
+    let proxy = FaultProxy::start(server.port);
+    let o = Offsite::new(server, proxy.port, "");
+    o.ok(&["remote", "init", "offsite"]);
+    let site = o.repo.dir("site");
+    fs::create_dir(&site).unwrap();
+    fs::write(site.join("archive.tar"), noise(11, 20 << 20)).unwrap();
+    let id = str_of(&o.repo.push(&site, &["--level", "2", "--site", "a"]), "id");
+    // The first pack's upload completes on the server; the answer is lost
+    // on the way back. The retried completion must find the object there,
+    // with these bytes, as a retried PUT does.
+    proxy.plan("POST", "uploadId=", Fault::LandThen503);
+    let (result, log) = replicate_in_parts(&o, proxy.port);
+    assert_eq!(proxy.pending(), 0);
+    let completions: Vec<_> = log
+        .iter()
+        .filter(|r| r.action == "CompleteMultipartUpload")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(completions[0], Some(503), "{log:?}");
+    let summary = result.unwrap_or_else(|e| {
+        panic!("a completed upload whose answer was lost failed the replication: {e}\ncompletions: {completions:?}")
+    });
+    assert_eq!(summary.copied, std::slice::from_ref(&id));
+    assert_eq!(o.remote_ids("offsite"), [id].into_iter().collect());
+    o.ok(&["--remote", "offsite", "check", "--read-data"]);
 }
