@@ -287,7 +287,7 @@ fn serve(mut conn: TcpStream, upstream: u16, s: &Shared) {
         }
         Some(Fault::ForeignEtag) => {
             let mut got = Vec::new();
-            if let Some(mut up) = pass_on(&req, upstream) {
+            if let Some(mut up) = pass_on(&req, upstream, early) {
                 let _ = up.read_to_end(&mut got);
             }
             let _ = conn.write_all(&foreign_etag(&got));

@@ -307,9 +307,17 @@ impl S3Backend {
             let url = signed(action, &headers);
             let mut call = self.call("CompleteMultipartUpload", Method::POST, key, url);
             call.headers = headers.clone();
-            let resp = self.send(call, Some(Body::from(body)), &[404, 409, 412])?;
+            // A retry after a lost answer may find the upload completed and
+            // its id gone: 404 from AWS, 403 from some servers (s3s-fs).
+            // Either way the caller then looks at the object itself.
+            let expected: &[u16] = if n > 0 {
+                &[403, 404, 409, 412]
+            } else {
+                &[404, 409, 412]
+            };
+            let resp = self.send(call, Some(Body::from(body)), expected)?;
             let outcome = match resp.status().as_u16() {
-                404 => Outcome::Gone,
+                403 | 404 => Outcome::Gone,
                 409 | 412 => Outcome::Exists,
                 _ => {
                     // S3 may answer 200 and report a failure in the body.
