@@ -262,7 +262,7 @@ p(f"| day-2 dump: repository growth (du) | {mbf(g('snap'))} | {mbf(g('restic'))}
 row("day-2 tree push: plaintext bytes added", "added.push3", mbf)
 row("repository after the 3 tree pushes (du)", "repo.push3", mbf)
 row("repository at the end, with both dumps (du)", "repo.dump2", mbf)
-p(f"| local index / cache after the tree pushes | {mbf(med('snap', 'index.tree'))} (index, inside the repo) | {mbf(med('restic', 'cache.tree'))} (cache dir) | | |")
+p(f"| local index / cache after the tree pushes | {mbf(med('snap', 'index.tree'))} (cache dir: index) | {mbf(med('restic', 'cache.tree'))} (cache dir) | | |")
 steps = ["init", "push1", "push2", "push3", "list", "restore", "dump1", "dump2"]
 rss = lambda t: max(max(v[(t, "rss." + s)]) for s in steps)
 p(f"| peak RSS over all commands (max over repetitions) | {rss('snap') / 1024:.0f} MiB | {rss('restic') / 1024:.0f} MiB | {rss('snap') / rss('restic'):.2f} | |")
