@@ -546,3 +546,20 @@ fn replication_needs_no_right_to_delete() {
     let report = snap::ops::check::check(&dst, true, &snap::progress::Silent).unwrap();
     assert!(report.ok(), "{report:?}");
 }
+
+#[test]
+fn limit_upload_paces_the_bytes_sent() {
+    let p = Plan::new("");
+    fs::write(p.site.join("big.bin"), noise(5, 3 << 20)).unwrap();
+    p.repo.push(&p.site, &["--level", "2", "--site", "shop"]);
+    p.ok(&["remote", "init", "offsite"]);
+    let v = p.json(&["replicate", "offsite", "--limit-upload", "1M"]);
+    let sent = v["bytes_sent"].as_u64().unwrap() as f64;
+    let took = v["duration_s"].as_f64().unwrap();
+    assert!(sent > (3 << 20) as f64, "{v}");
+    // A lower bound only: pacing never lets it go faster than the limit.
+    assert!(
+        took >= 0.9 * sent / (1 << 20) as f64,
+        "{sent} bytes in {took:.2} s at 1 MiB/s"
+    );
+}
