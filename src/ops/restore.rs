@@ -16,6 +16,9 @@ use crate::ops::walk::{self, check_chunk_len, size_mismatch, Flow};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use rayon::prelude::*;
+
+/// Threads placing files when the packs come from a remote backend.
+const REMOTE_THREADS: usize = 8;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -304,19 +307,31 @@ pub fn restore(
         .files
         .chunk_by(|a, b| a.0.parent() == b.0.parent())
         .collect();
-    let results: Vec<(PathBuf, Result<u64>)> = by_dir
-        .par_iter()
-        .flat_map(|files| files.par_iter())
-        .map(|(p, n)| {
-            let in_fresh = p.parent().is_some_and(|d| fresh.contains(d));
-            let r = place::file(repo, p, n, owners, in_fresh);
-            progress.file_done();
-            if let Ok(b) = &r {
-                progress.bytes(*b);
-            }
-            (p.clone(), r)
-        })
-        .collect();
+    let place_all = || -> Vec<(PathBuf, Result<u64>)> {
+        by_dir
+            .par_iter()
+            .flat_map(|files| files.par_iter())
+            .map(|(p, n)| {
+                let in_fresh = p.parent().is_some_and(|d| fresh.contains(d));
+                let r = place::file(repo, p, n, owners, in_fresh);
+                progress.file_done();
+                if let Ok(b) = &r {
+                    progress.bytes(*b);
+                }
+                (p.clone(), r)
+            })
+            .collect()
+    };
+    // From a remote backend most of a thread's time is a wait on the
+    // network: more threads than cores keep more requests in flight.
+    let results = match repo.backend.is_remote().then(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(REMOTE_THREADS)
+            .build()
+    }) {
+        Some(Ok(pool)) => pool.install(place_all),
+        _ => place_all(),
+    };
     let mut failed = |p: &Path, e: Error| {
         let e = e.to_string();
         progress.warn(&p.display().to_string(), &e);
