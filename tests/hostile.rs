@@ -341,6 +341,52 @@ fn a_tree_as_deep_as_the_limit_is_read_and_one_level_more_is_refused() {
 }
 
 #[test]
+fn replication_walks_with_the_same_rules_and_stops_at_a_crafted_tree() {
+    let (repo, mut c) = crafted();
+    let ch = c.chunk(b"fine\n");
+    let root = c.dir(vec![file(b"f", &[ch])]);
+    let fine = c.snapshot_at(root, "2026-11-19T03:00:00+01:00");
+    let deep = c.chunk(b"at the bottom\n");
+    let mut id = c.dir(vec![file(b"f", &[deep])]);
+    for _ in 0..1024 {
+        id = c.dir(vec![dir(b"d", id)]);
+    }
+    let too_deep = c.snapshot(id);
+    drop(c);
+    let offsite = repo.dir("offsite");
+    let remotes = repo.dir("remotes.toml");
+    fs::write(
+        &remotes,
+        format!(
+            "[remote.off]\nurl = \"{}\"\nlevels = [1]\n",
+            offsite.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("snap"));
+        with_env(&mut c, &repo)
+            .env("SNAP_REMOTES_FILE", &remotes)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_success(&run(&["remote", "init", "off"]), "remote init");
+    refused(&run(&["replicate", "off"]), "deeper than 1024", "replicate");
+    // What came before the crafted snapshot went whole; the crafted one
+    // was never written there.
+    let out = run(&["--json", "--remote", "off", "snapshots"]);
+    assert_success(&out, "snapshots on the remote");
+    let listed = stdout(&out);
+    assert!(listed.contains(&fine.to_hex()), "{listed}");
+    assert!(!listed.contains(&too_deep.to_hex()), "{listed}");
+    assert_success(
+        &run(&["--remote", "off", "check", "--read-data"]),
+        "check the remote",
+    );
+}
+
+#[test]
 fn a_tree_found_clean_higher_up_is_still_refused_where_it_lies_too_deep() {
     let (repo, mut c) = crafted();
     // `chain` is 1000 levels high. Under `a` it fits; under `b`, 30

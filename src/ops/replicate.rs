@@ -18,6 +18,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::Content;
 use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
 use crate::index::{BlobLocation, PackInfo};
+use crate::ops::walk::{self, Event, Flow};
 use crate::progress::Progress;
 use crate::repo::writer::BlobWriter;
 use crate::repo::Repository;
@@ -180,18 +181,34 @@ pub fn replicate(
         window: 0,
         blobs: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        send_failed: false,
         throttle: &throttle,
         progress,
     };
     let mut walked: Vec<SnapshotId> = Vec::new();
     let mut batch_start = 0u64;
     for (id, snap) in &todo {
-        copier.copy_tree(snap.tree).map_err(|e| {
-            Error::Usage(format!(
-                "replicating snapshot {}: {e}; what was sent stays, and the next run goes on from there",
-                id.short()
-            ))
-        })?;
+        if let Err(e) = copier.copy_tree(snap.tree) {
+            // A snapshot that cannot be walked (crafted, damaged): those
+            // walked before it are finished and written before the error
+            // goes up. Not after a failed send: what it lost is unknown.
+            if !copier.send_failed {
+                let _ = (|| -> Result<()> {
+                    copier.flush()?;
+                    let w = std::mem::replace(
+                        &mut copier.writer,
+                        BlobWriter::with_uploads(dst, opts.uploads),
+                    );
+                    w.finish()?;
+                    write_snapshots(src, dst, &mut walked, &mut sum)
+                })();
+            }
+            return Err(Error::Usage(format!(
+                "replicating snapshot {}: {e}; {} snapshot(s) before it were copied, what was sent stays, and the next run goes on from there",
+                id.short(),
+                sum.copied.len()
+            )));
+        }
         walked.push(*id);
         let bytes = copier.bytes.load(Ordering::Relaxed) + copier.window;
         if bytes - batch_start >= opts.batch_bytes {
@@ -250,6 +267,8 @@ struct Copier<'a> {
     window: u64,
     blobs: AtomicU64,
     bytes: AtomicU64,
+    /// A send failed: what the window held may be half there.
+    send_failed: bool,
     throttle: &'a Throttle,
     progress: &'a dyn Progress,
 }
@@ -262,38 +281,48 @@ const WINDOW_BYTES: u64 = 1 << 30;
 const WINDOW_BLOBS: usize = 500_000;
 
 impl Copier<'_> {
-    /// Gathers every blob under `root` the destination lacks. Each tree is
-    /// walked whole (a tree present on the destination may be the part an
-    /// interrupted run sent before its children): only trees already walked
-    /// by this run are skipped.
+    /// Gathers every blob under `root` the destination lacks, through the
+    /// one tree walker (iterative, depth-bounded, cycle-safe, every entry
+    /// validated). Each tree is walked whole (a tree present on the
+    /// destination may be the part an interrupted run sent before its
+    /// children): only trees already walked by this run are skipped. A tree
+    /// is gathered after everything it names.
     fn copy_tree(&mut self, root: TreeId) -> Result<()> {
-        let mut stack = vec![root];
-        while let Some(t) = stack.pop() {
-            if !self.visited.insert(t) {
-                continue;
-            }
-            let tree = self.src.load_tree(&t)?;
-            let mut found: Vec<BlobRef> = Vec::new();
-            for n in &tree.entries {
-                if let Some(sub) = n.subtree {
-                    stack.push(sub);
-                }
-                let Some(c) = &n.content else { continue };
+        let src = self.src;
+        walk::walk(src, &root, &[], &mut |e| match e {
+            Event::Enter { id, .. } => Ok(if self.visited.insert(*id) {
+                Flow::Continue
+            } else {
+                Flow::Skip
+            }),
+            Event::Node { node, .. } => {
+                let Some(c) = &node.content else {
+                    return Ok(Flow::Continue);
+                };
+                let mut found: Vec<BlobRef> = Vec::new();
                 if let Content::Groups(gs) = c {
                     found.extend(gs.iter().map(|g| BlobRef::from(g.id)));
                 }
-                self.src.for_each_chunk_group(c, &mut |group| {
+                src.for_each_chunk_group(c, &mut |group| {
                     found.extend(group.iter().map(|(id, _)| BlobRef::from(*id)));
                     Ok(())
                 })?;
+                for b in found {
+                    self.want(b)?;
+                }
+                Ok(Flow::Continue)
             }
-            found.push(t.into());
-            for b in found {
-                self.want(b)?;
+            Event::Leave { id, .. } => {
+                self.want((*id).into())?;
+                self.progress.file_done();
+                Ok(Flow::Continue)
             }
-            self.progress.file_done();
-        }
-        Ok(())
+            Event::Invalid { path, why, .. } => Err(Error::corrupt(
+                format!("entry {}", walk::display_path(path)),
+                why,
+            )),
+            Event::TreeError { error, .. } => Err(error),
+        })
     }
 
     /// Notes `b` for sending if the destination lacks it.
@@ -318,6 +347,14 @@ impl Copier<'_> {
     /// way), several at once; the other blobs are read, opened and checked
     /// one by one, and go into new packs.
     fn flush(&mut self) -> Result<()> {
+        let r = self.send_window();
+        if r.is_err() {
+            self.send_failed = true;
+        }
+        r
+    }
+
+    fn send_window(&mut self) -> Result<()> {
         let by_pack = std::mem::take(&mut self.by_pack);
         self.queued.clear();
         self.window = 0;
