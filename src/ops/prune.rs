@@ -19,7 +19,6 @@ use crate::format::snapshot::{Kind, Snapshot};
 use crate::format::state::Change;
 use crate::format::tree::Content;
 use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
-use crate::index::PackInfo;
 use crate::progress::Progress;
 use crate::repo::writer::BlobWriter;
 use crate::repo::Repository;
@@ -308,35 +307,13 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> 
 /// Packs on disk that the index does not know (an interrupted push or prune)
 /// are indexed, so that what they hold is counted.
 fn index_unindexed_packs(repo: &Repository) -> Result<usize> {
-    let known: HashSet<PackId> = repo
-        .index()
-        .packs()?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    let mut added = 0;
-    for (name, size) in repo.backend.list_sizes(FileType::Pack)? {
-        let Ok(id) = PackId::from_hex(&name) else {
-            continue;
-        };
-        if known.contains(&id) {
-            continue;
-        }
-        let entries = repo.read_pack_header(&id, size)?;
-        let metadata = entries.first().is_some_and(|e| e.blob.kind.is_metadata());
-        repo.index().add_pack(
-            &id,
-            PackInfo {
-                metadata,
-                blobs: entries.len() as u32,
-                size,
-            },
-            &entries,
-        )?;
-        added += 1;
+    let listed = repo.backend.list_sizes(FileType::Pack)?;
+    let unknown = repo.unknown_packs(&listed)?;
+    for (id, size) in &unknown {
+        repo.add_to_index(id, *size, &repo.read_pack_header(id, *size)?)?;
     }
     repo.index().sync()?;
-    Ok(added)
+    Ok(unknown.len())
 }
 
 /// Marks every blob the kept snapshots reach. A tree already marked was

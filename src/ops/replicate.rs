@@ -193,15 +193,7 @@ pub fn replicate(
             // walked before it are finished and written before the error
             // goes up. Not after a failed send: what it lost is unknown.
             if !copier.send_failed {
-                let _ = (|| -> Result<()> {
-                    copier.flush()?;
-                    let w = std::mem::replace(
-                        &mut copier.writer,
-                        BlobWriter::with_uploads(dst, opts.uploads),
-                    );
-                    w.finish()?;
-                    write_snapshots(src, dst, &mut walked, &mut sum)
-                })();
+                let _ = copier.commit(&mut walked, &mut sum);
             }
             return Err(Error::Usage(format!(
                 "replicating snapshot {}: {e}; {} snapshot(s) before it were copied, what was sent stays, and the next run goes on from there",
@@ -212,27 +204,13 @@ pub fn replicate(
         walked.push(*id);
         let bytes = copier.bytes.load(Ordering::Relaxed) + copier.window;
         if bytes - batch_start >= opts.batch_bytes {
-            copier.flush()?;
+            copier.commit(&mut walked, &mut sum)?;
             batch_start = copier.bytes.load(Ordering::Relaxed);
-            let w = std::mem::replace(
-                &mut copier.writer,
-                BlobWriter::with_uploads(dst, opts.uploads),
-            );
-            sum.packs_written += w.finish()?.packs;
-            write_snapshots(src, dst, &mut walked, &mut sum)?;
         }
     }
-    copier.flush()?;
-    let Copier {
-        writer,
-        blobs,
-        bytes,
-        ..
-    } = copier;
-    sum.packs_written += writer.finish()?.packs;
-    write_snapshots(src, dst, &mut walked, &mut sum)?;
-    sum.blobs_sent = blobs.into_inner();
-    sum.bytes_sent = bytes.into_inner();
+    copier.commit(&mut walked, &mut sum)?;
+    sum.blobs_sent = copier.blobs.load(Ordering::Relaxed);
+    sum.bytes_sent = copier.bytes.load(Ordering::Relaxed);
     sum.duration_s = started.elapsed().as_secs_f64();
     Ok(sum)
 }
@@ -323,6 +301,18 @@ impl Copier<'_> {
             )),
             Event::TreeError { error, .. } => Err(error),
         })
+    }
+
+    /// Sends what is gathered, waits until every pack is stored and
+    /// indexed, then writes the files of the snapshots in `walked`.
+    fn commit(&mut self, walked: &mut Vec<SnapshotId>, sum: &mut Summary) -> Result<()> {
+        self.flush()?;
+        let w = std::mem::replace(
+            &mut self.writer,
+            BlobWriter::with_uploads(self.dst, self.uploads),
+        );
+        sum.packs_written += w.finish()?.packs;
+        write_snapshots(self.src, self.dst, walked, sum)
     }
 
     /// Notes `b` for sending if the destination lacks it.
@@ -425,8 +415,7 @@ impl Copier<'_> {
                     "its bytes do not hash to its name: run `snap check --read-data` on the source",
                 ));
             }
-            self.dst
-                .adopt_pack_file(id, &path, info.size, info.metadata)
+            self.dst.adopt_pack_file(id, &path, info.size)
         })();
         let _ = std::fs::remove_file(&path);
         self.sent(res? as u64, info.size);

@@ -65,6 +65,20 @@ impl Repository {
 
     /// Reads the header of one pack from the backend.
     pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<pack::PackEntry>> {
+        self.header_from(id, size, &|off, len| {
+            self.read_pack_range(id, Some(size), off, len, false)
+        })
+    }
+
+    /// The header of pack `id` of `size` bytes, its trailer and header read
+    /// with `read(offset, len)`; the header length the trailer states is
+    /// bounded by the pack's size before anything is allocated for it.
+    fn header_from(
+        &self,
+        id: &PackId,
+        size: u64,
+        read: &dyn Fn(u64, u64) -> Result<Vec<u8>>,
+    ) -> Result<Vec<pack::PackEntry>> {
         if size < pack::TRAILER_LEN as u64 {
             return Err(Error::corrupt(
                 format!("pack {id}"),
@@ -72,10 +86,30 @@ impl Repository {
             ));
         }
         let tail = pack::TRAILER_LEN as u64;
-        let trailer = self.read_pack_range(id, Some(size), size - tail, tail, false)?;
-        let hl = pack::decode_trailer(id, size, &trailer)? as u64;
-        let sealed = self.read_pack_range(id, Some(size), size - tail - hl, hl, false)?;
+        let hl = pack::decode_trailer(id, size, &read(size - tail, tail)?)? as u64;
+        let sealed = read(size - tail - hl, hl)?;
         pack::decode_header(&self.keys, id, size, &sealed)
+    }
+
+    /// The packs of `listed` (a listing with sizes) the index does not know.
+    pub fn unknown_packs(&self, listed: &[(String, u64)]) -> Result<Vec<(PackId, u64)>> {
+        let known: std::collections::HashSet<PackId> =
+            self.index.packs()?.into_iter().map(|(id, _)| id).collect();
+        Ok(listed
+            .iter()
+            .filter_map(|(name, size)| Some((PackId::from_hex(name).ok()?, *size)))
+            .filter(|(id, _)| !known.contains(id))
+            .collect())
+    }
+
+    /// Indexes pack `id` of `size` bytes, whose header lists `entries`.
+    pub fn add_to_index(&self, id: &PackId, size: u64, entries: &[pack::PackEntry]) -> Result<()> {
+        let info = PackInfo {
+            metadata: entries.first().is_some_and(|e| e.blob.kind.is_metadata()),
+            blobs: entries.len() as u32,
+            size,
+        };
+        self.index.add_pack(id, info, entries)
     }
 
     pub(super) fn rebuild_index_into(&self) -> Result<RebuildReport> {
@@ -194,33 +228,16 @@ impl Repository {
     /// header cannot be read is left out with a warning (`check` and
     /// `repair` deal with it).
     fn index_unknown_packs(&mut self, listed: &[(String, u64)]) -> Result<()> {
-        let known: std::collections::HashSet<PackId> =
-            self.index.packs()?.into_iter().map(|(id, _)| id).collect();
-        let mut added = 0;
-        for (name, size) in listed {
-            let Ok(id) = PackId::from_hex(name) else {
-                continue;
-            };
-            if known.contains(&id) {
-                continue;
-            }
-            match self.read_pack_header(&id, *size) {
-                Ok(entries) => {
-                    let metadata = entries.first().is_some_and(|e| e.blob.kind.is_metadata());
-                    let info = crate::index::PackInfo {
-                        metadata,
-                        blobs: entries.len() as u32,
-                        size: *size,
-                    };
-                    self.index.add_pack(&id, info, &entries)?;
-                    added += 1;
-                }
+        let unknown = self.unknown_packs(listed)?;
+        for (id, size) in &unknown {
+            match self.read_pack_header(id, *size) {
+                Ok(entries) => self.add_to_index(id, *size, &entries)?,
                 Err(e) => self.warnings.push(format!(
                     "pack {id} is not in this machine's index and its header cannot be read ({e}): left out; `snap check` says what it affects"
                 )),
             }
         }
-        if added > 0 {
+        if !unknown.is_empty() {
             self.index.sync()?;
         }
         Ok(())
@@ -239,16 +256,9 @@ impl Repository {
         }
         let mut late = self.late.lock().expect("not poisoned");
         if late.is_none() {
-            let known: std::collections::HashSet<PackId> =
-                self.index.packs()?.into_iter().map(|(id, _)| id).collect();
+            let listed = self.backend.list_sizes(FileType::Pack)?;
             let mut found = HashMap::new();
-            for (name, size) in self.backend.list_sizes(FileType::Pack)? {
-                let Ok(id) = PackId::from_hex(&name) else {
-                    continue;
-                };
-                if known.contains(&id) {
-                    continue;
-                }
+            for (id, size) in self.unknown_packs(&listed)? {
                 let Ok(entries) = self.read_pack_header(&id, size) else {
                     continue;
                 };
@@ -270,44 +280,24 @@ impl Repository {
     /// hash to its name) are in the local file `path`, and indexes it from
     /// its header; a pack of that name already stored is kept. Returns its
     /// blob count.
-    pub fn adopt_pack_file(
-        &self,
-        id: &PackId,
-        path: &std::path::Path,
-        size: u64,
-        metadata: bool,
-    ) -> Result<u32> {
+    pub fn adopt_pack_file(&self, id: &PackId, path: &std::path::Path, size: u64) -> Result<u32> {
         use std::os::unix::fs::FileExt;
         let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let read = |off: u64, len: u64| -> Result<Vec<u8>> {
+        let entries = self.header_from(id, size, &|off, len| {
             let mut buf = vec![0u8; len as usize];
             f.read_exact_at(&mut buf, off)
                 .map_err(|e| Error::io(path, e))?;
             Ok(buf)
-        };
-        let tail = pack::TRAILER_LEN as u64;
-        if size < tail {
-            return Err(Error::corrupt(format!("pack {id}"), "too short"));
-        }
-        let hl = pack::decode_trailer(id, size, &read(size - tail, tail)?)? as u64;
-        let start = size.checked_sub(tail + hl).ok_or_else(|| {
-            Error::corrupt(format!("pack {id}"), "its header is longer than the pack")
         })?;
-        let entries = pack::decode_header(&self.keys, id, size, &read(start, hl)?)?;
         self.check_lock()?;
         match self.backend.write_file(FileType::Pack, &id.to_hex(), path) {
             Err(e) if e.is_already_exists() => {
-                super::writer::check_existing_pack(&*self.backend, id)?
+                super::writer::check_existing_pack(&*self.backend, id, size)?
             }
             other => other?,
         }
         self.check_lock()?;
-        let info = PackInfo {
-            metadata,
-            blobs: entries.len() as u32,
-            size,
-        };
-        self.index.add_pack(id, info, &entries)?;
+        self.add_to_index(id, size, &entries)?;
         Ok(entries.len() as u32)
     }
 

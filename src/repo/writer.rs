@@ -169,7 +169,7 @@ impl StagedPack {
         match backend.write_file(FileType::Pack, &id.to_hex(), &path) {
             // Names are content hashes: the pack is there already (a retry
             // after a failure that came after the write), if its bytes say so.
-            Err(e) if e.is_already_exists() => check_existing_pack(backend, &id)?,
+            Err(e) if e.is_already_exists() => check_existing_pack(backend, &id, size)?,
             other => other?,
         }
         let _ = std::fs::remove_file(&path);
@@ -184,13 +184,17 @@ impl StagedPack {
     }
 }
 
-/// A pack found under `id` where one was being written: trusted only if
-/// its bytes hash to its name (a server may keep an upload it refused, or
-/// a damaged copy may be in the way). A rare path: read whole.
-pub(crate) fn check_existing_pack(backend: &dyn Backend, id: &PackId) -> Result<()> {
-    let bytes = backend.read(FileType::Pack, &id.to_hex())?;
-    if blake3::hash(&bytes).as_bytes() == &id.0 {
-        return Ok(());
+/// A pack found under `id` where one of `size` bytes was being written:
+/// trusted only if it has that size and its bytes hash to its name (a
+/// server may keep an upload it refused, or a damaged copy may be in the
+/// way). A rare path: read whole, once its size is known to be ours.
+pub(crate) fn check_existing_pack(backend: &dyn Backend, id: &PackId, size: u64) -> Result<()> {
+    let name = id.to_hex();
+    if backend.size(FileType::Pack, &name)? == size {
+        let bytes = backend.read(FileType::Pack, &name)?;
+        if blake3::hash(&bytes).as_bytes() == &id.0 {
+            return Ok(());
+        }
     }
     Err(Error::corrupt(
         format!("pack {id}"),
@@ -664,14 +668,21 @@ mod tests {
         let good = b"the bytes of a pack".to_vec();
         let id = PackId(*blake3::hash(&good).as_bytes());
         mem.put_raw(FileType::Pack, &id.to_hex(), good);
-        check_existing_pack(&mem, &id).unwrap();
+        check_existing_pack(&mem, &id, 19).unwrap();
         // What a server that keeps a refused upload leaves: other bytes.
         mem.put_raw(
             FileType::Pack,
             &id.to_hex(),
             b"the bytes of a pack, damaged".to_vec(),
         );
-        let e = check_existing_pack(&mem, &id).unwrap_err();
+        let e = check_existing_pack(&mem, &id, 19).unwrap_err();
         assert!(e.to_string().contains("do not hash to it"), "{e}");
+        // Same length, other bytes: refused too.
+        mem.put_raw(
+            FileType::Pack,
+            &id.to_hex(),
+            b"the bytes of a paCK".to_vec(),
+        );
+        assert!(check_existing_pack(&mem, &id, 19).is_err());
     }
 }
