@@ -686,11 +686,11 @@ fn the_s3_server_sees_only_grid_aligned_reads_of_packs() {
         let repo = open(&fresh("cat"));
         let cat = |id: &snap::id::SnapshotId, path: &[u8]| -> Vec<u8> {
             let s = repo.load_snapshot(id).unwrap();
-            let node = snap::ops::restore::find_node(&repo, &s, &id.short(), path)
+            let node = snap::ops::read::find_node(&repo, &s, &id.short(), path)
                 .unwrap()
                 .expect("a file");
             let mut v = Vec::new();
-            snap::ops::restore::cat(&repo, &node, &mut v).unwrap();
+            snap::ops::read::cat(&repo, &node, &mut v).unwrap();
             v
         };
         // One small file: one blob, inside a pack of many.

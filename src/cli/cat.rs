@@ -2,7 +2,7 @@
 
 use super::{Ctx, FilterArgs};
 use anyhow::Result;
-use snap::ops::{restore, select};
+use snap::ops::{read, select};
 use snap::repo::Mode;
 use std::os::unix::ffi::OsStrExt;
 
@@ -21,7 +21,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "cat")?;
     let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter())?;
     let path = select::snapshot_path(&repo, &snap, &id.short(), a.path.as_bytes())?;
-    let node = restore::find_node(&repo, &snap, &id.short(), &path)?.ok_or_else(|| {
+    let node = read::find_node(&repo, &snap, &id.short(), &path)?.ok_or_else(|| {
         anyhow::anyhow!(
             "give the path of a file inside snapshot {}; see `snap ls {}`",
             id.short(),
@@ -29,6 +29,6 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         )
     })?;
     let mut out = std::io::stdout().lock();
-    restore::cat(&repo, &node, &mut out)?;
+    read::cat(&repo, &node, &mut out)?;
     Ok(0)
 }

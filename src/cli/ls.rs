@@ -2,7 +2,7 @@
 
 use super::{Ctx, FilterArgs};
 use anyhow::Result;
-use snap::ops::{restore, select};
+use snap::ops::{read, select};
 use snap::repo::Mode;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -46,7 +46,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut items = Vec::new();
     let mut werr = None;
     let path = select::snapshot_path(&repo, &snap, &id.short(), a.path.as_bytes())?;
-    restore::list(&repo, &snap, &id.short(), &path, &mut |l| {
+    read::list(&repo, &snap, &id.short(), &path, &mut |l| {
         if ctx.json {
             items.push(l);
         } else if werr.is_none() {

@@ -1,10 +1,11 @@
-//! Operations over an open repository: push, restore/ls/cat, check, repair, prune, report,
+//! Operations over an open repository: push, restore, ls/cat (read), check, repair, prune, report,
 //! replicate.
 
 pub mod check;
 pub mod place;
 pub mod prune;
 pub mod push;
+pub mod read;
 pub mod repair;
 pub mod replicate;
 pub mod report;

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Kind, Snapshot};
 use crate::id::SnapshotId;
-use crate::ops::restore::{components, find_node};
+use crate::ops::read::{components, find_node};
 use crate::repo::Repository;
 
 /// Which snapshots a command considers.
