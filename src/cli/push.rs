@@ -3,7 +3,7 @@
 
 use super::{Ctx, EXIT_INCOMPLETE};
 use anyhow::{Context, Result};
-use snap::format::snapshot::Kind;
+use snap::format::snapshot::{Changes, Kind};
 use snap::ops::push::{PushOptions, PushOutcome, Pusher};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -55,9 +55,48 @@ pub struct Args {
     /// Record this host name instead of this machine's.
     #[arg(long, value_parser = non_empty)]
     host: Option<String>,
+    /// Exit 6 (after saving) when the share of entries added, modified or
+    /// deleted since the parent exceeds this (0.25 = a quarter) [default: the
+    /// policy file's [alerts]].
+    #[arg(long, value_name = "RATIO", value_parser = ratio)]
+    alert_changed_ratio: Option<f64>,
+    /// Policy file, for its [alerts] [default: SNAP_POLICY_FILE, /etc/snap/policies.toml, ~/.config/snap/policies.toml].
+    #[arg(long)]
+    policy_file: Option<PathBuf>,
     /// The command for --from-command.
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+/// Exit code: saved, but the changes since the parent exceed the alert ratio.
+pub const EXIT_CHANGES_ALERT: i32 = 6;
+
+fn ratio(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a share above 0: give e.g. 0.25 for a quarter of the files"
+        )),
+    }
+}
+
+/// The alert ratio of this push: the flag, else the policy file's for the
+/// site. A policy file that cannot be read costs the alert, never the
+/// backup: it is named in a warning.
+fn alert_ratio(a: &Args) -> Option<f64> {
+    if a.alert_changed_ratio.is_some() {
+        return a.alert_changed_ratio;
+    }
+    match snap::format::policy_file::load_alerts(a.policy_file.as_deref()) {
+        Ok(alerts) => alerts.for_site(a.site.as_deref()),
+        Err(e) => {
+            eprintln!(
+                "snap: warning: no change alert for this push: {}",
+                super::term::escape_message(&e.to_string())
+            );
+            None
+        }
+    }
 }
 
 /// Refuses an empty value (or only blanks): an empty `--site` would make a
@@ -211,7 +250,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         parent,
         time,
         host: a.host.clone().unwrap_or_else(snap::repo::lock::host_name),
+        alert_changed_ratio: if stream { None } else { alert_ratio(&a) },
     };
+    let alert_ratio = opts.alert_changed_ratio;
     let progress = ctx.progress(None);
     let pusher = Pusher::new(&repo, opts, &progress)?;
     let outcome = if let Some(name) = name {
@@ -292,13 +333,59 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     };
     report(ctx, &outcome, &replicated)?;
     replicated.print(ctx)?;
-    Ok(if !replicated.ok() {
+    let alert = outcome.snapshot.changes.as_ref().is_some_and(|c| c.alert);
+    if let Some(c) = &outcome.snapshot.changes {
+        warn_changes(&outcome.id, c, alert_ratio);
+    }
+    Ok(if alert {
+        EXIT_CHANGES_ALERT
+    } else if !replicated.ok() {
         super::remote::EXIT_REPLICATION_FAILED
     } else if outcome.snapshot.complete {
         0
     } else {
         EXIT_INCOMPLETE
     })
+}
+
+/// Warnings about a push's changes, on stderr even with --quiet (cron mails
+/// them): new scripts in upload directories, and the alert.
+fn warn_changes(id: &snap::id::SnapshotId, c: &Changes, ratio: Option<f64>) {
+    if c.suspicious_total > 0 {
+        eprintln!(
+            "snap: warning: snapshot {}: {} new script or executable file(s) under upload directories, where only media belong (a planted web shell looks like this):",
+            id.short(),
+            c.suspicious_total
+        );
+        for p in &c.suspicious {
+            eprintln!("snap: warning:   {}", super::term::escape(p));
+        }
+        if c.suspicious_total > c.suspicious.len() as u64 {
+            eprintln!(
+                "snap: warning:   and {} more (snap diff lists them all)",
+                c.suspicious_total - c.suspicious.len() as u64
+            );
+        }
+    }
+    if c.alert {
+        let dirs: Vec<String> = c
+            .top_dirs
+            .iter()
+            .take(5)
+            .map(|d| format!("{} ({})", super::term::escape(&d.path), d.changes))
+            .collect();
+        eprintln!(
+            "snap: ALERT: snapshot {} is saved, but {:.1}% of the entries changed since its parent ({} added, {} modified, {} deleted of {}): more than the alert ratio {}. Most changed: {}. Check the site for a break-in; `snap diff` shows every change (exit code {EXIT_CHANGES_ALERT})",
+            id.short(),
+            c.ratio() * 100.0,
+            c.added,
+            c.modified,
+            c.deleted,
+            c.parent_entries,
+            ratio.map_or_else(String::new, |r| format!("({:.1}%)", r * 100.0)),
+            dirs.join(", ")
+        );
+    }
 }
 
 fn paths_text(paths: &[PathBuf]) -> String {
@@ -335,6 +422,19 @@ fn report(ctx: &Ctx, o: &PushOutcome, replicated: &super::remote::AfterPush) -> 
         super::bytes(m.bytes_stored),
         m.duration_ms as f64 / 1000.0
     );
+    if let Some(c) = &s.changes {
+        let pct = |n: u64| 100.0 * n as f64 / c.parent_entries.max(1) as f64;
+        outln!(
+            "changes since the parent: {} added ({:.1}%), {} modified ({:.1}%), {} deleted ({:.1}%) of {} files",
+            c.added,
+            pct(c.added),
+            c.modified,
+            pct(c.modified),
+            c.deleted,
+            pct(c.deleted),
+            c.parent_entries
+        );
+    }
     if !s.complete {
         outln!(
             "{} path(s) could not be saved; the snapshot is marked incomplete (exit code 3)",

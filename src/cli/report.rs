@@ -60,6 +60,34 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                     c.detail
                 );
             }
+            if let Some(a) = &g.last_alert {
+                let mut what = vec![format!(
+                    "{}% changed ({} added, {} modified, {} deleted){}",
+                    a.changed_percent,
+                    a.added,
+                    a.modified,
+                    a.deleted,
+                    if a.over_ratio {
+                        ", over the alert ratio"
+                    } else {
+                        ""
+                    }
+                )];
+                if a.suspicious > 0 {
+                    what.push(format!(
+                        "{} new script(s) under upload directories",
+                        a.suspicious
+                    ));
+                }
+                outln!(
+                    "    {:<18} {:<8} snapshot {} of {}: {}",
+                    "last alert",
+                    "ALERT",
+                    a.snapshot,
+                    a.time,
+                    what.join("; ")
+                );
+            }
         }
         if groups.is_empty() {
             outln!("no snapshots");

@@ -28,6 +28,82 @@ struct FileToml {
     timezone: Option<Spanned<String>>,
     #[serde(default)]
     policy: BTreeMap<String, PolicyToml>,
+    alerts: Option<AlertsToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsToml {
+    changed_ratio: Option<Spanned<f64>>,
+    #[serde(default)]
+    sites: BTreeMap<String, Spanned<f64>>,
+}
+
+/// The early warning's thresholds (`[alerts]`): a push whose share of
+/// changed entries exceeds its site's ratio exits with its own code.
+///
+/// ```toml
+/// [alerts]
+/// changed_ratio = 0.25      # every site, and global snapshots
+/// [alerts.sites]
+/// boulangerie = 0.5         # a site that changes a lot by itself
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Alerts {
+    /// For every push without a ratio of its own.
+    pub changed_ratio: Option<f64>,
+    /// Per site.
+    pub sites: BTreeMap<String, f64>,
+}
+
+impl Alerts {
+    /// The ratio that applies to a push of `site`.
+    pub fn for_site(&self, site: Option<&str>) -> Option<f64> {
+        site.and_then(|s| self.sites.get(s).copied())
+            .or(self.changed_ratio)
+    }
+}
+
+/// Parses the `[alerts]` of a policy file's text.
+pub fn parse_alerts(text: &str, origin: &str) -> Result<Alerts> {
+    let bad = |line: usize, msg: String| Error::Usage(format!("{origin}, line {line}: {msg}"));
+    let f: FileToml = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_at(text, s.start)).unwrap_or(1);
+        bad(line, e.message().to_string())
+    })?;
+    let Some(a) = f.alerts else {
+        return Ok(Alerts::default());
+    };
+    let check = |what: String, v: &Spanned<f64>| -> Result<f64> {
+        let r = *v.get_ref();
+        if !(r.is_finite() && r > 0.0) {
+            return Err(bad(
+                line_of_span(text, v),
+                format!(
+                    "{what} = {r} must be a share above 0, e.g. 0.25 for a quarter of the files"
+                ),
+            ));
+        }
+        Ok(r)
+    };
+    let mut out = Alerts::default();
+    if let Some(r) = &a.changed_ratio {
+        out.changed_ratio = Some(check("alerts.changed_ratio".into(), r)?);
+    }
+    for (site, r) in &a.sites {
+        out.sites
+            .insert(site.clone(), check(format!("alerts.sites.{site}"), r)?);
+    }
+    Ok(out)
+}
+
+/// The `[alerts]` of the policy file found as [`load`] finds it (none
+/// configured without a file).
+pub fn load_alerts(explicit: Option<&Path>) -> Result<Alerts> {
+    match find(explicit)? {
+        Some((text, origin)) => parse_alerts(&text, &origin),
+        None => Ok(Alerts::default()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -191,13 +267,21 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Policy>> {
 /// `$XDG_CONFIG_HOME/snap/policies.toml` (or ~/.config/...). With none,
 /// the built-in policies apply.
 pub fn load(explicit: Option<&Path>) -> Result<Vec<Policy>> {
+    match find(explicit)? {
+        Some((text, origin)) => parse(&text, &origin),
+        None => Ok(builtin_policies(default_timezone())),
+    }
+}
+
+/// The policy file's text and name, if there is one.
+fn find(explicit: Option<&Path>) -> Result<Option<(String, String)>> {
     // A file the user named must exist; the usual places may not.
     let named = explicit
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("SNAP_POLICY_FILE").map(Into::into));
     if let Some(p) = named {
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-        return parse(&text, &p.display().to_string());
+        return Ok(Some((text, p.display().to_string())));
     }
     let config_home = std::env::var_os("XDG_CONFIG_HOME")
         .map(std::path::PathBuf::from)
@@ -206,17 +290,34 @@ pub fn load(explicit: Option<&Path>) -> Result<Vec<Policy>> {
         .chain(config_home.map(|c| c.join("snap/policies.toml")));
     for p in usual {
         match std::fs::read_to_string(&p) {
-            Ok(text) => return parse(&text, &p.display().to_string()),
+            Ok(text) => return Ok(Some((text, p.display().to_string()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io(&p, e)),
         }
     }
-    Ok(builtin_policies(default_timezone()))
+    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alerts_default_and_per_site() {
+        let text = "[alerts]\nchanged_ratio = 0.25\n[alerts.sites]\nboulangerie = 0.5\n";
+        let a = parse_alerts(text, "t.toml").unwrap();
+        assert_eq!(a.for_site(Some("boulangerie")), Some(0.5));
+        assert_eq!(a.for_site(Some("other")), Some(0.25));
+        assert_eq!(a.for_site(None), Some(0.25));
+        assert!(
+            parse(text, "t.toml").is_ok(),
+            "policies still parse beside alerts"
+        );
+        assert_eq!(parse_alerts("", "t.toml").unwrap(), Alerts::default());
+        let e = parse_alerts("[alerts]\nchanged_ratio = -1.0\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(parse_alerts("[alerts]\nchanged = 0.1\n", "t.toml").is_err());
+    }
 
     #[test]
     fn user_policies_extend_and_override() {

@@ -120,6 +120,55 @@ pub struct Snapshot {
     /// pushed as the root; restore gives it to the target directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<RootMeta>,
+    /// What changed against the parent (a files push that had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
+}
+
+/// What a push changed against its parent (format-spec.md §11): entries
+/// that are not directories, counted as the push walked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    /// Such entries in the parent (the ratio's denominator).
+    pub parent_entries: u64,
+    /// Not in the parent.
+    pub added: u64,
+    /// Content, kind, mode, owner or link target changed.
+    pub modified: u64,
+    /// In the parent, gone now.
+    pub deleted: u64,
+    /// The directories with the most changes (entries directly in them),
+    /// most first, at most ten.
+    #[serde(default)]
+    pub top_dirs: Vec<DirChanges>,
+    /// New scripts or executables under upload directories (at most 100
+    /// named; `suspicious_total` counts them all).
+    #[serde(default)]
+    pub suspicious: Vec<String>,
+    /// How many there were.
+    #[serde(default)]
+    pub suspicious_total: u64,
+    /// True when the push ran with an alert ratio and the changes exceeded
+    /// it.
+    #[serde(default)]
+    pub alert: bool,
+}
+
+impl Changes {
+    /// Added, modified and deleted entries over the parent's entries (over
+    /// one when the parent had none).
+    pub fn ratio(&self) -> f64 {
+        (self.added + self.modified + self.deleted) as f64 / self.parent_entries.max(1) as f64
+    }
+}
+
+/// Changes directly inside one directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirChanges {
+    /// The directory, as the push read it.
+    pub path: String,
+    /// Entries added, modified or deleted directly in it.
+    pub changes: u64,
 }
 
 /// Metadata of the directory a snapshot's root tree was read from.
@@ -217,6 +266,7 @@ impl Snapshot {
             summary: Summary::default(),
             written: None,
             root: None,
+            changes: None,
         }
     }
 
@@ -318,6 +368,7 @@ mod tests {
             summary: Summary::default(),
             written: Some("2026-11-25T02:00:01.5Z".into()),
             root: None,
+            changes: None,
         };
         let (id, bytes) = s.encode(&k);
         assert_eq!(Snapshot::decode(&id, &bytes, &k).unwrap(), s);

@@ -2,6 +2,7 @@
 //! replicate.
 
 pub mod cache;
+pub mod changes;
 pub mod check;
 pub mod place;
 pub mod prune;

@@ -29,6 +29,7 @@ use crate::format::tree::{
     Tree, INLINE_MAX,
 };
 use crate::id::{BlobKind, BlobRef, ChunkId, ListId, SnapshotId, TreeId};
+use crate::ops::changes::Tracker;
 use crate::ops::walk::MAX_DEPTH;
 use crate::progress::Progress;
 use crate::repo::writer::BlobWriter;
@@ -42,7 +43,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Files up to this size are read whole; larger ones in windows.
@@ -74,6 +75,9 @@ pub struct PushOptions {
     pub time: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// Host name to record.
     pub host: String,
+    /// Mark the snapshot's changes as an alert when their ratio to the
+    /// parent's entries exceeds this.
+    pub alert_changed_ratio: Option<f64>,
 }
 
 impl PushOptions {
@@ -113,6 +117,8 @@ pub struct Pusher<'a> {
     root: Mutex<Option<RootMeta>>,
     /// Why the newest matching snapshot was not taken as the parent.
     parent_note: Mutex<Option<String>>,
+    /// Counts the changes against the parent, when there is one.
+    changes: Mutex<Option<Arc<Tracker>>>,
 }
 
 fn build_globs(patterns: &[String], with_slash: bool) -> Result<GlobSet> {
@@ -179,6 +185,7 @@ impl<'a> Pusher<'a> {
             parent_note: Mutex::default(),
             zero_chunks: Mutex::default(),
             root: Mutex::default(),
+            changes: Mutex::default(),
         })
     }
 
@@ -265,6 +272,9 @@ impl<'a> Pusher<'a> {
     /// saved as the root itself; several paths become entries of the root,
     /// named by their last component.
     pub fn save_paths(&self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<TreeId> {
+        if parent.is_some() {
+            *self.changes.lock().expect("not poisoned") = Some(Arc::default());
+        }
         if let [one] = paths {
             let md = std::fs::symlink_metadata(one).map_err(|e| Error::source(one, e))?;
             if md.is_dir() {
@@ -295,10 +305,14 @@ impl<'a> Pusher<'a> {
                 self.save_entry(p, name, parent.and_then(|t| t.get(name.as_bytes())), 1)
             })
             .collect::<Result<_>>()?;
-        self.store_tree(
-            Path::new("/"),
-            Tree::new(nodes.into_iter().flatten().collect()),
-        )
+        let nodes: Vec<Node> = nodes.into_iter().flatten().collect();
+        let listed: Vec<&[u8]> = paths
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.as_bytes())
+            .collect();
+        self.track(Path::new("/"), parent, &listed, &nodes);
+        self.store_tree(Path::new("/"), Tree::new(nodes))
     }
 
     /// Stores the tree of `dir`. One too large for readers (§8) is a problem
@@ -346,7 +360,20 @@ impl<'a> Pusher<'a> {
                 )
             })
             .collect::<Result<_>>()?;
-        self.store_tree(dir, Tree::new(nodes.into_iter().flatten().collect()))
+        let nodes: Vec<Node> = nodes.into_iter().flatten().collect();
+        let listed: Vec<&[u8]> = entries.iter().map(|(n, _)| n.as_bytes()).collect();
+        self.track(dir, parent, &listed, &nodes);
+        self.store_tree(dir, Tree::new(nodes))
+    }
+
+    /// Counts a directory's changes against its parent tree (none: a new
+    /// directory, all added), when the push has a parent.
+    fn track(&self, dir: &Path, parent: Option<&Tree>, listed: &[&[u8]], saved: &[Node]) {
+        let Some(t) = self.changes.lock().expect("not poisoned").clone() else {
+            return;
+        };
+        let empty = Tree::new(Vec::new());
+        t.directory(self.repo, dir, parent.unwrap_or(&empty), listed, saved);
     }
 
     /// Saves one entry of a tree `level` levels deep. `Ok(None)`: a source problem, recorded, and the
@@ -670,6 +697,7 @@ impl<'a> Pusher<'a> {
             skipped,
             written: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
             root: self.root.into_inner().expect("root"),
+            changes: None,
             summary: Summary {
                 files_new: c.new.load(Ordering::Relaxed),
                 files_changed: c.changed.load(Ordering::Relaxed),
@@ -683,6 +711,17 @@ impl<'a> Pusher<'a> {
                 duration_ms: self.started.elapsed().as_millis() as u64,
             },
         };
+        let mut snapshot = snapshot;
+        snapshot.changes = self
+            .changes
+            .into_inner()
+            .expect("not poisoned")
+            .and_then(Arc::into_inner)
+            .map(|t| {
+                let mut c = t.finish();
+                c.alert = self.opts.alert_changed_ratio.is_some_and(|r| c.ratio() > r);
+                c
+            });
         let id = self.repo.save_snapshot(&snapshot)?;
         Ok(PushOutcome { id, snapshot })
     }

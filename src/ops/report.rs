@@ -28,6 +28,32 @@ pub struct GroupReport {
     pub checks: Vec<Check>,
     /// The worst status of the checks.
     pub status: Status,
+    /// The newest snapshot of the group whose push raised the early
+    /// warning (changes over the alert ratio, or new scripts under upload
+    /// directories).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_alert: Option<Alert>,
+}
+
+/// A push that raised the early warning.
+#[derive(Clone, Debug, Serialize)]
+pub struct Alert {
+    /// The snapshot.
+    pub snapshot: String,
+    /// Its time.
+    pub time: String,
+    /// Whether its changes exceeded the alert ratio.
+    pub over_ratio: bool,
+    /// Share of entries changed, in percent.
+    pub changed_percent: f64,
+    /// Entries added, modified, deleted.
+    pub added: u64,
+    /// See `added`.
+    pub modified: u64,
+    /// See `added`.
+    pub deleted: u64,
+    /// New scripts or executables under upload directories.
+    pub suspicious: u64,
 }
 
 /// Builds the report. `site` limits it to one site.
@@ -41,6 +67,7 @@ pub fn report(
     let mut groups: BTreeMap<GroupKey, Vec<Candidate>> = BTreeMap::new();
     let mut newest: BTreeMap<GroupKey, String> = BTreeMap::new();
     let mut future: BTreeMap<GroupKey, usize> = BTreeMap::new();
+    let mut alerts: BTreeMap<GroupKey, Alert> = BTreeMap::new();
     for (id, s) in repo.snapshots()? {
         if site.is_some_and(|x| s.site.as_deref() != Some(x)) {
             continue;
@@ -50,6 +77,26 @@ pub fn report(
             *future.entry(key.clone()).or_default() += 1;
         } else {
             newest.insert(key.clone(), s.time.clone());
+            // Snapshots come oldest first: the last one seen stays.
+            if let Some(c) = s
+                .changes
+                .as_ref()
+                .filter(|c| c.alert || c.suspicious_total > 0)
+            {
+                alerts.insert(
+                    key.clone(),
+                    Alert {
+                        snapshot: id.short(),
+                        time: s.time.clone(),
+                        over_ratio: c.alert,
+                        changed_percent: (c.ratio() * 1000.0).round() / 10.0,
+                        added: c.added,
+                        modified: c.modified,
+                        deleted: c.deleted,
+                        suspicious: c.suspicious_total,
+                    },
+                );
+            }
         }
         groups.entry(key).or_default().push(Candidate {
             id,
@@ -80,6 +127,7 @@ pub fn report(
             Status::Ok
         };
         out.push(GroupReport {
+            last_alert: alerts.remove(&key),
             newest: newest.get(&key).cloned(),
             future: fut,
             group: key,
