@@ -59,9 +59,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     };
     if ctx.json {
         drop(out);
-        let side = |id: &SnapshotId, s: &Snapshot| {
-            serde_json::json!({"id": id.to_hex(), "short_id": id.short(), "time": s.time})
-        };
+        let side = |id: &SnapshotId, s: &Snapshot| serde_json::json!({"id": id.to_hex(), "short_id": id.short(), "time": s.time});
         return super::print_json(&serde_json::json!({
             "old": side(&old_id, &old),
             "new": side(&new_id, &new),

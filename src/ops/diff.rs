@@ -142,8 +142,8 @@ pub fn trees(
     out: &mut dyn FnMut(Entry) -> Result<()>,
 ) -> Result<Stats> {
     let mut d = Differ::new(repo, out);
-    let mut path = base.to_vec();
-    d.descend(&mut path, *old, *new)?;
+    let path = base.to_vec();
+    d.descend(&path, *old, *new)?;
     d.run(path)?;
     Ok(d.stats)
 }
@@ -159,8 +159,8 @@ pub fn entries(
     out: &mut dyn FnMut(Entry) -> Result<()>,
 ) -> Result<Stats> {
     let mut d = Differ::new(repo, out);
-    let mut path = base.to_vec();
-    d.compare(&mut path, old, new)?;
+    let path = base.to_vec();
+    d.compare(&path, old, new)?;
     d.run(path)?;
     Ok(d.stats)
 }
@@ -222,19 +222,14 @@ impl<'r, 'o> Differ<'r, 'o> {
             path.push(name);
             let o = o.map(|_| &old.entries[i]);
             let n = n.map(|_| &new.entries[j]);
-            self.compare(&mut path, o, n)?;
+            self.compare(&path, o, n)?;
         }
         Ok(())
     }
 
     /// Reports how the entry at `path` changed, and enters both sides when
     /// they are directories with different contents.
-    fn compare(
-        &mut self,
-        path: &mut Vec<Vec<u8>>,
-        old: Option<&Node>,
-        new: Option<&Node>,
-    ) -> Result<()> {
+    fn compare(&mut self, path: &[Vec<u8>], old: Option<&Node>, new: Option<&Node>) -> Result<()> {
         for n in old.iter().chain(new.iter()) {
             walk::validate(n).map_err(|why| invalid(path, why))?;
         }
@@ -275,7 +270,7 @@ impl<'r, 'o> Differ<'r, 'o> {
 
     /// Pushes the pair of directories at `path`, refusing what the walker
     /// refuses.
-    fn descend(&mut self, path: &mut Vec<Vec<u8>>, a: TreeId, b: TreeId) -> Result<()> {
+    fn descend(&mut self, path: &[Vec<u8>], a: TreeId, b: TreeId) -> Result<()> {
         if a == b {
             return Ok(());
         }
@@ -373,7 +368,8 @@ impl<'r, 'o> Differ<'r, 'o> {
         new: Option<&Node>,
     ) -> Result<()> {
         let s = &mut self.stats;
-        let file_size = |n: Option<&Node>| n.filter(|n| n.kind == NodeKind::File).map_or(0, |n| n.size);
+        let file_size =
+            |n: Option<&Node>| n.filter(|n| n.kind == NodeKind::File).map_or(0, |n| n.size);
         match change {
             Change::Added => {
                 s.added += 1;
