@@ -199,9 +199,7 @@ impl<'r, 'o> Differ<'r, 'o> {
     fn run(&mut self, mut path: Vec<Vec<u8>>) -> Result<()> {
         while let Some(top) = self.stack.last_mut() {
             let (i, j) = top.next;
-            let o = top.old.entries.get(i);
-            let n = top.new.entries.get(j);
-            let order = match (o, n) {
+            let order = match (top.old.entries.get(i), top.new.entries.get(j)) {
                 (None, None) => {
                     self.stack.pop();
                     continue;
@@ -210,18 +208,13 @@ impl<'r, 'o> Differ<'r, 'o> {
                 (None, Some(_)) => Ordering::Greater,
                 (Some(a), Some(b)) => a.name.cmp(&b.name),
             };
-            let (o, n) = match order {
-                Ordering::Less => (o, None),
-                Ordering::Greater => (None, n),
-                Ordering::Equal => (o, n),
-            };
-            top.next = (i + o.is_some() as usize, j + n.is_some() as usize);
-            let (old, new) = (top.old.clone(), top.new.clone());
-            let name = o.or(n).expect("one side has an entry").name.clone();
-            path.truncate(top.depth);
-            path.push(name);
-            let o = o.map(|_| &old.entries[i]);
-            let n = n.map(|_| &new.entries[j]);
+            let (take_old, take_new) = (order != Ordering::Greater, order != Ordering::Less);
+            top.next = (i + take_old as usize, j + take_new as usize);
+            let (old, new, depth) = (top.old.clone(), top.new.clone(), top.depth);
+            let o = take_old.then(|| &old.entries[i]);
+            let n = take_new.then(|| &new.entries[j]);
+            path.truncate(depth);
+            path.push(o.or(n).expect("one side has an entry").name.clone());
             self.compare(&path, o, n)?;
         }
         Ok(())
@@ -449,7 +442,7 @@ fn too_deep(id: &TreeId, path: &[Vec<u8>]) -> Error {
 }
 
 /// A damaged tree's error, saying where in the snapshot it lies.
-fn at_path(e: Error, path: &[Vec<u8>]) -> Error {
+pub(crate) fn at_path(e: Error, path: &[Vec<u8>]) -> Error {
     match e {
         Error::Corrupt { object, why } => Error::Corrupt {
             object: format!("{object} (at {})", display_path(path)),

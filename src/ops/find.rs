@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::id::TreeId;
+use crate::ops::diff::at_path;
 use crate::ops::walk::{self, Event, Flow};
 use crate::repo::Repository;
 use globset::{GlobBuilder, GlobMatcher};
@@ -127,7 +128,7 @@ impl Finder {
                 format!("tree entry {}", walk::display_path(path)),
                 format!("{why}; run `snap check` to see what else the snapshot holds"),
             )),
-            Event::TreeError { error, .. } => Err(error),
+            Event::TreeError { path, error, .. } => Err(at_path(error, path)),
         })?;
         Ok(result.map(|f| expand(&f)).unwrap_or_default())
     }

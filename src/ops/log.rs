@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{SnapshotId, TreeId};
-use crate::ops::diff::metadata_changes;
+use crate::ops::diff::{at_path, metadata_changes};
 use crate::ops::read::components;
 use crate::ops::select::source_candidates;
 use crate::ops::walk::{self, display_path};
@@ -93,7 +93,9 @@ impl Lookup {
             }
             trail.push(key);
             self.trees_loaded += 1;
-            let tree = repo.load_tree(&tree_id)?;
+            let tree = repo
+                .load_tree(&tree_id)
+                .map_err(|e| at_path(e, &path[..depth]))?;
             let Some(node) = tree.get(&path[depth]) else {
                 break None;
             };
