@@ -601,3 +601,33 @@ fn diff_log_and_find_load_only_the_trees_that_changed() {
     assert_eq!(finder.trees_loaded, trees_per_side as u64 + 4);
     drop(c);
 }
+
+#[test]
+fn names_that_are_not_utf8_keep_their_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let repo = Repo::new();
+    let src = repo.dir("site");
+    mkdir(&src);
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.php");
+    let s1 = str_of(
+        &repo.push(&src, &["--time", "2026-11-01T03:00:00Z"]),
+        "short_id",
+    );
+    write(&src.join(name), b"<?php", 0o644, T0);
+    let s2 = str_of(
+        &repo.push(&src, &["--time", "2026-11-02T03:00:00Z"]),
+        "short_id",
+    );
+    let found = repo.json(&["find", "*.php"]);
+    assert_eq!(
+        found[0]["paths_bytes"],
+        serde_json::json!([b"/caf\xe9.php"])
+    );
+    let text = lines(&repo.ok(&["diff", &s1, &s2]));
+    assert_eq!(text[0], "+ /caf\\xe9.php  (file 5 B)");
+    let v = repo.json(&["diff", &s1, &s2]);
+    assert_eq!(
+        v["entries"][0]["path_bytes"],
+        serde_json::json!(b"/caf\xe9.php")
+    );
+}

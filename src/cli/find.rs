@@ -34,7 +34,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         }
         holding += 1;
         if ctx.json {
-            json.push(serde_json::json!({
+            let mut v = serde_json::json!({
                 "id": id.to_hex(),
                 "short_id": id.short(),
                 "time": s.time,
@@ -43,7 +43,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 "kind": s.kind,
                 "count": paths.len(),
                 "paths": paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
-            }));
+            });
+            // As `ls --json`: the exact bytes when a path is not UTF-8.
+            if paths.iter().any(|p| std::str::from_utf8(p).is_err()) {
+                v["paths_bytes"] = serde_json::json!(paths);
+            }
+            json.push(v);
             continue;
         }
         outln!(

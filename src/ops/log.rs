@@ -217,3 +217,31 @@ fn compare(old: &Node, new: &Node) -> Status {
         Status::Unchanged
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::tree::Content;
+
+    #[test]
+    fn content_type_and_metadata_changes_are_told_apart() {
+        let mut a = root_node(TreeId([1; 32]));
+        assert_eq!(compare(&a, &a), Status::Unchanged);
+        let mut b = a.clone();
+        b.mtime += 1;
+        assert_eq!(compare(&a, &b), Status::MetadataChanged);
+        b.subtree = Some(TreeId([2; 32]));
+        assert_eq!(compare(&a, &b), Status::Changed);
+        a.kind = NodeKind::File;
+        a.subtree = None;
+        a.content = Some(Content::Inline(vec![0; 36]));
+        let mut c = a.clone();
+        c.mode = 0o755;
+        assert_eq!(compare(&a, &c), Status::MetadataChanged);
+        c.content = Some(Content::Inline(vec![1; 36]));
+        assert_eq!(compare(&a, &c), Status::Changed);
+        c = a.clone();
+        c.kind = NodeKind::Symlink;
+        assert_eq!(compare(&a, &c), Status::Changed);
+    }
+}
