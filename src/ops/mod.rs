@@ -1,6 +1,7 @@
 //! Operations over an open repository: push, restore, ls/cat (read), check, repair, prune, report,
 //! replicate, diff, log and find.
 
+pub mod cache;
 pub mod check;
 pub mod diff;
 pub mod find;
