@@ -557,7 +557,8 @@ fn diff_log_and_find_load_only_the_trees_that_changed() {
     let trees_per_side = 1 + fan + fan * fan + fan * fan * fan;
 
     let mut seen = Vec::new();
-    let stats = snap::ops::diff::trees(&c.repo, &a, &b, &[], &mut |e| {
+    let cache = snap::ops::cache::ReadCache::new(64 << 20);
+    let stats = snap::ops::diff::trees(&c.repo, &cache, &a, &b, &[], &mut |e| {
         seen.push((e.change, e.path));
         Ok(())
     })
@@ -576,8 +577,14 @@ fn diff_log_and_find_load_only_the_trees_that_changed() {
     // only; the unchanged path costs nothing once looked up.
     let snaps = c.repo.snapshots().unwrap();
     let mut lookup = snap::ops::log::Lookup::default();
-    let rows =
-        snap::ops::log::history(&c.repo, &snaps, b"/t0/m0/l0/target.txt", &mut lookup).unwrap();
+    let rows = snap::ops::log::history(
+        &c.repo,
+        &cache,
+        &snaps,
+        b"/t0/m0/l0/target.txt",
+        &mut lookup,
+    )
+    .unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1].status, snap::ops::log::Status::Unchanged);
     assert_eq!(
@@ -586,17 +593,17 @@ fn diff_log_and_find_load_only_the_trees_that_changed() {
         "the new root only, the rest memoized"
     );
     let mut again = lookup;
-    snap::ops::log::history(&c.repo, &snaps, b"/t0/m0/l0/target.txt", &mut again).unwrap();
+    snap::ops::log::history(&c.repo, &cache, &snaps, b"/t0/m0/l0/target.txt", &mut again).unwrap();
     assert_eq!(again.trees_loaded, 5, "a second pass loads nothing");
 
     // find: the second snapshot walks only the trees on the changed path.
     let mut finder = snap::ops::find::Finder::new("*.php").unwrap();
     assert_eq!(snaps[0].0, sa);
-    let first = finder.find(&c.repo, &snaps[0].1.tree).unwrap();
+    let first = finder.find(&c.repo, &cache, &snaps[0].1.tree).unwrap();
     assert_eq!(first.len(), fan * fan * fan);
     assert_eq!(finder.trees_loaded, trees_per_side as u64);
     assert_eq!(snaps[1].0, sb);
-    let second = finder.find(&c.repo, &snaps[1].1.tree).unwrap();
+    let second = finder.find(&c.repo, &cache, &snaps[1].1.tree).unwrap();
     assert_eq!(second, first);
     assert_eq!(finder.trees_loaded, trees_per_side as u64 + 4);
     drop(c);

@@ -7,6 +7,7 @@ use snap::error::Error;
 use snap::format::snapshot::Snapshot;
 use snap::format::tree::{Node, NodeKind};
 use snap::id::SnapshotId;
+use snap::ops::cache::ReadCache;
 use snap::ops::diff::{self, Entry, Side};
 use snap::ops::{read, select};
 use snap::repo::{Mode, Repository};
@@ -31,6 +32,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let filter = a.filter.filter();
     let (old_id, old) = select::resolve(&repo, &a.old, &filter)?;
     let (new_id, new) = select::resolve(&repo, &a.new, &filter)?;
+    let cache = ReadCache::new(super::READ_CACHE_BYTES);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut entries = Vec::new();
     let mut print = |e: Entry| -> snap::error::Result<()> {
@@ -41,7 +43,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         writeln!(out, "{}", line(&e)).map_err(|e| Error::io("standard output", e))
     };
     let stats = match &a.path {
-        None => diff::trees(&repo, &old.tree, &new.tree, &[], &mut print)?,
+        None => diff::trees(&repo, &cache, &old.tree, &new.tree, &[], &mut print)?,
         Some(p) => {
             let at = mapped_path(&repo, (&old_id, &old), (&new_id, &new), p.as_bytes())?;
             let comps: Vec<Vec<u8>> = read::components(&at)
@@ -49,11 +51,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 .map(<[u8]>::to_vec)
                 .collect();
             if comps.is_empty() {
-                diff::trees(&repo, &old.tree, &new.tree, &[], &mut print)?
+                diff::trees(&repo, &cache, &old.tree, &new.tree, &[], &mut print)?
             } else {
                 let o = node_at(&repo, &old_id, &old, &at)?;
                 let n = node_at(&repo, &new_id, &new, &at)?;
-                diff::entries(&repo, o.as_ref(), n.as_ref(), &comps, &mut print)?
+                diff::entries(&repo, &cache, o.as_ref(), n.as_ref(), &comps, &mut print)?
             }
         }
     };

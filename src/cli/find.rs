@@ -3,6 +3,7 @@
 use super::term::{escape, escape_bytes};
 use super::{Ctx, FilterArgs};
 use anyhow::Result;
+use snap::ops::cache::ReadCache;
 use snap::ops::find::Finder;
 use snap::ops::select;
 use snap::repo::Mode;
@@ -25,10 +26,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "find")?;
     let mut snaps = select::list(&repo, &a.filter.filter())?;
     snaps.reverse();
+    let cache = ReadCache::new(super::READ_CACHE_BYTES);
     let mut json = Vec::new();
     let mut holding = 0;
     for (id, s) in &snaps {
-        let paths = finder.find(&repo, &s.tree)?;
+        let paths = finder.find(&repo, &cache, &s.tree)?;
         if paths.is_empty() {
             continue;
         }

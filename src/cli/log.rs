@@ -4,6 +4,7 @@ use super::term::{escape, escape_bytes};
 use super::{Ctx, FilterArgs};
 use anyhow::Result;
 use snap::format::tree::NodeKind;
+use snap::ops::cache::ReadCache;
 use snap::ops::diff::Side;
 use snap::ops::log::{history, Lookup, Status};
 use snap::ops::select;
@@ -27,7 +28,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let snaps = select::list(&repo, &a.filter.filter())?;
     let path = a.path.as_bytes();
     let mut lookup = Lookup::default();
-    let rows = history(&repo, &snaps, path, &mut lookup)?;
+    let cache = ReadCache::new(super::READ_CACHE_BYTES);
+    let rows = history(&repo, &cache, &snaps, path, &mut lookup)?;
     if rows.is_empty() {
         anyhow::bail!(
             "{} is in none of the {} snapshot(s) matching the filters; see `snap ls latest`",

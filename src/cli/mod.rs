@@ -41,6 +41,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Bytes of decoded trees and chunks a reading command (diff, log, find)
+/// keeps for reuse.
+const READ_CACHE_BYTES: usize = 64 << 20;
+
 /// Exit code: saved, but some files could not be read.
 pub const EXIT_INCOMPLETE: i32 = 3;
 

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::format::blob::MAX_TREE;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::{BlobRef, TreeId};
+use crate::ops::cache::ReadCache;
 use crate::ops::read::mtime_text;
 use crate::ops::walk::{self, display_path, Event, Flow, MAX_DEPTH, MAX_PATH_TREE_BYTES};
 use crate::repo::Repository;
@@ -128,20 +129,22 @@ pub struct Stats {
     pub bytes_added: u64,
     /// Total size of the removed files.
     pub bytes_removed: u64,
-    /// Trees read to find the changes (both sides).
+    /// Trees asked for to find the changes, both sides (read, or taken
+    /// from the cache).
     pub trees_loaded: u64,
 }
 
 /// Differences between the directories `old` and `new` whose path is
-/// `base`, passed to `out` in path order.
+/// `base`, passed to `out` in path order. Trees are read through `cache`.
 pub fn trees(
     repo: &Repository,
+    cache: &ReadCache,
     old: &TreeId,
     new: &TreeId,
     base: &[Vec<u8>],
     out: &mut dyn FnMut(Entry) -> Result<()>,
 ) -> Result<Stats> {
-    let mut d = Differ::new(repo, out);
+    let mut d = Differ::new(repo, cache, out);
     let path = base.to_vec();
     d.descend(&path, *old, *new)?;
     d.run(path)?;
@@ -153,12 +156,13 @@ pub fn trees(
 /// beneath it.
 pub fn entries(
     repo: &Repository,
+    cache: &ReadCache,
     old: Option<&Node>,
     new: Option<&Node>,
     base: &[Vec<u8>],
     out: &mut dyn FnMut(Entry) -> Result<()>,
 ) -> Result<Stats> {
-    let mut d = Differ::new(repo, out);
+    let mut d = Differ::new(repo, cache, out);
     let path = base.to_vec();
     d.compare(&path, old, new)?;
     d.run(path)?;
@@ -180,15 +184,21 @@ struct Frame {
 
 struct Differ<'r, 'o> {
     repo: &'r Repository,
+    cache: &'r ReadCache,
     out: &'o mut dyn FnMut(Entry) -> Result<()>,
     stack: Vec<Frame>,
     stats: Stats,
 }
 
 impl<'r, 'o> Differ<'r, 'o> {
-    fn new(repo: &'r Repository, out: &'o mut dyn FnMut(Entry) -> Result<()>) -> Self {
+    fn new(
+        repo: &'r Repository,
+        cache: &'r ReadCache,
+        out: &'o mut dyn FnMut(Entry) -> Result<()>,
+    ) -> Self {
         Differ {
             repo,
+            cache,
             out,
             stack: Vec::new(),
             stats: Stats::default(),
@@ -316,10 +326,7 @@ impl<'r, 'o> Differ<'r, 'o> {
 
     fn load(&mut self, id: &TreeId, path: &[Vec<u8>]) -> Result<Arc<Tree>> {
         self.stats.trees_loaded += 1;
-        self.repo
-            .load_tree(id)
-            .map(Arc::new)
-            .map_err(|e| at_path(e, path))
+        self.cache.tree(self.repo, id).map_err(|e| at_path(e, path))
     }
 
     /// Lists everything beneath `node` (a directory present on one side
@@ -328,7 +335,7 @@ impl<'r, 'o> Differ<'r, 'o> {
         let Some(sub) = node.subtree.filter(|_| node.kind == NodeKind::Dir) else {
             return Ok(());
         };
-        walk::walk(self.repo, &sub, path, &mut |e| match e {
+        walk::walk_cached(self.repo, Some(self.cache), &sub, path, &mut |e| match e {
             Event::Enter { path, id } => {
                 // The walker counts depth from where it starts; the bound
                 // is on the depth in the snapshot.

@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::id::TreeId;
+use crate::ops::cache::ReadCache;
 use crate::ops::diff::at_path;
 use crate::ops::walk::{self, Event, Flow};
 use crate::repo::Repository;
@@ -48,7 +49,7 @@ pub struct Finder {
     glob: GlobMatcher,
     whole_path: bool,
     memo: HashMap<(TreeId, Vec<Vec<u8>>), Arc<Found>>,
-    /// Trees read so far.
+    /// Trees walked so far (read, or taken from the cache).
     pub trees_loaded: u64,
 }
 
@@ -91,10 +92,15 @@ impl Finder {
 
     /// The paths (starting with `/`, as stored) under the tree `root`
     /// matching the glob, in path order.
-    pub fn find(&mut self, repo: &Repository, root: &TreeId) -> Result<Vec<Vec<u8>>> {
+    pub fn find(
+        &mut self,
+        repo: &Repository,
+        cache: &ReadCache,
+        root: &TreeId,
+    ) -> Result<Vec<Vec<u8>>> {
         let mut building: Vec<Found> = Vec::new();
         let mut result: Option<Arc<Found>> = None;
-        walk::walk(repo, root, &[], &mut |e| match e {
+        walk::walk_cached(repo, Some(cache), root, &[], &mut |e| match e {
             Event::Enter { path, id } => {
                 if let Some(f) = self.memo.get(&self.key(id, path)).cloned() {
                     match building.last_mut() {

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::{SnapshotId, TreeId};
+use crate::ops::cache::ReadCache;
 use crate::ops::diff::{at_path, metadata_changes};
 use crate::ops::read::components;
 use crate::ops::select::source_candidates;
@@ -67,7 +68,7 @@ pub struct Version {
 #[derive(Default)]
 pub struct Lookup {
     memo: HashMap<(TreeId, Vec<Vec<u8>>), Option<Node>>,
-    /// Trees read so far.
+    /// Trees asked for so far (read, or taken from the cache).
     pub trees_loaded: u64,
 }
 
@@ -77,6 +78,7 @@ impl Lookup {
     pub fn find(
         &mut self,
         repo: &Repository,
+        cache: &ReadCache,
         root: &TreeId,
         path: &[Vec<u8>],
     ) -> Result<Option<Node>> {
@@ -93,8 +95,8 @@ impl Lookup {
             }
             trail.push(key);
             self.trees_loaded += 1;
-            let tree = repo
-                .load_tree(&tree_id)
+            let tree = cache
+                .tree(repo, &tree_id)
                 .map_err(|e| at_path(e, &path[..depth]))?;
             let Some(node) = tree.get(&path[depth]) else {
                 break None;
@@ -151,6 +153,7 @@ fn root_node(tree: TreeId) -> Node {
 /// run of snapshots without it only the first is listed (as deleted).
 pub fn history(
     repo: &Repository,
+    cache: &ReadCache,
     snaps: &[(SnapshotId, Snapshot)],
     path: &[u8],
     lookup: &mut Lookup,
@@ -165,7 +168,7 @@ pub fn history(
                 .into_iter()
                 .map(<[u8]>::to_vec)
                 .collect();
-            if let Some(n) = lookup.find(repo, &snap.tree, &comps)? {
+            if let Some(n) = lookup.find(repo, cache, &snap.tree, &comps)? {
                 found = Some((candidate, n));
                 break;
             }
