@@ -12,8 +12,11 @@ macro_rules! outln {
 
 mod cat;
 mod check;
+mod diff;
+mod find;
 mod init;
 mod key;
+mod log;
 mod ls;
 mod protect;
 mod prune;
@@ -37,6 +40,10 @@ use snap::repo::{Mode, Repository};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Bytes of decoded trees and chunks a reading command (diff, log, find)
+/// keeps for reuse.
+const READ_CACHE_BYTES: usize = 64 << 20;
 
 /// Exit code: saved, but some files could not be read.
 pub const EXIT_INCOMPLETE: i32 = 3;
@@ -94,6 +101,12 @@ enum Command {
     Ls(ls::Args),
     /// Write one file of a snapshot to stdout.
     Cat(cat::Args),
+    /// Show what changed between two snapshots (added, removed, modified, metadata).
+    Diff(diff::Args),
+    /// Show the versions of one file or directory across snapshots.
+    Log(log::Args),
+    /// Show which snapshots hold paths matching a glob, newest first.
+    Find(find::Args),
     /// Restore a snapshot, or some paths of it, into a directory.
     Restore(restore::Args),
     /// Verify the repository.
@@ -384,6 +397,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
+        Command::Diff(a) => diff::run(&ctx, a),
+        Command::Log(a) => log::run(&ctx, a),
+        Command::Find(a) => find::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Repair(a) => repair::run(&ctx, a),

@@ -1,9 +1,12 @@
 //! Operations over an open repository: push, restore, ls/cat (read), check, repair, prune, report,
-//! replicate.
+//! replicate, diff, log and find.
 
 pub mod cache;
 pub mod changes;
 pub mod check;
+pub mod diff;
+pub mod find;
+pub mod log;
 pub mod place;
 pub mod prune;
 pub mod push;

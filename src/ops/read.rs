@@ -88,7 +88,8 @@ pub struct Listed {
     pub raw_target: Option<Vec<u8>>,
 }
 
-fn mtime_text(n: &Node) -> String {
+/// An entry's modification time, RFC 3339 in local time.
+pub fn mtime_text(n: &Node) -> String {
     chrono::DateTime::from_timestamp(n.mtime, n.mtime_ns)
         .map(|t| {
             t.with_timezone(&chrono::Local)

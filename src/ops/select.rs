@@ -113,7 +113,7 @@ pub fn snapshot_path(
 /// Snapshot-relative forms of an absolute `path` under one of the sources.
 /// One directory pushed alone is the root itself; several sources (or one
 /// file) are root entries named by their last component.
-fn source_candidates(snap: &Snapshot, path: &[u8]) -> Vec<Vec<u8>> {
+pub fn source_candidates(snap: &Snapshot, path: &[u8]) -> Vec<Vec<u8>> {
     if !path.starts_with(b"/") || snap.command.is_some() {
         return Vec::new();
     }
