@@ -1,6 +1,7 @@
 //! Operations over an open repository: push, restore, ls/cat (read), check, repair, prune, report,
 //! replicate.
 
+pub mod cache;
 pub mod check;
 pub mod place;
 pub mod prune;

@@ -30,7 +30,7 @@ use crate::format::blob;
 use crate::format::config::{Chunking, Config};
 use crate::format::crypto::Keys;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{decode_records, ChunkRecord, Content, Tree};
+use crate::format::tree::{decode_records, ChunkRecord, Content, ListRef, Tree};
 use crate::id::{BlobRef, SnapshotId, TreeId};
 use crate::index::rocks::{Access, RocksIndex};
 use crate::index::Index;
@@ -818,28 +818,34 @@ impl Repository {
             Content::Inline(r) => f(&decode_records(r, &|| "inline chunk list".into())?),
             Content::Groups(gs) => {
                 for g in gs {
-                    let bytes = self.read_blob(&g.id.into())?;
-                    let what = || format!("chunk list {}", g.id);
-                    let records = decode_records(&bytes, &what)?;
-                    // The group entry's totals are what sizes and offsets are
-                    // planned from: a list that disagrees is refused.
-                    let sum: u64 = records.iter().map(|(_, l)| *l as u64).sum();
-                    if records.len() != g.chunks as usize || sum != g.bytes {
-                        return Err(Error::corrupt(
-                            what(),
-                            format!(
-                                "{} records of {sum} bytes, the tree says {} of {}",
-                                records.len(),
-                                g.chunks,
-                                g.bytes
-                            ),
-                        ));
-                    }
-                    f(&records)?;
+                    f(&self.load_chunk_group(g)?)?;
                 }
                 Ok(())
             }
         }
+    }
+
+    /// Loads one group of an indirect chunk list and checks it against the
+    /// tree's totals for it.
+    pub fn load_chunk_group(&self, g: &ListRef) -> Result<Vec<ChunkRecord>> {
+        let bytes = self.read_blob(&g.id.into())?;
+        let what = || format!("chunk list {}", g.id);
+        let records = decode_records(&bytes, &what)?;
+        // The group entry's totals are what sizes and offsets are planned
+        // from: a list that disagrees is refused.
+        let sum: u64 = records.iter().map(|(_, l)| *l as u64).sum();
+        if records.len() != g.chunks as usize || sum != g.bytes {
+            return Err(Error::corrupt(
+                what(),
+                format!(
+                    "{} records of {sum} bytes, the tree says {} of {}",
+                    records.len(),
+                    g.chunks,
+                    g.bytes
+                ),
+            ));
+        }
+        Ok(records)
     }
 
     /// Protects a snapshot from every retention policy: the marker, then
