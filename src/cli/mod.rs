@@ -15,6 +15,7 @@ mod check;
 mod init;
 mod key;
 mod ls;
+mod mount;
 mod protect;
 mod prune;
 mod push;
@@ -94,6 +95,8 @@ enum Command {
     Ls(ls::Args),
     /// Write one file of a snapshot to stdout.
     Cat(cat::Args),
+    /// Mount the repository read-only (FUSE) to browse old versions; stays until unmounted.
+    Mount(mount::Args),
     /// Restore a snapshot, or some paths of it, into a directory.
     Restore(restore::Args),
     /// Verify the repository.
@@ -384,6 +387,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
+        Command::Mount(a) => mount::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Repair(a) => repair::run(&ctx, a),

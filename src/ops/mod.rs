@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod check;
+pub mod mount;
 pub mod place;
 pub mod prune;
 pub mod push;
