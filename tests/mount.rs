@@ -4,6 +4,9 @@
 //! test says so on stderr and returns.
 
 mod common;
+#[allow(dead_code)]
+#[path = "common/s3s.rs"]
+mod s3s;
 
 use common::*;
 use std::fs;
@@ -98,9 +101,14 @@ fn snap_command(repo: &Repo) -> Command {
 impl Mount {
     /// Mounts `repo` on `mp` (created) and waits until it is mounted.
     fn new(repo: &Repo, mp: &Path) -> Mount {
+        Mount::with(snap_command(repo), mp)
+    }
+
+    /// Mounts with `cmd` (snap with its environment) on `mp`.
+    fn with(mut cmd: Command, mp: &Path) -> Mount {
         fs::create_dir_all(mp).unwrap();
         let stderr = mp.with_extension("stderr");
-        let child = snap_command(repo)
+        let child = cmd
             .arg("mount")
             .arg(mp)
             .stdout(Stdio::null())
@@ -340,6 +348,36 @@ fn unusable_mount_points_are_refused_before_anything_is_mounted() {
     let mp = repo.dir("mnt");
     let m = Mount::new(&repo, &mp);
     refused(&mp, "already a mount point");
+    drop(m);
+    assert!(!is_mounted(&mp));
+}
+
+#[test]
+fn a_repository_on_s3_mounts_too() {
+    need_fuse!();
+    let server = s3s::S3Server::start();
+    server.backend("mnt", "repo", s3s::test_options());
+    let url = format!("s3+http://127.0.0.1:{}/mnt/repo", server.port);
+    let repo = Repo::uninit();
+    let snap = || {
+        let mut c = snap_command(&repo);
+        c.env("SNAP_REPO", &url)
+            .env("AWS_ACCESS_KEY_ID", &server.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &server.secret_key);
+        c
+    };
+    let src = repo.dir("src");
+    make_tree(&src);
+    for args in [
+        vec!["init"],
+        vec!["push", "--site", "client-a", src.to_str().unwrap()],
+    ] {
+        let out = snap().args(&args).output().unwrap();
+        assert_success(&out, &format!("snap {}", args.join(" ")));
+    }
+    let mp = repo.dir("mnt");
+    let m = Mount::with(snap(), &mp);
+    assert_same_tree(&src, &mp.join("latest/client-a/files"), &[]);
     drop(m);
     assert!(!is_mounted(&mp));
 }

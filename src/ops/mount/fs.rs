@@ -12,7 +12,7 @@ use super::inodes::{Inode, Inodes, What};
 use super::layout::Child;
 use super::view::{View, Views};
 use crate::error::Result;
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{decode_records, ChunkRecord, Content, Node, NodeKind, Tree};
 use crate::ops::cache::{FileReader, ReadCache};
 use crate::ops::walk::{self, MAX_DEPTH};
 use fuser::{
@@ -47,13 +47,29 @@ struct OpenFile {
     ahead: AtomicU64,
 }
 
-/// A range to fetch ahead.
-struct Prefetch {
-    view: Arc<View>,
-    file: Arc<OpenFile>,
-    from: u64,
-    len: u64,
+/// What to fetch ahead.
+enum Prefetch {
+    /// A range of an open file read in order.
+    Range {
+        view: Arc<View>,
+        file: Arc<OpenFile>,
+        from: u64,
+        len: u64,
+    },
+    /// Chunks of the small files of a directory just listed (`cp -r`,
+    /// `grep -r` read them next, one at a time).
+    Chunks {
+        view: Arc<View>,
+        chunks: Vec<ChunkRecord>,
+    },
 }
+
+/// Most bytes of small files fetched ahead per directory listed.
+const DIR_AHEAD: u64 = 16 << 20;
+/// Files up to this size count as small.
+const SMALL_FILE: u64 = 1 << 20;
+/// Chunks per job, so that both fetching threads get a share.
+const CHUNKS_PER_JOB: usize = 8;
 
 /// The mounted repository.
 pub struct SnapFs {
@@ -114,7 +130,7 @@ impl SnapFs {
     ) -> SnapFs {
         let cache = Arc::new(ReadCache::new(cache_bytes));
         let views = Arc::new(views);
-        let (tx, rx) = crossbeam_channel::bounded::<Prefetch>(64);
+        let (tx, rx) = crossbeam_channel::bounded::<Prefetch>(256);
         for _ in 0..PREFETCHERS {
             let rx = rx.clone();
             let cache = cache.clone();
@@ -305,23 +321,80 @@ impl SnapFs {
             return;
         }
         file.ahead.store(to, Ordering::Relaxed);
-        let _ = self.prefetch.try_send(Prefetch {
+        let _ = self.prefetch.try_send(Prefetch::Range {
             view,
             file: file.clone(),
             from,
             len: to - from,
         });
     }
+
+    /// Fetches ahead the small files of a directory being listed.
+    fn read_dir_ahead(&self, tree: &Tree) {
+        let view = self.views.get();
+        let mut total = 0u64;
+        let mut job = Vec::new();
+        for node in &tree.entries {
+            let Some(Content::Inline(records)) = &node.content else {
+                continue;
+            };
+            if node.kind != NodeKind::File
+                || node.size > SMALL_FILE
+                || walk::validate(node).is_err()
+            {
+                continue;
+            }
+            if total + node.size > DIR_AHEAD {
+                break;
+            }
+            total += node.size;
+            let Ok(records) = decode_records(records, &|| "inline chunk list".into()) else {
+                continue;
+            };
+            job.extend(
+                records
+                    .into_iter()
+                    .filter(|(id, _)| !self.cache.holds_chunk(id)),
+            );
+            if job.len() >= CHUNKS_PER_JOB {
+                let chunks = std::mem::take(&mut job);
+                if self
+                    .prefetch
+                    .try_send(Prefetch::Chunks {
+                        view: view.clone(),
+                        chunks,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        if !job.is_empty() {
+            let _ = self
+                .prefetch
+                .try_send(Prefetch::Chunks { view, chunks: job });
+        }
+    }
 }
 
-/// Loads into the cache the chunks of a range it does not hold; errors are
-/// left for the read that needs the chunk to report.
+/// Loads into the cache the chunks it does not hold; errors are left for
+/// the read that needs the chunk to report.
 fn prefetch(cache: &ReadCache, p: &Prefetch) {
-    let Ok(chunks) = p.file.reader.chunks(cache, &p.view.repo, p.from, p.len) else {
-        return;
+    let (view, chunks) = match p {
+        Prefetch::Range {
+            view,
+            file,
+            from,
+            len,
+        } => match file.reader.chunks(cache, &view.repo, *from, *len) {
+            Ok(c) => (view, c),
+            Err(_) => return,
+        },
+        Prefetch::Chunks { view, chunks } => (view, chunks.clone()),
     };
     for (id, len) in chunks {
-        if !cache.holds_chunk(&id) && cache.chunk(&p.view.repo, &id, len).is_err() {
+        if !cache.holds_chunk(&id) && cache.chunk(&view.repo, &id, len).is_err() {
             return;
         }
     }
@@ -540,6 +613,9 @@ impl Filesystem for SnapFs {
                     Ok(t) => t,
                     Err(e) => return reply.error(e),
                 };
+                if offset == 0 {
+                    self.read_dir_ahead(&tree);
+                }
                 // Entries past the offset only: a large directory is read
                 // in several calls.
                 let skip = (offset as usize).saturating_sub(2);

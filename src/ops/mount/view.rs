@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::repo::{Mode, Repository};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -38,11 +38,15 @@ pub struct View {
     /// directories above the snapshots).
     pub since: SystemTime,
     snapshots: HashMap<SnapshotId, Arc<Snapshot>>,
+    /// The ids `snapshots/` listed (damaged ones too).
+    listed: HashSet<SnapshotId>,
 }
 
 struct Clock {
     checked: Instant,
     reopened: Instant,
+    /// Whether the last re-open failed (said once, not at every check).
+    failing: bool,
 }
 
 /// The current view, and how to get a newer one.
@@ -63,7 +67,8 @@ fn view(
     warn: &dyn Fn(String),
 ) -> Result<View> {
     let mut snaps = Vec::new();
-    for id in repo.snapshot_ids()? {
+    let listed: HashSet<SnapshotId> = repo.snapshot_ids()?.into_iter().collect();
+    for id in listed.iter().copied() {
         match known.get(&id) {
             Some(s) => snaps.push((id, s.clone())),
             None => match repo.load_snapshot(&id) {
@@ -81,6 +86,7 @@ fn view(
         catalog: Catalog::build(&snaps, chrono::Utc::now()),
         since: SystemTime::now(),
         snapshots: snaps.into_iter().collect(),
+        listed,
     })
 }
 
@@ -101,6 +107,7 @@ impl Views {
             clock: Mutex::new(Clock {
                 checked: now,
                 reopened: now,
+                failing: false,
             }),
             cache_base,
             warn,
@@ -125,10 +132,11 @@ impl Views {
         }
         let changed = match cur.repo.backend.list(FileType::Snapshot) {
             Ok(names) => {
-                names.len() != cur.snapshots.len()
-                    || names.iter().any(|n| {
-                        SnapshotId::from_hex(n).is_ok_and(|id| !cur.snapshots.contains_key(&id))
-                    })
+                let ids: HashSet<SnapshotId> = names
+                    .iter()
+                    .filter_map(|n| SnapshotId::from_hex(n).ok())
+                    .collect();
+                ids != cur.listed
             }
             Err(e) => {
                 (self.warn)(format!("listing the snapshots again failed: {e}"));
@@ -181,10 +189,17 @@ impl Views {
             view(repo, &cur.snapshots, &*self.warn)
         });
         match opened {
-            Ok(v) => *self.current.write().expect("not poisoned") = Arc::new(v),
-            Err(e) => (self.warn)(format!(
-                "opening the repository again failed, the mount keeps showing it as it was: {e}"
-            )),
+            Ok(v) => {
+                clock.failing = false;
+                *self.current.write().expect("not poisoned") = Arc::new(v);
+            }
+            Err(e) if !clock.failing => {
+                clock.failing = true;
+                (self.warn)(format!(
+                    "opening the repository again failed, the mount keeps showing it as it was (tried again as it is used): {e}"
+                ));
+            }
+            Err(_) => {}
         }
     }
 }
