@@ -19,6 +19,7 @@ use crate::format::snapshot::{Kind, Snapshot};
 use crate::format::state::Change;
 use crate::format::tree::Content;
 use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
+use crate::ops::walk::{self, Flow};
 use crate::progress::Progress;
 use crate::repo::writer::BlobWriter;
 use crate::repo::Repository;
@@ -332,20 +333,22 @@ fn mark_used(
         Ok(())
     };
     for (sid, root) in keep {
-        let mut stack = vec![*root];
-        while let Some(t) = stack.pop() {
-            let r: BlobRef = t.into();
-            if index.is_marked(&r)? {
-                continue;
-            }
-            let tree = repo.load_tree(&t).map_err(|e| {
-                Error::Usage(format!("snapshot {} needs tree {t} which cannot be read ({e}); prune stops: run `snap check`", sid.short()))
-            })?;
-            for n in &tree.entries {
-                if let Some(sub) = n.subtree {
-                    stack.push(sub);
-                }
-                if let Some(c) = &n.content {
+        let stop = |e: Error| {
+            Error::Usage(format!(
+                "snapshot {} cannot be walked ({e}); prune stops: run `snap check`",
+                sid.short()
+            ))
+        };
+        walk::walk(repo, root, &[], &mut |e| match e {
+            // A tree marked in this run was walked whole already (trees are
+            // marked on leaving them, after everything beneath).
+            walk::Event::Enter { id, .. } => Ok(if index.is_marked(&BlobRef::from(*id))? {
+                Flow::Skip
+            } else {
+                Flow::Continue
+            }),
+            walk::Event::Node { node, .. } => {
+                if let Some(c) = &node.content {
                     if let Content::Groups(gs) = c {
                         batch.extend(gs.iter().map(|g| BlobRef::from(g.id)));
                     }
@@ -357,13 +360,21 @@ fn mark_used(
                         Ok(())
                     })?;
                 }
+                Ok(Flow::Continue)
             }
-            // The tree is marked last, once everything below it is: an
-            // interrupted walk never leaves a marked tree with unmarked children.
-            flush(&mut batch)?;
-            index.mark(&[r])?;
-            progress.file_done();
-        }
+            walk::Event::Leave { id, .. } => {
+                flush(&mut batch)?;
+                index.mark(&[BlobRef::from(*id)])?;
+                progress.file_done();
+                Ok(Flow::Continue)
+            }
+            walk::Event::Invalid { path, why, .. } => Err(Error::corrupt(
+                format!("tree entry {}", walk::display_path(path)),
+                why,
+            )),
+            walk::Event::TreeError { error, .. } => Err(error),
+        })
+        .map_err(stop)?;
     }
     flush(&mut batch)
 }

@@ -4,8 +4,8 @@
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
-use crate::id::BlobRef;
-use crate::ops::walk::{self, check_chunk_len, size_mismatch, Flow};
+use crate::ops::cache::ReadCache;
+use crate::ops::walk::{self, size_mismatch, Flow};
 use crate::repo::Repository;
 use std::io::Write;
 
@@ -163,6 +163,10 @@ fn listed(path: &[u8], n: &Node) -> Listed {
     }
 }
 
+/// Chunks `cat` keeps: a chunk repeated in a file (runs of zeros, a
+/// dump's repeated pages) is read once while it stays.
+const CAT_CACHE: usize = 32 << 20;
+
 /// Writes a file's contents to `w`, checking each chunk's length and the
 /// total against the tree as restore does.
 pub fn cat(repo: &Repository, node: &Node, w: &mut dyn Write) -> Result<u64> {
@@ -172,6 +176,7 @@ pub fn cat(repo: &Repository, node: &Node, w: &mut dyn Write) -> Result<u64> {
             String::from_utf8_lossy(&node.name)
         ))
     })?;
+    let cache = ReadCache::new(CAT_CACHE);
     let mut n = 0;
     let mut closed = false;
     repo.for_each_chunk_group(content, &mut |group| {
@@ -179,8 +184,7 @@ pub fn cat(repo: &Repository, node: &Node, w: &mut dyn Write) -> Result<u64> {
             if closed {
                 return Ok(());
             }
-            let data = repo.read_blob(&BlobRef::from(*id))?;
-            check_chunk_len(id, *len, &data)?;
+            let data = cache.chunk(repo, id, *len)?;
             match w.write_all(&data) {
                 Ok(()) => n += data.len() as u64,
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => closed = true,

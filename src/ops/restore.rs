@@ -10,6 +10,7 @@
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
+use crate::ops::cache::ReadCache;
 use crate::ops::place::{self, make_dir, remove_leftovers};
 use crate::ops::read::components;
 use crate::ops::walk::{self, Flow};
@@ -17,13 +18,17 @@ use crate::progress::Progress;
 use crate::repo::Repository;
 use rayon::prelude::*;
 
-/// Threads placing files when the packs come from a remote backend.
-const REMOTE_THREADS: usize = 8;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+/// Threads placing files when the packs come from a remote backend.
+const REMOTE_THREADS: usize = 8;
+
+/// Decoded trees the planning walk keeps.
+const TREE_CACHE: usize = 64 << 20;
 
 /// Figures of a restore.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -237,5 +242,8 @@ fn plan_tree(
         }
         Ok(Flow::Skip)
     });
-    walk::walk(repo, root, &[], &mut visit)
+    // A directory that appears at several places (the same plugin in
+    // several sites) is one tree, read once.
+    let cache = ReadCache::new(TREE_CACHE);
+    walk::walk_cached(repo, Some(&cache), root, &[], &mut visit)
 }

@@ -14,8 +14,10 @@ use crate::error::{Error, Result};
 use crate::format::blob::MAX_TREE;
 use crate::format::tree::{decode_records, Content, Node, NodeKind, Tree, GROUP_MAX};
 use crate::id::{BlobRef, TreeId};
+use crate::ops::cache::ReadCache;
 use crate::repo::Repository;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Deepest directory nesting a reader follows, counting the root tree as one
 /// level (format-spec.md §10.1).
@@ -82,7 +84,7 @@ pub enum Flow {
 
 struct Frame {
     id: TreeId,
-    tree: Tree,
+    tree: Arc<Tree>,
     next: usize,
     /// Its plaintext length, as the index gives it.
     bytes: u64,
@@ -98,10 +100,23 @@ pub fn walk(
     base: &[Vec<u8>],
     visit: &mut dyn FnMut(Event) -> Result<Flow>,
 ) -> Result<()> {
+    walk_cached(repo, None, root, base, visit)
+}
+
+/// [`walk`], loading trees through `cache` when one is given: a tree met
+/// again (at another place, or in the next snapshot walked) is not read and
+/// decoded again.
+pub fn walk_cached(
+    repo: &Repository,
+    cache: Option<&ReadCache>,
+    root: &TreeId,
+    base: &[Vec<u8>],
+    visit: &mut dyn FnMut(Event) -> Result<Flow>,
+) -> Result<()> {
     let mut path: Vec<Vec<u8>> = base.to_vec();
     let mut stack: Vec<Frame> = Vec::new();
     let mut on_path: HashSet<TreeId> = HashSet::new();
-    if let Some(f) = enter(repo, root, &path, &stack, &on_path, visit)? {
+    if let Some(f) = enter(repo, cache, root, &path, &stack, &on_path, visit)? {
         on_path.insert(f.id);
         stack.push(f);
     }
@@ -137,7 +152,7 @@ pub fn walk(
             },
         };
         let pushed = match sub {
-            Some(id) => enter(repo, &id, &path, &stack, &on_path, visit)?,
+            Some(id) => enter(repo, cache, &id, &path, &stack, &on_path, visit)?,
             None => None,
         };
         match pushed {
@@ -156,6 +171,7 @@ pub fn walk(
 /// Asks the visitor, checks depth and cycles, loads the tree.
 fn enter(
     repo: &Repository,
+    cache: Option<&ReadCache>,
     id: &TreeId,
     path: &[Vec<u8>],
     stack: &[Frame],
@@ -191,7 +207,10 @@ fn enter(
     };
     let loaded = match refused {
         Some(why) => Err(Error::corrupt(format!("tree {id}"), why)),
-        None => repo.load_tree(id),
+        None => match cache {
+            Some(c) => c.tree(repo, id),
+            None => repo.load_tree(id).map(Arc::new),
+        },
     };
     match loaded {
         Ok(tree) => Ok(Some(Frame {
