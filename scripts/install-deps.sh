@@ -8,6 +8,12 @@ missing=()
 for p in "${need[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# snap mount (and tests/mount.rs): root mounts through /dev/fuse directly;
+# other users need fusermount3 (fuse3) or fusermount (fuse 2, which fuse3
+# replaces), so fuse3 is installed only when neither is there.
+if ! command -v fusermount3 >/dev/null 2>&1 && ! command -v fusermount >/dev/null 2>&1; then
+  missing+=(fuse3)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -15,6 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# The fuse kernel module makes /dev/fuse; where it cannot be loaded (a
+# container without the device) the mount tests say they are skipped.
+[ -e /dev/fuse ] || { [ "$(id -u)" -eq 0 ] && modprobe fuse 2>/dev/null; } || true
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is not installed: install a Rust toolchain (1.85 or newer), e.g. with rustup, then run this again" >&2

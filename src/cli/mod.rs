@@ -18,6 +18,7 @@ mod init;
 mod key;
 mod log;
 mod ls;
+mod mount;
 mod protect;
 mod prune;
 mod push;
@@ -107,6 +108,8 @@ enum Command {
     Log(log::Args),
     /// Show which snapshots hold paths matching a glob, newest first.
     Find(find::Args),
+    /// Mount the repository read-only (FUSE) to browse old versions; stays until unmounted.
+    Mount(mount::Args),
     /// Restore a snapshot, or some paths of it, into a directory.
     Restore(restore::Args),
     /// Verify the repository.
@@ -400,6 +403,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Diff(a) => diff::run(&ctx, a),
         Command::Log(a) => log::run(&ctx, a),
         Command::Find(a) => find::run(&ctx, a),
+        Command::Mount(a) => mount::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Repair(a) => repair::run(&ctx, a),

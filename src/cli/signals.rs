@@ -83,6 +83,17 @@ fn name(sig: libc::c_int) -> &'static str {
     }
 }
 
+/// What a command asks to be done on a signal before the process exits
+/// (`snap mount` unmounts); it returns the line to print.
+type OnStop = Box<dyn FnOnce() -> String + Send>;
+static ON_STOP: Mutex<Option<OnStop>> = Mutex::new(None);
+
+/// Runs `f` when a signal stops the process, in place of the push's
+/// message; its result is printed.
+pub fn on_stop(f: OnStop) {
+    *ON_STOP.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+}
+
 /// Set once a signal is being handled: the process is about to exit.
 static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -101,7 +112,10 @@ fn stop(sig: libc::c_int) -> ! {
         let _spawned = spawning();
         CHILD_GROUP.load(Ordering::SeqCst)
     };
-    if group > 0 {
+    let hook = ON_STOP.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(hook) = hook {
+        eprintln!("snap: {why}; {}", hook());
+    } else if group > 0 {
         let gone = terminate_group(group);
         eprintln!(
             "snap: {why}; the command's process group {group} was {}; no snapshot was recorded",

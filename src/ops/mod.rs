@@ -7,6 +7,7 @@ pub mod check;
 pub mod diff;
 pub mod find;
 pub mod log;
+pub mod mount;
 pub mod place;
 pub mod prune;
 pub mod push;

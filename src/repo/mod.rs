@@ -592,6 +592,14 @@ impl Repository {
         self.lock.as_ref().map(Lock::watch)
     }
 
+    /// Gives up this command's repository lock now, for a long-lived reader
+    /// (`snap mount`) that must not hold a prune off for its whole life: it
+    /// re-opens the repository to see what changed, and a read that finds a
+    /// pack gone is retried on a new view (format-spec.md §17).
+    pub fn release_lock(&mut self) {
+        self.lock = None;
+    }
+
     /// Fails once this command's lock can no longer be trusted (a refresh
     /// failed, or another process removed it). Every writer calls it before
     /// each write to the repository.
