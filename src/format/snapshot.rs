@@ -204,25 +204,15 @@ impl RootMeta {
     /// The directory as a tree node (nameless), for code that applies node
     /// metadata.
     pub fn as_node(&self) -> crate::format::tree::Node {
-        crate::format::tree::Node {
-            name: Vec::new(),
-            kind: crate::format::tree::NodeKind::Dir,
+        use crate::format::tree::{Node, NodeKind};
+        Node {
             mode: self.mode,
             uid: self.uid,
             gid: self.gid,
             mtime: self.mtime,
             mtime_ns: self.mtime_ns,
-            ctime: 0,
-            ctime_ns: 0,
-            inode: 0,
-            dev: 0,
             nlink: 0,
-            size: 0,
-            content: None,
-            subtree: None,
-            target: None,
-            rdev: None,
-            error: None,
+            ..Node::new(b"", NodeKind::Dir)
         }
     }
 }

@@ -139,6 +139,33 @@ pub struct Tree {
     pub entries: Vec<Node>,
 }
 
+impl Node {
+    /// An entry with this name and kind and every other field zero or
+    /// absent (one link): fill in the rest with struct update syntax.
+    pub fn new(name: &[u8], kind: NodeKind) -> Node {
+        Node {
+            name: name.to_vec(),
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_ns: 0,
+            ctime: 0,
+            ctime_ns: 0,
+            inode: 0,
+            dev: 0,
+            nlink: 1,
+            size: 0,
+            content: None,
+            subtree: None,
+            target: None,
+            rdev: None,
+            error: None,
+        }
+    }
+}
+
 impl Tree {
     /// A tree of `entries`, sorted.
     pub fn new(mut entries: Vec<Node>) -> Self {

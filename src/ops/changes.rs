@@ -243,24 +243,8 @@ mod tests {
 
     fn file(name: &str, mode: u32) -> Node {
         Node {
-            name: name.as_bytes().to_vec(),
-            kind: NodeKind::File,
             mode,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_ns: 0,
-            ctime: 0,
-            ctime_ns: 0,
-            inode: 0,
-            dev: 0,
-            nlink: 1,
-            size: 0,
-            content: None,
-            subtree: None,
-            target: None,
-            rdev: None,
-            error: None,
+            ..Node::new(name.as_bytes(), NodeKind::File)
         }
     }
 

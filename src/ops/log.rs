@@ -125,24 +125,9 @@ impl Lookup {
 
 fn root_node(tree: TreeId) -> Node {
     Node {
-        name: Vec::new(),
-        kind: NodeKind::Dir,
-        mode: 0,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        mtime_ns: 0,
-        ctime: 0,
-        ctime_ns: 0,
-        inode: 0,
-        dev: 0,
         nlink: 0,
-        size: 0,
-        content: None,
         subtree: Some(tree),
-        target: None,
-        rdev: None,
-        error: None,
+        ..Node::new(b"", NodeKind::Dir)
     }
 }
 

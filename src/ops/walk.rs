@@ -357,24 +357,10 @@ mod tests {
 
     fn file(name: &[u8], size: u64, content: Option<Content>) -> Node {
         Node {
-            name: name.to_vec(),
-            kind: NodeKind::File,
             mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_ns: 0,
-            ctime: 0,
-            ctime_ns: 0,
-            inode: 0,
-            dev: 0,
-            nlink: 1,
             size,
             content,
-            subtree: None,
-            target: None,
-            rdev: None,
-            error: None,
+            ..Node::new(name, NodeKind::File)
         }
     }
 

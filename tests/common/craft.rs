@@ -134,24 +134,10 @@ impl Drop for Crafter {
 
 fn node(name: &[u8], kind: NodeKind) -> Node {
     Node {
-        name: name.to_vec(),
-        kind,
         mode: 0o755,
-        uid: 0,
-        gid: 0,
         mtime: 1_700_000_000,
-        mtime_ns: 0,
         ctime: 1_700_000_000,
-        ctime_ns: 0,
-        inode: 0,
-        dev: 0,
-        nlink: 1,
-        size: 0,
-        content: None,
-        subtree: None,
-        target: None,
-        rdev: None,
-        error: None,
+        ..Node::new(name, kind)
     }
 }
 

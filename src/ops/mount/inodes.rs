@@ -186,24 +186,12 @@ mod tests {
             snap: SnapshotId([0; 32]),
             root: 7,
             node: Arc::new(Node {
-                name: name.to_vec(),
-                kind: NodeKind::File,
                 mode: 0o644,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-                mtime_ns: 0,
-                ctime: 0,
-                ctime_ns: 0,
                 inode,
                 dev: 1,
                 nlink,
-                size: 0,
                 content: Some(Content::Inline(Vec::new())),
-                subtree: None,
-                target: None,
-                rdev: None,
-                error: None,
+                ..Node::new(name, NodeKind::File)
             }),
         }
     }
