@@ -4,6 +4,9 @@
 //! test says so on stderr and returns.
 
 mod common;
+#[allow(dead_code)] // this test only records requests
+#[path = "common/fault_proxy.rs"]
+mod fault_proxy;
 #[allow(dead_code)]
 #[path = "common/s3s.rs"]
 mod s3s;
@@ -357,11 +360,12 @@ fn a_repository_on_s3_mounts_too() {
     need_fuse!();
     let server = s3s::S3Server::start();
     server.backend("mnt", "repo", s3s::test_options());
-    let url = format!("s3+http://127.0.0.1:{}/mnt/repo", server.port);
+    // The mount reads through a proxy that records every request.
+    let proxy = fault_proxy::FaultProxy::start(server.port);
     let repo = Repo::uninit();
-    let snap = || {
+    let snap = |port: u16| {
         let mut c = snap_command(&repo);
-        c.env("SNAP_REPO", &url)
+        c.env("SNAP_REPO", format!("s3+http://127.0.0.1:{port}/mnt/repo"))
             .env("AWS_ACCESS_KEY_ID", &server.access_key)
             .env("AWS_SECRET_ACCESS_KEY", &server.secret_key);
         c
@@ -372,12 +376,42 @@ fn a_repository_on_s3_mounts_too() {
         vec!["init"],
         vec!["push", "--site", "client-a", src.to_str().unwrap()],
     ] {
-        let out = snap().args(&args).output().unwrap();
+        let out = snap(server.port).args(&args).output().unwrap();
         assert_success(&out, &format!("snap {}", args.join(" ")));
     }
+    // A fresh cache: the mount knows nothing but the bucket.
+    let mut mount = snap(proxy.port);
+    mount.env("SNAP_CACHE_DIR", repo.dir("other-cache"));
     let mp = repo.dir("mnt");
-    let m = Mount::with(snap(), &mp);
+    let m = Mount::with(mount, &mp);
     assert_same_tree(&src, &mp.join("latest/client-a/files"), &[]);
     drop(m);
     assert!(!is_mounted(&mp));
+
+    // The read rule (format-spec.md §9.1): every GET of a pack is whole or
+    // on the 1 MiB grid, never one blob's exact range.
+    const GRID: u64 = 1 << 20;
+    let gets: Vec<fault_proxy::Seen> = proxy
+        .take_seen()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.target.contains("/data/"))
+        .collect();
+    assert!(!gets.is_empty(), "the mount read no pack through the proxy");
+    for r in &gets {
+        let key = r.target.split('?').next().unwrap().trim_start_matches('/');
+        let size = fs::metadata(server.root.join(key))
+            .unwrap_or_else(|e| panic!("{key} on the server: {e}"))
+            .len();
+        let Some(range) = &r.range else { continue };
+        let (a, b) = range
+            .strip_prefix("bytes=")
+            .and_then(|x| x.split_once('-'))
+            .unwrap_or_else(|| panic!("{range:?}"));
+        let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse().unwrap());
+        assert_eq!(a % GRID, 0, "{r:?} does not start on the grid");
+        assert!(
+            (b + 1) % GRID == 0 || b + 1 == size,
+            "{r:?} ends neither on the grid nor at the end ({size})"
+        );
+    }
 }

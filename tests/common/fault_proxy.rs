@@ -60,6 +60,8 @@ pub struct Seen {
     pub method: String,
     /// The request target (path and query).
     pub target: String,
+    /// Its `Range` header, if any (`bytes=A-B`).
+    pub range: Option<String>,
     /// The fault applied, if any.
     pub fault: Option<&'static str>,
 }
@@ -156,6 +158,7 @@ impl Drop for FaultProxy {
 struct Request {
     method: String,
     target: String,
+    range: Option<String>,
     /// The head to send on, with `Connection: close`.
     head: Vec<u8>,
     body: Vec<u8>,
@@ -181,8 +184,12 @@ fn read_request(conn: &mut TcpStream) -> Option<Request> {
     let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
     let mut out_head = format!("{first}\r\n");
     let mut length = 0usize;
+    let mut range = None;
     for line in lines {
         let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("range:") {
+            range = Some(v.trim().to_string());
+        }
         if lower.starts_with("connection:") {
             continue;
         }
@@ -201,6 +208,7 @@ fn read_request(conn: &mut TcpStream) -> Option<Request> {
     Some(Request {
         method,
         target,
+        range,
         head: out_head.into_bytes(),
         body,
     })
@@ -258,6 +266,7 @@ fn serve(mut conn: TcpStream, upstream: u16, s: &Shared) {
     s.seen.lock().unwrap().push(Seen {
         method: req.method.clone(),
         target: req.target.clone(),
+        range: req.range.clone(),
         fault: fault.as_ref().map(Fault::name),
     });
     match fault {

@@ -18,7 +18,7 @@ use crate::ops::walk::{self, MAX_DEPTH};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -76,8 +76,13 @@ pub struct SnapFs {
     views: Arc<Views>,
     cache: Arc<ReadCache>,
     inodes: Mutex<Inodes>,
+    /// Readers of the files read, by inode number: the kernel opens files
+    /// without asking (FUSE_NO_OPEN_SUPPORT), so a read names the inode
+    /// and no handle. Dropped when the kernel forgets the inode.
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
-    next_fh: AtomicU64,
+    /// Whether the kernel opens files without asking once `open` answers
+    /// ENOSYS.
+    no_open: std::sync::atomic::AtomicBool,
     uid: u32,
     gid: u32,
     warn: Arc<dyn Fn(String) + Send + Sync>,
@@ -145,7 +150,7 @@ impl SnapFs {
             cache,
             inodes: Mutex::new(Inodes::new()),
             files: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
+            no_open: std::sync::atomic::AtomicBool::new(false),
             uid,
             gid,
             warn,
@@ -305,6 +310,85 @@ impl SnapFs {
         })
     }
 
+    /// The entries of directory `ino` from `offset` on: the offset of the
+    /// next one, the name, and what it is (none for `.` and `..`); and
+    /// whether the directory lies above the snapshots.
+    #[allow(clippy::type_complexity)]
+    fn listing(
+        &self,
+        ino: INodeNo,
+        offset: u64,
+    ) -> std::result::Result<(Vec<(u64, Vec<u8>, Option<What>)>, bool), Errno> {
+        let i = self.inode(ino).ok_or(Errno::ENOENT)?;
+        let dots = [b".".to_vec(), b"..".to_vec()];
+        let mut out: Vec<(u64, Vec<u8>, Option<What>)> = Vec::new();
+        for (n, d) in dots.into_iter().enumerate().skip(offset as usize) {
+            out.push((n as u64 + 1, d, None));
+        }
+        // Offsets count entries of the whole directory, the dots first.
+        let skip = (offset as usize).saturating_sub(2);
+        match &i.what {
+            What::Virtual(dir) => {
+                let view = self.views.fresh();
+                for (n, (name, child)) in view.catalog.list(dir).iter().enumerate().skip(skip) {
+                    let what = match child {
+                        Child::Dir(d) => What::Virtual(d.clone()),
+                        Child::Snapshot(id) => match view.catalog.snapshot(id) {
+                            Some(s) => What::Root(*id, s.clone()),
+                            None => continue,
+                        },
+                    };
+                    out.push(((n + 3) as u64, name.as_bytes().to_vec(), Some(what)));
+                }
+                Ok((out, true))
+            }
+            other => {
+                let (tree, snap, root) = self.dir_tree(ino.0, other).ok_or(Errno::ENOTDIR)?;
+                let tree = self.load_tree(&i.path, &tree)?;
+                if offset == 0 {
+                    self.read_dir_ahead(&tree);
+                }
+                for (n, node) in tree.entries.iter().enumerate().skip(skip) {
+                    let Ok(what) = self.entry_of(&i.path, node, snap, root) else {
+                        continue;
+                    };
+                    out.push(((n + 3) as u64, node.name.clone(), Some(what)));
+                }
+                Ok((out, false))
+            }
+        }
+    }
+
+    /// The reader of the regular file `ino`, made on its first use.
+    fn open_file(&self, ino: u64) -> std::result::Result<Arc<OpenFile>, Errno> {
+        if let Some(f) = self.files.lock().expect("not poisoned").get(&ino) {
+            return Ok(f.clone());
+        }
+        let i = self.inode(INodeNo(ino)).ok_or(Errno::ENOENT)?;
+        let (node, snap) = match &i.what {
+            What::Node { node, snap, .. } if node.kind == NodeKind::File => (node.clone(), *snap),
+            _ => return Err(Errno::EINVAL),
+        };
+        let reader = self.cache.file(&node).map_err(|e| {
+            (self.warn)(format!("opening {}: {e}; run `snap check`", i.path));
+            Errno::EIO
+        })?;
+        let file = Arc::new(OpenFile {
+            reader,
+            path: i.path.clone(),
+            short: snap.short(),
+            next: AtomicU64::new(0),
+            ahead: AtomicU64::new(0),
+        });
+        Ok(self
+            .files
+            .lock()
+            .expect("not poisoned")
+            .entry(ino)
+            .or_insert(file)
+            .clone())
+    }
+
     /// Fetches ahead of a file read in order.
     fn read_ahead(&self, view: Arc<View>, file: &Arc<OpenFile>, offset: u64, end: u64) {
         let in_order = file.next.swap(end, Ordering::Relaxed) == offset;
@@ -407,6 +491,16 @@ impl Filesystem for SnapFs {
             let _ = config.set_max_readahead(max);
         }
         let _ = config.set_max_background(64);
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_DO_READDIRPLUS);
+        // Opening a file here costs nothing (readers are made on the first
+        // read): two round trips per file fewer (open, release) for
+        // `cp -r` and `grep -r`.
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_NO_OPEN_SUPPORT)
+            .is_ok()
+        {
+            self.no_open.store(true, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -468,10 +562,11 @@ impl Filesystem for SnapFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.inodes
-            .lock()
-            .expect("not poisoned")
-            .forget(ino.0, nlookup);
+        let mut inodes = self.inodes.lock().expect("not poisoned");
+        inodes.forget(ino.0, nlookup);
+        if inodes.get(ino.0).is_none() {
+            self.files.lock().expect("not poisoned").remove(&ino.0);
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -501,46 +596,37 @@ impl Filesystem for SnapFs {
         let Some(i) = self.inode(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        let (node, snap) = match &i.what {
-            What::Node { node, snap, .. } if node.kind == NodeKind::File => (node.clone(), *snap),
+        match &i.what {
+            What::Node { node, .. } if node.kind == NodeKind::File => {}
             What::Node { .. } => return reply.error(Errno::EACCES),
             _ => return reply.error(Errno::EISDIR),
-        };
-        let reader = match self.cache.file(&node) {
-            Ok(r) => r,
-            Err(e) => {
-                (self.warn)(format!("opening {}: {e}; run `snap check`", i.path));
-                return reply.error(Errno::EIO);
-            }
-        };
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.files.lock().expect("not poisoned").insert(
-            fh,
-            Arc::new(OpenFile {
-                reader,
-                path: i.path.clone(),
-                short: snap.short(),
-                next: AtomicU64::new(0),
-                ahead: AtomicU64::new(0),
-            }),
-        );
+        }
+        if let Err(e) = self.open_file(ino.0) {
+            return reply.error(e);
+        }
+        if self.no_open.load(Ordering::Relaxed) {
+            // The kernel opens every later file by itself, keeping its
+            // pages (the contents under an inode never change).
+            return reply.error(Errno::ENOSYS);
+        }
         // The contents under an inode never change: pages read before stay good.
-        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+        reply.opened(FileHandle(ino.0), FopenFlags::FOPEN_KEEP_CACHE);
     }
 
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(file) = self.files.lock().expect("not poisoned").get(&fh.0).cloned() else {
-            return reply.error(Errno::EBADF);
+        let file = match self.open_file(ino.0) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
         };
         let label = format!("{} (snapshot {})", file.path, file.short);
         let got = self.on_view(&label, &|v| {
@@ -557,20 +643,6 @@ impl Filesystem for SnapFs {
         }
     }
 
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        self.files.lock().expect("not poisoned").remove(&fh.0);
-        reply.ok();
-    }
-
     fn readdir(
         &self,
         _req: &Request,
@@ -579,70 +651,87 @@ impl Filesystem for SnapFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let Some(i) = self.inode(ino) else {
-            return reply.error(Errno::ENOENT);
+        let (entries, _) = match self.listing(ino, offset) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
         };
-        let mut entries: Vec<(u64, FileType, Vec<u8>)> = vec![
-            (ino.0, FileType::Directory, b".".to_vec()),
-            (ino.0, FileType::Directory, b"..".to_vec()),
-        ];
-        match &i.what {
-            What::Virtual(dir) => {
-                let view = self.views.fresh();
-                for (name, child) in view.catalog.list(dir) {
-                    let what = match child {
-                        Child::Dir(d) => What::Virtual(d.clone()),
-                        Child::Snapshot(id) => match view.catalog.snapshot(id) {
-                            Some(s) => What::Root(*id, s.clone()),
-                            None => continue,
-                        },
-                    };
-                    let key = super::inodes::key(ino.0, name.as_bytes(), &what);
-                    entries.push((
-                        super::inodes::number(&key),
-                        FileType::Directory,
-                        name.as_bytes().to_vec(),
-                    ));
-                }
-            }
-            other => {
-                let Some((tree, snap, root)) = self.dir_tree(ino.0, other) else {
-                    return reply.error(Errno::ENOTDIR);
-                };
-                let tree = match self.load_tree(&i.path, &tree) {
-                    Ok(t) => t,
-                    Err(e) => return reply.error(e),
-                };
-                if offset == 0 {
-                    self.read_dir_ahead(&tree);
-                }
-                // Entries past the offset only: a large directory is read
-                // in several calls.
-                let skip = (offset as usize).saturating_sub(2);
-                for node in tree.entries.iter().skip(skip) {
-                    let Ok(what) = self.entry_of(&i.path, node, snap, root) else {
-                        continue;
-                    };
-                    let key = super::inodes::key(ino.0, &node.name, &what);
-                    entries.push((
-                        super::inodes::number(&key),
-                        what_kind(&what),
-                        node.name.clone(),
-                    ));
-                }
-                // Offsets count entries of the whole directory.
-                let from = (offset as usize).min(2);
-                for (n, (e_ino, k, name)) in entries.iter().enumerate().skip(from) {
-                    let next = if n < 2 { n + 1 } else { skip + n + 1 };
-                    if reply.add(INodeNo(*e_ino), next as u64, *k, OsStr::from_bytes(name)) {
-                        break;
-                    }
-                }
-                return reply.ok();
+        for (next, name, what) in &entries {
+            let (e_ino, k) = match what {
+                None => (ino.0, FileType::Directory),
+                Some(w) => (
+                    super::inodes::number(&super::inodes::key(ino.0, name, w)),
+                    what_kind(w),
+                ),
+            };
+            if reply.add(INodeNo(e_ino), *next, k, OsStr::from_bytes(name)) {
+                break;
             }
         }
-        for (n, (e_ino, k, name)) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*e_ino), (n + 1) as u64, *k, OsStr::from_bytes(name)) {
+        reply.ok();
+    }
+
+    /// A listing that also gives each entry's attributes: `cp -r` and
+    /// `grep -r` then look up no name (one round trip per file fewer). Each
+    /// entry given counts as a lookup, as the kernel counts it.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let Some(dir) = self.inode(ino) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let (entries, virtual_dir) = match self.listing(ino, offset) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
+        };
+        let view = self.views.get();
+        for (next, name, what) in entries {
+            let full = match what {
+                // `.` and `..` are not looked up by a listing.
+                None => {
+                    let attr = self.attr(ino.0, &dir.what, &view);
+                    reply.add(
+                        ino,
+                        next,
+                        OsStr::from_bytes(&name),
+                        &Duration::ZERO,
+                        &attr,
+                        Generation(0),
+                    )
+                }
+                Some(w) => {
+                    let e_ino = self.inodes.lock().expect("not poisoned").lookup(
+                        ino.0,
+                        &dir.path,
+                        &name,
+                        w.clone(),
+                    );
+                    let attr = self.attr(e_ino, &w, &view);
+                    let ttl = if virtual_dir {
+                        VIRTUAL_TTL
+                    } else {
+                        Self::ttl(&w)
+                    };
+                    let full = reply.add(
+                        INodeNo(e_ino),
+                        next,
+                        OsStr::from_bytes(&name),
+                        &ttl,
+                        &attr,
+                        Generation(0),
+                    );
+                    if full {
+                        // Not given: not counted.
+                        self.inodes.lock().expect("not poisoned").forget(e_ino, 1);
+                    }
+                    full
+                }
+            };
+            if full {
                 break;
             }
         }
