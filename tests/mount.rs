@@ -93,6 +93,7 @@ fn snap_command(repo: &Repo) -> Command {
     c.env("SNAP_REPO", &repo.path)
         .env("SNAP_CACHE_DIR", repo.cache())
         .env("SNAP_REMOTES_FILE", "/dev/null")
+        .env("SNAP_POLICY_FILE", "/dev/null")
         .env("SNAP_PASSWORD", PASSWORD)
         .env("SNAP_KDF_MEMORY_KIB", "1024")
         .env("SNAP_INSECURE_KDF", "1")
@@ -325,6 +326,108 @@ fn a_push_while_mounted_appears_a_prune_does_not_wait_and_sigterm_unmounts() {
     assert!(m.log().contains("unmounted"), "{}", m.log());
     let _ = shell.kill();
     let _ = shell.wait();
+}
+
+/// The pack under an open file is repacked away by a prune (format-spec.md
+/// §17.1): the read that finds it gone is retried on a newer view, whose
+/// index names the blob's new pack, and gives the right bytes.
+#[test]
+fn a_prune_that_repacks_the_pack_under_an_open_file_does_not_break_it() {
+    need_fuse!();
+    let repo = Repo::new();
+    let src = repo.dir("src");
+    fs::create_dir_all(&src).unwrap();
+    let keep = noise(11, 3_000_000);
+    fs::write(src.join("keep.bin"), &keep).unwrap();
+    fs::write(src.join("junk.bin"), noise(12, 12_000_000)).unwrap();
+    repo.push(&src, &["--site", "a", "--time", "2026-01-01T00:00:00Z"]);
+    // The second snapshot keeps keep.bin (the same chunks, in the first
+    // push's pack) and drops junk.bin: once the first snapshot goes, that
+    // pack is mostly unused and is repacked.
+    fs::remove_file(src.join("junk.bin")).unwrap();
+    repo.push(&src, &["--site", "a", "--time", "2026-01-02T00:00:00Z"]);
+    let policies = repo.dir("policies.toml");
+    fs::write(
+        &policies,
+        "[policy.level1]\nlevel = 1\nfiles = { last = 1 }\n",
+    )
+    .unwrap();
+
+    let mp = repo.dir("mnt");
+    let _m = Mount::new(&repo, &mp);
+    // Opened by its path (no listing: nothing is fetched ahead), not read.
+    let held = fs::File::open(mp.join("latest/a/files/keep.bin")).unwrap();
+    let packs_before: Vec<PathBuf> = repo.packs().into_iter().map(|(p, _)| p).collect();
+    let out = snap_command(&repo)
+        .args([
+            "prune",
+            "--policy",
+            "level1",
+            "--lock-wait",
+            "5",
+            "--now",
+            "2026-01-03T00:00:00Z",
+        ])
+        .arg("--policy-file")
+        .arg(&policies)
+        .output()
+        .unwrap();
+    assert_success(&out, "snap prune while a file is open");
+    let packs_after: Vec<PathBuf> = repo.packs().into_iter().map(|(p, _)| p).collect();
+    assert!(
+        packs_before.iter().any(|p| !packs_after.contains(p)),
+        "the prune removed no pack: {}",
+        stdout(&out)
+    );
+    let mut got = vec![0u8; keep.len()];
+    held.read_exact_at(&mut got, 0).unwrap();
+    assert!(
+        got == keep,
+        "the open file reads other bytes after the prune"
+    );
+}
+
+/// Without /dev/fuse (a container not given the device, the module not
+/// loaded) the mount is refused with what to do. The device is hidden in a
+/// private mount namespace, which takes root and unshare(1).
+#[test]
+fn a_missing_dev_fuse_is_named_with_what_to_do() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: hiding /dev/fuse in a mount namespace needs root");
+        return;
+    }
+    let repo = Repo::new();
+    let mp = repo.dir("mnt");
+    fs::create_dir_all(&mp).unwrap();
+    let snap = assert_cmd::cargo::cargo_bin("snap");
+    // The environment snap_command gives, for the snap run inside.
+    let env = snap_command(&repo);
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs none /dev && exec \"$0\" mount \"$1\"")
+        .arg(&snap)
+        .arg(&mp)
+        .envs(
+            env.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .stdin(Stdio::null())
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipped: unshare(1) does not run ({e}); scripts/install-deps.sh installs util-linux");
+            return;
+        }
+    };
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/dev/fuse is missing") && err.contains("modprobe fuse"),
+        "{err}"
+    );
+    assert!(!is_mounted(&mp));
 }
 
 #[test]

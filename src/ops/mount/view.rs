@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 /// How often the snapshot list is looked at again, at most.
 pub const RECHECK: Duration = Duration::from_secs(2);
 /// Least time between two re-opens forced by failed reads.
-const REOPEN_AFTER_ERROR: Duration = Duration::from_secs(1);
+const REOPEN_AFTER_ERROR: Duration = Duration::from_millis(250);
 
 /// One consistent view.
 pub struct View {
@@ -149,18 +149,26 @@ impl Views {
         self.get()
     }
 
-    /// After a read failed on view `failed`: a newer view if one is there
-    /// or can be opened now (at most once per second), else `None`.
+    /// After a read failed on view `failed`: a newer view, opened after the
+    /// failure if none was. Re-opens are [`REOPEN_AFTER_ERROR`] apart at
+    /// least (reads of a pruned snapshot fail again and again): a read that
+    /// fails sooner waits for the next one rather than fail for good, since
+    /// the prune that moved its blob may have ended just now.
     pub fn after_error(&self, failed: &Arc<View>) -> Option<Arc<View>> {
         let cur = self.get();
         if !Arc::ptr_eq(&cur, failed) {
             return Some(cur);
         }
-        {
+        let wait = {
             let clock = self.clock.lock().expect("not poisoned");
-            if clock.reopened.elapsed() < REOPEN_AFTER_ERROR {
-                return None;
-            }
+            REOPEN_AFTER_ERROR.saturating_sub(clock.reopened.elapsed())
+        };
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let cur = self.get();
+        if !Arc::ptr_eq(&cur, failed) {
+            return Some(cur);
         }
         self.reopen(&cur);
         let new = self.get();
