@@ -11,10 +11,9 @@
 //! two threads that miss the same blob both read it, and neither waits for
 //! the other's I/O.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::tree::{decode_records, ChunkRecord, Content, ListRef, Node, Tree};
 use crate::id::{BlobKind, BlobRef, ChunkId, TreeId};
-use crate::ops::walk::{check_chunk_len, size_mismatch};
 use crate::repo::Repository;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -225,7 +224,7 @@ impl ReadCache {
     /// A random-access reader of the file `node`.
     pub fn file(&self, node: &Node) -> Result<FileReader> {
         let content = node.content.as_ref().ok_or_else(|| {
-            crate::error::Error::Usage(format!(
+            Error::Usage(format!(
                 "{} is not a regular file",
                 String::from_utf8_lossy(&node.name)
             ))
@@ -350,6 +349,25 @@ impl FileReader {
         }
         Ok(())
     }
+}
+
+/// Refuses a chunk whose length is not the one its chunk list records.
+pub(crate) fn check_chunk_len(id: &ChunkId, len: u32, data: &[u8]) -> Result<()> {
+    if data.len() != len as usize {
+        return Err(Error::corrupt(
+            format!("chunk {id}"),
+            format!("{} bytes, the chunk list says {len}", data.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// A file whose chunks do not add up to its recorded size.
+pub(crate) fn size_mismatch(node: &Node, got: u64) -> Error {
+    Error::corrupt(
+        format!("file {}", String::from_utf8_lossy(&node.name)),
+        format!("its chunks hold {got} bytes, the tree says {}", node.size),
+    )
 }
 
 #[cfg(test)]

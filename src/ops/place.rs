@@ -13,7 +13,7 @@
 use crate::error::{Error, IoContext, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::id::BlobRef;
-use crate::ops::walk::{check_chunk_len, size_mismatch};
+use crate::ops::cache::{check_chunk_len, size_mismatch};
 use crate::repo::Repository;
 use rayon::prelude::*;
 use std::ffi::{CString, OsStr};

@@ -4,8 +4,9 @@
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
+use crate::ops::cache::size_mismatch;
 use crate::ops::cache::ReadCache;
-use crate::ops::walk::{self, size_mismatch, Flow};
+use crate::ops::walk::{self, Flow};
 use crate::repo::Repository;
 use std::io::Write;
 

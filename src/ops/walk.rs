@@ -330,25 +330,6 @@ pub fn validate(n: &Node) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Refuses a chunk whose length is not the one its chunk list records.
-pub(crate) fn check_chunk_len(id: &crate::id::ChunkId, len: u32, data: &[u8]) -> Result<()> {
-    if data.len() != len as usize {
-        return Err(Error::corrupt(
-            format!("chunk {id}"),
-            format!("{} bytes, the chunk list says {len}", data.len()),
-        ));
-    }
-    Ok(())
-}
-
-/// A file whose chunks do not add up to its recorded size.
-pub(crate) fn size_mismatch(node: &Node, got: u64) -> Error {
-    Error::corrupt(
-        format!("file {}", String::from_utf8_lossy(&node.name)),
-        format!("its chunks hold {got} bytes, the tree says {}", node.size),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
