@@ -6,6 +6,7 @@ pub mod changes;
 pub mod check;
 pub mod diff;
 pub mod find;
+pub mod live;
 pub mod log;
 pub mod mount;
 pub mod place;

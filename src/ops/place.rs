@@ -22,7 +22,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-const PREFIX: &str = ".snap-restore-";
+/// The start of every temporary name restore makes.
+pub const PREFIX: &str = ".snap-restore-";
 
 /// A new temporary name beside `p`.
 fn temporary_for(p: &Path) -> PathBuf {
