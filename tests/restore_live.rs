@@ -323,3 +323,103 @@ fn a_restore_killed_half_way_is_finished_by_the_next() {
     // Most files were found in place: the rerun rewrote few.
     assert!(out["overwritten"].as_u64().unwrap() <= 30, "{out}");
 }
+
+#[test]
+fn diff_live_lists_exactly_the_break_in_and_flags_the_planted_scripts() {
+    let repo = Repo::new();
+    let (live, _) = site(&repo);
+    // Nothing changed yet: nothing listed (directories' own times included).
+    let clean = repo.json(&["diff", "latest", "--live", live.to_str().unwrap()]);
+    assert_eq!(clean["entries"].as_array().unwrap().len(), 0, "{clean}");
+    hack(&live, &repo.dir("outside"));
+    let v = repo.json(&["diff", "latest", "--live", live.to_str().unwrap()]);
+    let got: Vec<(String, String, Option<String>)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            !(e["change"] == "metadata"
+                && e["what"] == serde_json::json!(["mtime"])
+                && e["old"]["kind"] == "dir")
+        })
+        .map(|e| {
+            (
+                e["change"].as_str().unwrap().to_string(),
+                e["path"].as_str().unwrap().to_string(),
+                e["flag"].as_str().map(String::from),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, Option<String>)> = [
+        ("modified", "/index.php", None),
+        ("metadata", "/wp-config.php", None),
+        ("modified", "/wp-content/plugins/seo", None),
+        ("added", "/wp-content/uploads/.cache", None),
+        (
+            "added",
+            "/wp-content/uploads/.cache/shell.php",
+            Some("script in uploads"),
+        ),
+        (
+            "added",
+            "/wp-content/uploads/2026/x.php",
+            Some("script in uploads"),
+        ),
+        ("added", "/wp-content/uploads/evil", None),
+        ("removed", "/wp-includes/version.php", None),
+    ]
+    .iter()
+    .map(|(c, p, f)| (c.to_string(), p.to_string(), f.map(String::from)))
+    .collect();
+    assert_eq!(got, want);
+    // The mode change is named.
+    let config = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/wp-config.php")
+        .unwrap();
+    assert_eq!(config["what"], serde_json::json!(["mode"]));
+    // Through the planted link nothing of the outside is listed.
+    assert!(!v.to_string().contains("precious"));
+
+    // A sub-path, and the text output with its flags.
+    let out = repo.ok(&[
+        "diff",
+        "latest",
+        "wp-content/uploads",
+        "--live",
+        live.join("wp-content/uploads").to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("+ /wp-content/uploads/2026/x.php  (file 26 B)  !! script in uploads"),
+        "{text}"
+    );
+    assert!(!text.contains("/index.php"), "{text}");
+
+    // Same size, same mtime, other bytes: only --verify sees it.
+    let idx = live.join("wp-includes/run.sh");
+    let md = fs::metadata(&idx).unwrap();
+    let mut b = fs::read(&idx).unwrap();
+    b[0] = b'X';
+    fs::write(&idx, &b).unwrap();
+    let t = filetime(&md);
+    set_mtime(&idx, t.0, t.1);
+    let plain = repo.json(&["diff", "latest", "--live", live.to_str().unwrap()]);
+    assert!(!plain.to_string().contains("run.sh"));
+    let verified = repo.json(&[
+        "diff",
+        "latest",
+        "--live",
+        live.to_str().unwrap(),
+        "--verify",
+    ]);
+    let e = verified["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/wp-includes/run.sh")
+        .expect("--verify finds the changed bytes");
+    assert_eq!(e["change"], "modified");
+}

@@ -19,19 +19,34 @@ use std::os::unix::ffi::OsStrExt;
 pub struct Args {
     /// The older snapshot: id (prefix) or `latest`.
     old: String,
-    /// The newer snapshot: id (prefix) or `latest`.
-    new: String,
+    /// The newer snapshot: id (prefix) or `latest`; with --live, the PATH.
+    new: Option<String>,
     /// Only this path inside the snapshots, or as it was backed up (/var/www/site2).
     path: Option<std::ffi::OsString>,
+    /// Compare the snapshot with this live directory instead of another
+    /// snapshot (`snap diff SNAPSHOT --live /var/www/site2 [PATH]`): what was
+    /// added since (planted files are flagged), removed, modified.
+    #[arg(long, value_name = "DIR")]
+    live: Option<std::path::PathBuf>,
+    /// With --live: compare files of the same size by their contents (cut
+    /// and hashed as the repository does), not by size and mtime.
+    #[arg(long, requires = "live")]
+    verify: bool,
     #[command(flatten)]
     filter: FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    if let Some(dir) = &a.live {
+        return live(ctx, &a, dir);
+    }
+    let Some(new_spec) = &a.new else {
+        anyhow::bail!("give two snapshots (snap diff OLD NEW [PATH]), or one and --live DIR");
+    };
     let repo = ctx.open(Mode::Read, "diff")?;
     let filter = a.filter.filter();
     let (old_id, old) = select::resolve(&repo, &a.old, &filter)?;
-    let (new_id, new) = select::resolve(&repo, &a.new, &filter)?;
+    let (new_id, new) = select::resolve(&repo, new_spec, &filter)?;
     let cache = ReadCache::new(super::READ_CACHE_BYTES);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut entries = Vec::new();
@@ -81,6 +96,80 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         stats.metadata,
         super::bytes(stats.bytes_added),
         super::bytes(stats.bytes_removed)
+    )?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// `snap diff SNAPSHOT --live DIR [PATH]`: DIR stands for the snapshot's
+/// root, or for PATH in it.
+fn live(ctx: &Ctx, a: &Args, dir: &std::path::Path) -> Result<i32> {
+    if a.path.is_some() {
+        anyhow::bail!("with --live, give one snapshot and at most one PATH: snap diff SNAPSHOT --live DIR [PATH]");
+    }
+    match std::fs::symlink_metadata(dir) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => anyhow::bail!("--live {} is not a directory: give the live directory the snapshot (or PATH) is compared with", dir.display()),
+        Err(e) => anyhow::bail!("--live {}: {e}", dir.display()),
+    }
+    let repo = ctx.open(Mode::Read, "diff")?;
+    let (id, snap) = select::resolve(&repo, &a.old, &a.filter.filter())?;
+    let cache = ReadCache::new(super::READ_CACHE_BYTES);
+    let (root, base) = match &a.new {
+        None => (snap.tree, Vec::new()),
+        Some(p) => {
+            let at = select::snapshot_path(&repo, &snap, &id.short(), p.as_bytes())?;
+            let comps: Vec<Vec<u8>> = read::components(&at)
+                .into_iter()
+                .map(<[u8]>::to_vec)
+                .collect();
+            match read::find_node(&repo, &snap, &id.short(), &at)? {
+                None => (snap.tree, Vec::new()),
+                Some(n) if n.kind == NodeKind::Dir && n.subtree.is_some() => {
+                    (n.subtree.expect("checked"), comps)
+                }
+                Some(_) => anyhow::bail!(
+                    "{} is a file in snapshot {}: give a directory (compare one file with `snap cat {} PATH | cmp - FILE`)",
+                    escape_bytes(&at),
+                    id.short(),
+                    id.short()
+                ),
+            }
+        }
+    };
+    let verifier = a
+        .verify
+        .then(|| snap::ops::live::Verifier::new(&repo, snap.kind));
+    let (entries, stats) =
+        snap::ops::live::diff_live(&repo, &cache, &root, &base, dir, verifier.as_ref())?;
+    let flagged = entries.iter().filter(|e| e.flag.is_some()).count();
+    if ctx.json {
+        return super::print_json(&serde_json::json!({
+            "snapshot": {"id": id.to_hex(), "short_id": id.short(), "time": snap.time},
+            "live": dir,
+            "entries": entries,
+            "counts": stats,
+            "flagged": flagged,
+        }))
+        .map(|_| 0);
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for e in &entries {
+        match e.flag {
+            Some(f) => writeln!(out, "{}  !! {f}", line(e))?,
+            None => writeln!(out, "{}", line(e))?,
+        }
+    }
+    writeln!(
+        out,
+        "{} -> {}: {} added ({} flagged: scripts or uploads), {} removed, {} modified, {} metadata only",
+        id.short(),
+        dir.display(),
+        stats.added,
+        flagged,
+        stats.removed,
+        stats.modified,
+        stats.metadata
     )?;
     out.flush()?;
     Ok(0)

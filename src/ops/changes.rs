@@ -64,6 +64,24 @@ fn in_upload_dir(path: &Path) -> bool {
     })
 }
 
+/// Why a file that appeared at `path` deserves a look: a script (by its
+/// name, or executable), under an upload directory, or both.
+pub fn flag(path: &Path, node: &Node) -> Option<&'static str> {
+    if node.kind != NodeKind::File {
+        return None;
+    }
+    let name = node.name.to_ascii_lowercase();
+    let script =
+        SCRIPT_ENDINGS.iter().any(|e| name.ends_with(e.as_bytes())) || node.mode & 0o111 != 0;
+    let upload = path.parent().is_some_and(in_upload_dir);
+    match (script, upload) {
+        (true, true) => Some("script in uploads"),
+        (true, false) => Some("script"),
+        (false, true) => Some("upload"),
+        (false, false) => None,
+    }
+}
+
 /// Whether a new entry at `path` looks like a planted script: an
 /// executable file, or a script by its name, under an upload directory.
 pub fn suspicious(path: &Path, node: &Node) -> bool {

@@ -105,6 +105,10 @@ pub struct Entry {
     /// What changed: `type`, `content`, `mode`, `owner`, `mtime`, `target`,
     /// `device` (empty for added and removed entries).
     pub what: Vec<&'static str>,
+    /// For `diff --live`: why an added file deserves a look (`script`,
+    /// `upload`, `script in uploads`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<&'static str>,
     /// The entry in the old tree.
     pub old: Option<Side>,
     /// The entry in the new tree.
@@ -390,6 +394,7 @@ impl<'r, 'o> Differ<'r, 'o> {
                 .then(|| raw_path.clone()),
             change,
             what,
+            flag: None,
             old: old.map(Side::of),
             new: new.map(Side::of),
             raw_path,

@@ -8,7 +8,10 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::chunker::{Chunker, StreamChunker};
 use crate::format::snapshot::Kind;
 use crate::format::tree::{ChunkRecord, Node, NodeKind};
-use crate::id::ChunkId;
+use crate::id::{ChunkId, TreeId};
+use crate::ops::cache::ReadCache;
+use crate::ops::diff::{raw_path, Change, Entry, Side, Stats};
+use crate::ops::walk::{self, Flow};
 use crate::repo::Repository;
 use std::collections::HashSet;
 use std::fs;
@@ -262,5 +265,229 @@ pub fn remove(x: &Extra) -> Result<()> {
         fs::remove_dir_all(&x.path).at(&x.path)
     } else {
         fs::remove_file(&x.path).at(&x.path)
+    }
+}
+
+/// A live entry as a tree entry (no contents), for comparing and showing.
+fn node_of(name: &[u8], md: &fs::Metadata, target: Option<Vec<u8>>) -> Node {
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        NodeKind::Symlink
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_char_device() {
+        NodeKind::Chardev
+    } else if ft.is_block_device() {
+        NodeKind::Blockdev
+    } else {
+        NodeKind::File
+    };
+    Node {
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: md.mtime(),
+        mtime_ns: md.mtime_nsec() as u32,
+        size: if ft.is_file() { md.len() } else { 0 },
+        target,
+        rdev: (ft.is_char_device() || ft.is_block_device()).then(|| md.rdev()),
+        ..Node::new(name, kind)
+    }
+}
+
+fn live_node(p: &Path, name: &[u8]) -> Option<Node> {
+    let md = fs::symlink_metadata(p).ok()?;
+    let target = md
+        .file_type()
+        .is_symlink()
+        .then(|| {
+            fs::read_link(p)
+                .ok()
+                .map(|t| t.as_os_str().as_bytes().to_vec())
+        })
+        .flatten();
+    Some(node_of(name, &md, target))
+}
+
+/// What differs between the snapshot's tree `root` (whose path in the
+/// snapshot is `base`) and the live directory `dir`, entry by entry in path
+/// order: `Added` for what only the live tree has (the planted files,
+/// flagged when they are scripts or lie under an upload directory),
+/// `Removed`, `Modified` (kind, or contents: size and mtime, or with a
+/// verifier the bytes) and `Metadata` (mode, owner, mtime, link target).
+/// Live symlinks are compared as links, never followed.
+pub fn diff_live(
+    repo: &Repository,
+    cache: &ReadCache,
+    root: &TreeId,
+    base: &[Vec<u8>],
+    dir: &Path,
+    verify: Option<&Verifier>,
+) -> Result<(Vec<Entry>, Stats)> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let live_of = |path: &[Vec<u8>]| -> PathBuf {
+        let mut p = dir.to_path_buf();
+        for c in &path[base.len()..] {
+            p.push(std::ffi::OsStr::from_bytes(c));
+        }
+        p
+    };
+    let mut visit = |e: walk::Event| -> Result<Flow> {
+        match e {
+            walk::Event::Enter { path, id } => {
+                let here = live_of(path);
+                let tree = cache.tree(repo, id)?;
+                let names: HashSet<Vec<u8>> = tree.entries.iter().map(|n| n.name.clone()).collect();
+                for x in extras(&here, &names)? {
+                    let mut p = path.to_vec();
+                    p.push(x.path.file_name().unwrap_or_default().as_bytes().to_vec());
+                    added(&x.path, &p, &mut entries);
+                }
+                Ok(Flow::Continue)
+            }
+            walk::Event::Node { path, node } => {
+                let p = live_of(path);
+                let Some(live) = live_node(&p, &node.name) else {
+                    entries.push(entry(path, Change::Removed, vec![], Some(node), None));
+                    return Ok(Flow::Continue);
+                };
+                if live.kind != node.kind {
+                    entries.push(entry(
+                        path,
+                        Change::Modified,
+                        vec!["type"],
+                        Some(node),
+                        Some(&live),
+                    ));
+                    if live.kind == NodeKind::Dir {
+                        // Everything in a live directory the snapshot does
+                        // not have as one is new.
+                        for x in extras(&p, &HashSet::new())? {
+                            let mut sub = path.to_vec();
+                            sub.push(x.path.file_name().unwrap_or_default().as_bytes().to_vec());
+                            added(&x.path, &sub, &mut entries);
+                        }
+                    }
+                    return Ok(Flow::Skip);
+                }
+                let mut what = Vec::new();
+                let same_time = (live.mtime, live.mtime_ns) == (node.mtime, node.mtime_ns);
+                if node.kind == NodeKind::File {
+                    let same = match verify {
+                        Some(v) => live.size == node.size && v.same(&p, node)?,
+                        None => live.size == node.size && same_time,
+                    };
+                    if !same {
+                        what.push("content");
+                    }
+                }
+                if !same_time && node.kind != NodeKind::Symlink {
+                    what.push("mtime");
+                }
+                if node.kind != NodeKind::Symlink && live.mode != node.mode & 0o7777 {
+                    what.push("mode");
+                }
+                if (live.uid, live.gid) != (node.uid, node.gid) {
+                    what.push("owner");
+                }
+                if live.target != node.target {
+                    what.push("target");
+                }
+                if live.rdev != node.rdev
+                    && matches!(node.kind, NodeKind::Chardev | NodeKind::Blockdev)
+                {
+                    what.push("device");
+                }
+                if !what.is_empty() {
+                    let change = if what.contains(&"content") {
+                        Change::Modified
+                    } else {
+                        Change::Metadata
+                    };
+                    entries.push(entry(path, change, what, Some(node), Some(&live)));
+                }
+                Ok(Flow::Continue)
+            }
+            walk::Event::Invalid { path, why, .. } => Err(Error::corrupt(
+                format!("tree entry {}", walk::display_path(path)),
+                why,
+            )),
+            walk::Event::TreeError { error, .. } => Err(error),
+            walk::Event::Leave { .. } => Ok(Flow::Continue),
+        }
+    };
+    walk::walk_cached(repo, Some(cache), root, base, &mut visit)?;
+    entries.sort_by(|a, b| {
+        let ca: Vec<&[u8]> = a.raw_path.split(|&c| c == b'/').collect();
+        let cb: Vec<&[u8]> = b.raw_path.split(|&c| c == b'/').collect();
+        ca.cmp(&cb)
+    });
+    let mut stats = Stats::default();
+    for e in &entries {
+        match e.change {
+            Change::Added => {
+                stats.added += 1;
+                stats.bytes_added +=
+                    e.new
+                        .as_ref()
+                        .map_or(0, |s| if s.kind == NodeKind::File { s.size } else { 0 });
+            }
+            Change::Removed => {
+                stats.removed += 1;
+                stats.bytes_removed +=
+                    e.old
+                        .as_ref()
+                        .map_or(0, |s| if s.kind == NodeKind::File { s.size } else { 0 });
+            }
+            Change::Modified => stats.modified += 1,
+            Change::Metadata => stats.metadata += 1,
+        }
+    }
+    Ok((entries, stats))
+}
+
+fn entry(
+    path: &[Vec<u8>],
+    change: Change,
+    what: Vec<&'static str>,
+    old: Option<&Node>,
+    new: Option<&Node>,
+) -> Entry {
+    let raw = raw_path(path);
+    Entry {
+        path: String::from_utf8_lossy(&raw).into_owned(),
+        path_bytes: std::str::from_utf8(&raw).is_err().then(|| raw.clone()),
+        change,
+        what,
+        flag: None,
+        old: old.map(Side::of),
+        new: new.map(Side::of),
+        raw_path: raw,
+    }
+}
+
+/// The live entry `p` (at `path` in the snapshot's terms) and, for a real
+/// directory, everything beneath it, as added; no symlink is followed.
+fn added(p: &Path, path: &[Vec<u8>], out: &mut Vec<Entry>) {
+    let mut stack = vec![(p.to_path_buf(), path.to_vec())];
+    while let Some((p, path)) = stack.pop() {
+        let name = path.last().cloned().unwrap_or_default();
+        let Some(n) = live_node(&p, &name) else {
+            continue;
+        };
+        let mut e = entry(&path, Change::Added, vec![], None, Some(&n));
+        e.flag = crate::ops::changes::flag(&p, &n);
+        out.push(e);
+        if n.kind == NodeKind::Dir {
+            if let Ok(rd) = fs::read_dir(&p) {
+                for c in rd.flatten() {
+                    let mut sub = path.clone();
+                    sub.push(c.file_name().as_bytes().to_vec());
+                    stack.push((c.path(), sub));
+                }
+            }
+        }
     }
 }
