@@ -4,6 +4,12 @@
 #   if-changed  snap restore --overwrite if-changed --delete (only what differs
 #               is written; the planted extras are removed)
 #   always      snap restore --overwrite always (every file written again)
+#   rustic      rustic restore --delete of the same (restic-format) repository
+#               over the same damage: rustic, restic's reimplementation in
+#               Rust, only rewrites files whose size or mtime differ, as restic
+#               0.17's --overwrite if-changed does (install it with
+#               `cargo install --locked --root /var/tmp/rustic-root rustic-rs`;
+#               skipped, and said, when it is missing)
 #   restic      restic restore of the same tree over the same damage (restic
 #               0.14, Debian's: it has neither --overwrite nor --delete, so it
 #               writes every file again and leaves the extras; newer restic
@@ -21,6 +27,11 @@ REPS=${REPS:-5}
 WORK=${WORK:-/var/tmp/snap-inplace.$$}
 SNAP=${SNAP:-${CARGO_TARGET_DIR:-$HERE/../target}/release/snap}
 RESTIC=${RESTIC:-/usr/bin/restic}
+RUSTIC=${RUSTIC:-/var/tmp/rustic-root/bin/rustic}
+if [ ! -x "$RUSTIC" ]; then
+  echo "skipped: rustic (no binary at $RUSTIC; see the header to install it)" >&2
+  RUSTIC=""
+fi
 [ -x "$SNAP" ] || { echo "no snap binary at $SNAP: cargo build --release first, or set SNAP" >&2; exit 1; }
 [ -x "$RESTIC" ] || { echo "no restic at $RESTIC: scripts/install-deps.sh installs it" >&2; exit 1; }
 mkdir -p "$WORK"
@@ -69,6 +80,11 @@ for ((r = 1; r <= REPS; r++)); do
   diff -r -q "$SITE" "$WORK/live" >&2 || { echo "if-changed left a difference" >&2; exit 1; }
   fresh_live; sync
   timed always "$SNAP" -q restore latest --target "$WORK/live" --overwrite always
+  if [ -n "$RUSTIC" ]; then
+    fresh_live; sync
+    timed rustic "$RUSTIC" -r "$RESTIC_REPOSITORY" --password bench --no-progress restore --delete "latest:$SITE" "$WORK/live"
+    diff -r -q "$SITE" "$WORK/live" >&2 || { echo "rustic left a difference" >&2; exit 1; }
+  fi
   fresh_live; sync
   # restic restores the backed-up absolute path under the target.
   timed restic "$RESTIC" -q restore latest --target "$WORK/restic-out"
@@ -94,9 +110,12 @@ print("|---|---:|---:|")
 rows = [
     ("if-changed", "`snap restore --overwrite if-changed --delete`"),
     ("always", "`snap restore --overwrite always`"),
+    ("rustic", "`rustic restore --delete` (rustic 0.11.4: rewrites what differs by size or mtime, removes the extras)"),
     ("restic-in-place", "`restic restore` over the damaged tree (0.14: rewrites every file, keeps the extras)"),
     ("restic", "`restic restore` into an empty directory (reference)"),
 ]
 for k, label in rows:
+    if k not in med:
+        continue
     print(f"| {label} | {med[k]:.2f} ({runs(k)}) | {med[k] / med['if-changed']:.1f}× |")
 PY
