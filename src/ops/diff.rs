@@ -118,6 +118,31 @@ pub struct Entry {
     pub raw_path: Vec<u8>,
 }
 
+impl Entry {
+    /// The entry at `path` (components), with its sides.
+    pub fn new(
+        path: &[Vec<u8>],
+        change: Change,
+        what: Vec<&'static str>,
+        old: Option<&Node>,
+        new: Option<&Node>,
+    ) -> Entry {
+        let raw_path = raw_path(path);
+        Entry {
+            path: String::from_utf8_lossy(&raw_path).into_owned(),
+            path_bytes: std::str::from_utf8(&raw_path)
+                .is_err()
+                .then(|| raw_path.clone()),
+            change,
+            what,
+            flag: None,
+            old: old.map(Side::of),
+            new: new.map(Side::of),
+            raw_path,
+        }
+    }
+}
+
 /// Counts of a diff.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -136,6 +161,29 @@ pub struct Stats {
     /// Trees asked for to find the changes, both sides (read, or taken
     /// from the cache).
     pub trees_loaded: u64,
+}
+
+impl Stats {
+    /// Counts one entry.
+    pub fn count(&mut self, e: &Entry) {
+        let file_size = |s: &Option<Side>| {
+            s.as_ref()
+                .filter(|s| s.kind == NodeKind::File)
+                .map_or(0, |s| s.size)
+        };
+        match e.change {
+            Change::Added => {
+                self.added += 1;
+                self.bytes_added += file_size(&e.new);
+            }
+            Change::Removed => {
+                self.removed += 1;
+                self.bytes_removed += file_size(&e.old);
+            }
+            Change::Modified => self.modified += 1,
+            Change::Metadata => self.metadata += 1,
+        }
+    }
 }
 
 /// Differences between the directories `old` and `new` whose path is
@@ -371,34 +419,9 @@ impl<'r, 'o> Differ<'r, 'o> {
         old: Option<&Node>,
         new: Option<&Node>,
     ) -> Result<()> {
-        let s = &mut self.stats;
-        let file_size =
-            |n: Option<&Node>| n.filter(|n| n.kind == NodeKind::File).map_or(0, |n| n.size);
-        match change {
-            Change::Added => {
-                s.added += 1;
-                s.bytes_added += file_size(new);
-            }
-            Change::Removed => {
-                s.removed += 1;
-                s.bytes_removed += file_size(old);
-            }
-            Change::Modified => s.modified += 1,
-            Change::Metadata => s.metadata += 1,
-        }
-        let raw_path = raw_path(path);
-        (self.out)(Entry {
-            path: String::from_utf8_lossy(&raw_path).into_owned(),
-            path_bytes: std::str::from_utf8(&raw_path)
-                .is_err()
-                .then(|| raw_path.clone()),
-            change,
-            what,
-            flag: None,
-            old: old.map(Side::of),
-            new: new.map(Side::of),
-            raw_path,
-        })
+        let e = Entry::new(path, change, what, old, new);
+        self.stats.count(&e);
+        (self.out)(e)
     }
 }
 

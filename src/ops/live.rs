@@ -10,7 +10,7 @@ use crate::format::snapshot::Kind;
 use crate::format::tree::{ChunkRecord, Node, NodeKind};
 use crate::id::{ChunkId, TreeId};
 use crate::ops::cache::ReadCache;
-use crate::ops::diff::{raw_path, Change, Entry, Side, Stats};
+use crate::ops::diff::{Change, Entry, Stats};
 use crate::ops::walk::{self, Flow};
 use crate::repo::Repository;
 use std::collections::HashSet;
@@ -350,11 +350,11 @@ pub fn diff_live(
             walk::Event::Node { path, node } => {
                 let p = live_of(path);
                 let Some(live) = live_node(&p, &node.name) else {
-                    entries.push(entry(path, Change::Removed, vec![], Some(node), None));
+                    entries.push(Entry::new(path, Change::Removed, vec![], Some(node), None));
                     return Ok(Flow::Continue);
                 };
                 if live.kind != node.kind {
-                    entries.push(entry(
+                    entries.push(Entry::new(
                         path,
                         Change::Modified,
                         vec!["type"],
@@ -406,7 +406,7 @@ pub fn diff_live(
                     } else {
                         Change::Metadata
                     };
-                    entries.push(entry(path, change, what, Some(node), Some(&live)));
+                    entries.push(Entry::new(path, change, what, Some(node), Some(&live)));
                 }
                 Ok(Flow::Continue)
             }
@@ -426,46 +426,9 @@ pub fn diff_live(
     });
     let mut stats = Stats::default();
     for e in &entries {
-        match e.change {
-            Change::Added => {
-                stats.added += 1;
-                stats.bytes_added +=
-                    e.new
-                        .as_ref()
-                        .map_or(0, |s| if s.kind == NodeKind::File { s.size } else { 0 });
-            }
-            Change::Removed => {
-                stats.removed += 1;
-                stats.bytes_removed +=
-                    e.old
-                        .as_ref()
-                        .map_or(0, |s| if s.kind == NodeKind::File { s.size } else { 0 });
-            }
-            Change::Modified => stats.modified += 1,
-            Change::Metadata => stats.metadata += 1,
-        }
+        stats.count(e);
     }
     Ok((entries, stats))
-}
-
-fn entry(
-    path: &[Vec<u8>],
-    change: Change,
-    what: Vec<&'static str>,
-    old: Option<&Node>,
-    new: Option<&Node>,
-) -> Entry {
-    let raw = raw_path(path);
-    Entry {
-        path: String::from_utf8_lossy(&raw).into_owned(),
-        path_bytes: std::str::from_utf8(&raw).is_err().then(|| raw.clone()),
-        change,
-        what,
-        flag: None,
-        old: old.map(Side::of),
-        new: new.map(Side::of),
-        raw_path: raw,
-    }
 }
 
 /// The live entry `p` (at `path` in the snapshot's terms) and, for a real
@@ -477,7 +440,7 @@ fn added(p: &Path, path: &[Vec<u8>], out: &mut Vec<Entry>) {
         let Some(n) = live_node(&p, &name) else {
             continue;
         };
-        let mut e = entry(&path, Change::Added, vec![], None, Some(&n));
+        let mut e = Entry::new(&path, Change::Added, vec![], None, Some(&n));
         e.flag = crate::ops::changes::flag(&p, &n);
         out.push(e);
         if n.kind == NodeKind::Dir {
