@@ -13,10 +13,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No repository at the given place.
-    #[error("no snap repository at {path}: run `snap init` there first, or set --repo / SNAP_REPO to an existing one")]
+    #[error("{}", no_repository(path, unmounted.as_deref()))]
     NoRepository {
         /// Where one was looked for.
         path: PathBuf,
+        /// Why the storage there looks unmounted, when it does: then
+        /// `snap init` would put the repository on the wrong disk.
+        unmounted: Option<String>,
     },
     /// The path exists but is not a snap repository.
     #[error("{path} is not a snap repository ({why}); refusing to touch it")]
@@ -280,5 +283,18 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+fn no_repository(path: &std::path::Path, unmounted: Option<&str>) -> String {
+    match unmounted {
+        Some(why) => format!(
+            "no snap repository at {}: {why}. Mount the storage and run again; do not run `snap init` there, it would put the repository on the wrong disk",
+            path.display()
+        ),
+        None => format!(
+            "no snap repository at {}: run `snap init` there first, or set --repo / SNAP_REPO to an existing one",
+            path.display()
+        ),
     }
 }

@@ -79,17 +79,7 @@ impl Location {
     pub fn new_backend(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Arc<dyn Backend>> {
         Ok(match self {
             Location::Local(p) => {
-                if p.join("config").exists() {
-                    return Err(crate::error::Error::AlreadyExists { path: p.clone() });
-                }
-                if let Ok(mut rd) = std::fs::read_dir(p) {
-                    if rd.next().is_some() {
-                        return Err(crate::error::Error::ForeignRepository {
-                            path: p.clone(),
-                            why: "the directory is not empty".into(),
-                        });
-                    }
-                }
+                crate::repo::check_new_place(p)?;
                 let lb = LocalBackend::new(p);
                 lb.create_layout()?;
                 Arc::new(lb)

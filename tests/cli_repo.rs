@@ -429,3 +429,99 @@ fn the_cache_directory_is_chosen_by_flag_or_environment() {
     let again = r.push(&src, &["--force"]);
     assert_eq!(again["summary"]["blobs_added"].as_u64(), Some(0), "{again}");
 }
+
+/// Runs `snap ARGS` in a private mount namespace after `setup` (shell
+/// commands run as root there: mounts, a bind over /etc/fstab), with the
+/// repository's environment. None when that cannot be done here.
+fn in_namespace(repo: &Repo, setup: &str, args: &[&str]) -> Option<std::process::Output> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: a private mount namespace needs root");
+        return None;
+    }
+    let snap = assert_cmd::cargo::cargo_bin("snap");
+    let script = format!("{setup} && exec \"$0\" \"$@\"");
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(&snap)
+        .args(args)
+        .env("SNAP_CACHE_DIR", repo.cache())
+        .env("SNAP_REMOTES_FILE", "/dev/null")
+        .env("SNAP_POLICY_FILE", "/dev/null")
+        .env("SNAP_PASSWORD", PASSWORD)
+        .env("SNAP_KDF_MEMORY_KIB", "1024")
+        .env("SNAP_INSECURE_KDF", "1")
+        .output();
+    match out {
+        Ok(o) => Some(o),
+        Err(e) => {
+            eprintln!("skipped: unshare(1) does not run ({e}); scripts/install-deps.sh installs util-linux");
+            None
+        }
+    }
+}
+
+/// The off-site disk not mounted: its mount point (in /etc/fstab) is an
+/// empty directory on the local disk. Readers exit 10 saying the storage
+/// looks unmounted, and `init` refuses, instead of a repository landing on
+/// the local disk. A mounted file system with nothing on it is named too.
+#[test]
+fn storage_that_is_not_mounted_is_named_and_never_initialised() {
+    let repo = Repo::uninit();
+    let mnt = repo.dir("offsite");
+    let target = mnt.join("snap");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let fstab = repo.dir("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "# a test fstab\nUUID=1234 / ext4 defaults 0 1\n/dev/sdz1 {} ext4 noauto 0 2\n",
+            mnt.display()
+        ),
+    )
+    .unwrap();
+    let bind = format!("mount --bind {} /etc/fstab", fstab.display());
+    let t = target.to_str().unwrap();
+    let Some(out) = in_namespace(&repo, &bind, &["--repo", t, "snapshots"]) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not mounted now") && err.contains(&mnt.display().to_string()),
+        "{err}"
+    );
+    assert!(!err.contains("run `snap init` there first"), "{err}");
+    let out = in_namespace(&repo, &bind, &["--repo", t, "init"]).unwrap();
+    assert!(!out.status.success(), "init on an unmounted mount point");
+    assert!(stderr(&out).contains("mount it first"), "{}", stderr(&out));
+    assert!(!target.exists(), "init wrote to the local disk");
+
+    // Mounted, and empty: said as such.
+    let m = mnt.to_str().unwrap();
+    let out = in_namespace(
+        &repo,
+        &format!("mount -t tmpfs none {m}"),
+        &["--repo", m, "snapshots"],
+    )
+    .unwrap();
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mounted file system with nothing on it"),
+        "{}",
+        stderr(&out)
+    );
+
+    // An ordinary missing directory still suggests init.
+    let out = repo.run(&[
+        "--repo",
+        repo.dir("elsewhere").to_str().unwrap(),
+        "snapshots",
+    ]);
+    assert_eq!(out.status.code(), Some(10));
+    assert!(
+        stderr(&out).contains("run `snap init` there first"),
+        "{}",
+        stderr(&out)
+    );
+}

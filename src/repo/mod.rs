@@ -36,6 +36,7 @@ use crate::index::rocks::{Access, RocksIndex};
 use crate::index::Index;
 use lock::Lock;
 use rayon::prelude::*;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -146,15 +147,15 @@ fn check_is_repository(root: &Path) -> Result<()> {
     if root.join("config").is_file() {
         return Ok(());
     }
+    let none = || Error::NoRepository {
+        path: root.to_path_buf(),
+        unmounted: unmounted(root),
+    };
     match std::fs::read_dir(root) {
-        Err(_) => Err(Error::NoRepository {
-            path: root.to_path_buf(),
-        }),
+        Err(_) => Err(none()),
         Ok(mut rd) => {
             if rd.next().is_none() {
-                Err(Error::NoRepository {
-                    path: root.to_path_buf(),
-                })
+                Err(none())
             } else {
                 Err(Error::NotARepository {
                     path: root.to_path_buf(),
@@ -163,6 +164,104 @@ fn check_is_repository(root: &Path) -> Result<()> {
             }
         }
     }
+}
+
+/// Refuses to make a repository at `root` unless it is missing or an empty
+/// directory on storage that is mounted.
+pub fn check_new_place(root: &Path) -> Result<()> {
+    if root.join("config").exists() {
+        return Err(Error::AlreadyExists {
+            path: root.to_path_buf(),
+        });
+    }
+    if let Ok(mut rd) = std::fs::read_dir(root) {
+        if rd.next().is_some() {
+            return Err(Error::ForeignRepository {
+                path: root.to_path_buf(),
+                why: "the directory is not empty".into(),
+            });
+        }
+    }
+    // The off-site disk not mounted: the repository would land on the
+    // local disk under its mount point, and look like the off-site copy.
+    if let Some(why) = not_mounted(root) {
+        return Err(Error::ForeignRepository {
+            path: root.to_path_buf(),
+            why: format!("{why}; mount it first"),
+        });
+    }
+    Ok(())
+}
+
+/// Mount points of a table: the second field of each line (`/etc/fstab`)
+/// or the fifth (`/proc/self/mountinfo`), `\040`-style escapes decoded.
+fn mount_points(table: &str, field: usize) -> Vec<PathBuf> {
+    table
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(field))
+        .map(|f| {
+            let mut out = Vec::new();
+            let b = f.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                let esc = b[i] == b'\\'
+                    && i + 3 < b.len()
+                    && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c));
+                if esc {
+                    let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+                    out.push(v);
+                    i += 4;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            PathBuf::from(std::ffi::OsString::from_vec(out))
+        })
+        .collect()
+}
+
+/// Why the missing or empty repository directory `root` looks like storage
+/// that is not mounted: it, or a directory above it, is a mount point in
+/// /etc/fstab that is not mounted now; or it is a mounted file system with
+/// nothing on it (the wrong share, a fresh disk).
+fn unmounted(root: &Path) -> Option<String> {
+    if let Some(why) = not_mounted(root) {
+        return Some(why);
+    }
+    let mounted = mount_points(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, 4);
+    let root = std::path::absolute(root).ok()?;
+    if mounted.contains(&root) {
+        return Some(format!(
+            "{} is a mounted file system with nothing on it: is the right storage mounted there?",
+            root.display()
+        ));
+    }
+    None
+}
+
+/// Why `root` lies on storage that is not mounted: it, or a directory
+/// above it, is a mount point in /etc/fstab and is not mounted now.
+fn not_mounted(root: &Path) -> Option<String> {
+    let mounted = mount_points(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, 4);
+    let fstab = std::fs::read_to_string("/etc/fstab")
+        .map(|t| mount_points(&t, 1))
+        .unwrap_or_default();
+    let root = std::path::absolute(root).ok()?;
+    for a in root.ancestors() {
+        if a == Path::new("/") {
+            break;
+        }
+        if fstab.iter().any(|m| m == a) && !mounted.iter().any(|m| m == a) {
+            return Some(format!(
+                "{} is a mount point in /etc/fstab that is not mounted now (`mount {}`)",
+                a.display(),
+                a.display()
+            ));
+        }
+    }
+    None
 }
 
 impl Repository {
@@ -175,19 +274,7 @@ impl Repository {
         key: &NewKey,
         chunking: Chunking,
     ) -> Result<Self> {
-        if root.join("config").exists() {
-            return Err(Error::AlreadyExists {
-                path: root.to_path_buf(),
-            });
-        }
-        if let Ok(mut rd) = std::fs::read_dir(root) {
-            if rd.next().is_some() {
-                return Err(Error::ForeignRepository {
-                    path: root.to_path_buf(),
-                    why: "the directory is not empty".into(),
-                });
-            }
-        }
+        check_new_place(root)?;
         let lb = LocalBackend::new(root);
         lb.create_layout()?;
         // An empty directory given to init becomes the repository: private
