@@ -31,37 +31,6 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The mount points of this process's namespace, from /proc/self/mountinfo
-/// (the fifth field, with `\NNN` octal escapes).
-fn mount_points() -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    text.split(|&b| b == b'\n')
-        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
-        .map(|field| {
-            let mut out = Vec::with_capacity(field.len());
-            let mut i = 0;
-            while i < field.len() {
-                let oct = field
-                    .get(i + 1..i + 4)
-                    .filter(|o| field[i] == b'\\' && o.iter().all(|c| (b'0'..=b'7').contains(c)));
-                match oct {
-                    Some(o) => {
-                        out.push((o[0] - b'0') * 64 + (o[1] - b'0') * 8 + (o[2] - b'0'));
-                        i += 4;
-                    }
-                    None => {
-                        out.push(field[i]);
-                        i += 1;
-                    }
-                }
-            }
-            PathBuf::from(std::ffi::OsStr::from_bytes(&out))
-        })
-        .collect()
-}
-
 /// Refuses a mount point that is missing, not a directory, already a
 /// mount point or not empty; returns its canonical path.
 fn check_mountpoint(p: &Path) -> Result<PathBuf> {
@@ -82,7 +51,7 @@ fn check_mountpoint(p: &Path) -> Result<PathBuf> {
     let canon = p
         .canonicalize()
         .with_context(|| format!("resolving the mount point {shown}"))?;
-    if mount_points().contains(&canon) {
+    if snap::repo::mounted_now().contains(&canon) {
         bail!(
             "{} is already a mount point (busy): unmount what is there first (`fusermount -u {}` for a snap mount, else `umount`), or choose another empty directory",
             canon.display(),

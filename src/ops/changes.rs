@@ -85,15 +85,7 @@ pub fn flag(path: &Path, node: &Node) -> Option<&'static str> {
 /// Whether a new entry at `path` looks like a planted script: an
 /// executable file, or a script by its name, under an upload directory.
 pub fn suspicious(path: &Path, node: &Node) -> bool {
-    if node.kind != NodeKind::File {
-        return false;
-    }
-    let Some(parent) = path.parent() else {
-        return false;
-    };
-    let name = node.name.to_ascii_lowercase();
-    let script = SCRIPT_ENDINGS.iter().any(|e| name.ends_with(e.as_bytes()));
-    (script || node.mode & 0o111 != 0) && in_upload_dir(parent)
+    flag(path, node) == Some("script in uploads")
 }
 
 /// Whether an entry counts as modified between the parent and now.

@@ -268,33 +268,25 @@ pub fn remove(x: &Extra) -> Result<()> {
     }
 }
 
-/// A live entry as a tree entry (no contents), for comparing and showing.
+/// A live entry as a tree entry (no contents), for comparing and showing:
+/// push's reading of metadata, with the kinds push sets itself.
 fn node_of(name: &[u8], md: &fs::Metadata, target: Option<Vec<u8>>) -> Node {
     let ft = md.file_type();
-    let kind = if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
+    let mut n = crate::ops::push::node_from_metadata(name, md);
+    if ft.is_symlink() {
+        n.kind = NodeKind::Symlink;
     } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_char_device() {
-        NodeKind::Chardev
-    } else if ft.is_block_device() {
-        NodeKind::Blockdev
-    } else {
-        NodeKind::File
-    };
-    Node {
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-        mtime: md.mtime(),
-        mtime_ns: md.mtime_nsec() as u32,
-        size: if ft.is_file() { md.len() } else { 0 },
-        target,
-        rdev: (ft.is_char_device() || ft.is_block_device()).then(|| md.rdev()),
-        ..Node::new(name, kind)
+        n.kind = NodeKind::Fifo;
+    } else if ft.is_char_device() || ft.is_block_device() {
+        n.kind = if ft.is_char_device() {
+            NodeKind::Chardev
+        } else {
+            NodeKind::Blockdev
+        };
+        n.rdev = Some(md.rdev());
     }
+    n.target = target;
+    n
 }
 
 fn live_node(p: &Path, name: &[u8]) -> Option<Node> {

@@ -732,7 +732,9 @@ fn stamp_ns(secs: i64, nanos: u32) -> i64 {
         .saturating_add(nanos as i64)
 }
 
-fn node_from_metadata(name: &[u8], md: &Metadata) -> Node {
+/// A tree entry for the file-system entry `md` named `name`: kind (file or
+/// directory; the caller sets others), times, owner, mode, inode and size.
+pub(crate) fn node_from_metadata(name: &[u8], md: &Metadata) -> Node {
     Node {
         name: name.to_vec(),
         kind: if md.is_dir() {

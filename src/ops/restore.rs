@@ -269,15 +269,16 @@ pub fn restore_with(
     }
     let mut links_written = Vec::new();
     for (p, first, _) in &plan.links {
-        let linked = match (fs::symlink_metadata(p), fs::symlink_metadata(first)) {
-            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        let live = fs::symlink_metadata(p).ok();
+        let linked = match (&live, fs::symlink_metadata(first)) {
+            (Some(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
             _ => false,
         };
         if linked && opts.overwrite != Overwrite::Always {
             counted.push(Action::Keep);
             continue;
         }
-        let existed = fs::symlink_metadata(p).is_ok();
+        let existed = live.is_some();
         match place::hard_link(first, p) {
             Ok(()) => links_written.push(if existed {
                 Action::Overwrite

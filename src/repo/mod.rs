@@ -194,32 +194,45 @@ pub fn check_new_place(root: &Path) -> Result<()> {
 }
 
 /// Mount points of a table: the second field of each line (`/etc/fstab`)
-/// or the fifth (`/proc/self/mountinfo`), `\040`-style escapes decoded.
-fn mount_points(table: &str, field: usize) -> Vec<PathBuf> {
+/// or the fifth (`/proc/self/mountinfo`), with the `\NNN` octal escapes
+/// both use decoded. Names need not be UTF-8.
+pub fn mount_points(table: &[u8], field: usize) -> Vec<PathBuf> {
     table
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_whitespace().nth(field))
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.trim_ascii_start().starts_with(b"#"))
+        .filter_map(|l| {
+            l.split(|b| b.is_ascii_whitespace())
+                .filter(|f| !f.is_empty())
+                .nth(field)
+        })
         .map(|f| {
-            let mut out = Vec::new();
-            let b = f.as_bytes();
+            let mut out = Vec::with_capacity(f.len());
             let mut i = 0;
-            while i < b.len() {
-                let esc = b[i] == b'\\'
-                    && i + 3 < b.len()
-                    && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c));
-                if esc {
-                    let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-                    out.push(v);
-                    i += 4;
-                } else {
-                    out.push(b[i]);
-                    i += 1;
+            while i < f.len() {
+                let oct = f
+                    .get(i + 1..i + 4)
+                    .filter(|o| f[i] == b'\\' && o.iter().all(|c| (b'0'..=b'7').contains(c)));
+                match oct {
+                    Some(o) => {
+                        out.push((o[0] - b'0') * 64 + (o[1] - b'0') * 8 + (o[2] - b'0'));
+                        i += 4;
+                    }
+                    None => {
+                        out.push(f[i]);
+                        i += 1;
+                    }
                 }
             }
             PathBuf::from(std::ffi::OsString::from_vec(out))
         })
         .collect()
+}
+
+/// The mount points of this process's namespace.
+pub fn mounted_now() -> Vec<PathBuf> {
+    std::fs::read("/proc/self/mountinfo")
+        .map(|t| mount_points(&t, 4))
+        .unwrap_or_default()
 }
 
 /// Why the missing or empty repository directory `root` looks like storage
@@ -230,9 +243,8 @@ fn unmounted(root: &Path) -> Option<String> {
     if let Some(why) = not_mounted(root) {
         return Some(why);
     }
-    let mounted = mount_points(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, 4);
     let root = std::path::absolute(root).ok()?;
-    if mounted.contains(&root) {
+    if mounted_now().contains(&root) {
         return Some(format!(
             "{} is a mounted file system with nothing on it: is the right storage mounted there?",
             root.display()
@@ -244,8 +256,8 @@ fn unmounted(root: &Path) -> Option<String> {
 /// Why `root` lies on storage that is not mounted: it, or a directory
 /// above it, is a mount point in /etc/fstab and is not mounted now.
 fn not_mounted(root: &Path) -> Option<String> {
-    let mounted = mount_points(&std::fs::read_to_string("/proc/self/mountinfo").ok()?, 4);
-    let fstab = std::fs::read_to_string("/etc/fstab")
+    let mounted = mounted_now();
+    let fstab = std::fs::read("/etc/fstab")
         .map(|t| mount_points(&t, 1))
         .unwrap_or_default();
     let root = std::path::absolute(root).ok()?;
