@@ -288,3 +288,108 @@ fn repair_packs_salvages_a_damaged_pack_and_check_names_what_stays_lost() {
     assert_code(&r.run(&["check", "--read-data"]), 0, "check after the push");
     assert_first_restores(&r, &src);
 }
+
+/// `restore --delete --overwrite if-changed` into a live site on a disk
+/// that is full: the restore fails, every live file is either the old one
+/// whole or the snapshot's (never truncated), nothing half-written stays;
+/// once space is freed, the same command finishes the job byte for byte,
+/// and the repository checks clean.
+#[test]
+fn an_in_place_restore_on_a_full_disk_loses_nothing_and_resumes() {
+    let r = Repo::new();
+    let src = r.dir("src");
+    big_source(&src);
+    r.ok(&["push", src.to_str().unwrap()]);
+    let mnt = r.dir("www");
+    let _fs = match Tmpfs::mount(&mnt, 48) {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let live = mnt.join("site");
+    let t = live.to_str().unwrap();
+    r.ok(&["restore", "latest", "--target", t]);
+    // The break-in: every media file rewritten (same names, other bytes),
+    // a shell planted; then the disk filled but for a few hundred KiB.
+    let mut before = std::collections::BTreeMap::new();
+    for i in 0..12u64 {
+        let p = live.join(format!("media/{i}.jpg"));
+        std::fs::write(&p, noise(100 + i, 700_000)).unwrap();
+        before.insert(p, noise(100 + i, 700_000));
+    }
+    std::fs::write(live.join("media/shell.php"), "<?php\n").unwrap();
+    let filler = mnt.join("filler");
+    let room = free_bytes(&mnt).saturating_sub(300_000);
+    std::fs::write(&filler, vec![1u8; room as usize]).unwrap();
+
+    let out = r.run(&[
+        "restore",
+        "latest",
+        "--target",
+        t,
+        "--delete",
+        "--overwrite",
+        "if-changed",
+    ]);
+    assert!(
+        !out.status.success(),
+        "a restore onto a full disk cannot succeed"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("No space left") || err.contains("could not be restored"),
+        "{err}"
+    );
+    // Each file is the old one or the snapshot's, whole.
+    for (p, old) in &before {
+        let now = std::fs::read(p).unwrap();
+        let i: u64 = p.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let len = 1_000_000 + (i as usize * 127_000) % 1_500_000;
+        assert!(
+            now == *old || now == noise(i + 1, len),
+            "{} is neither the old file nor the snapshot's ({} bytes)",
+            p.display(),
+            now.len()
+        );
+    }
+    let leftovers: Vec<_> = walkdir(&live)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".snap-restore-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    std::fs::remove_file(&filler).unwrap();
+    r.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t,
+        "--delete",
+        "--overwrite",
+        "if-changed",
+    ]);
+    assert_same_tree(&src, &live, &[]);
+    r.ok(&["check", "--read-data"]);
+}
+
+fn walkdir(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![d.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
