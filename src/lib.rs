@@ -6,6 +6,7 @@
 //! order), `ops` (push, restore, check). The command line lives in the binary.
 
 pub mod backend;
+pub mod config;
 pub mod error;
 pub mod format;
 pub mod id;

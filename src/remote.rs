@@ -24,8 +24,18 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The remotes file's top level: nothing else is allowed in it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StrictToml {
+    allowed_jurisdictions: Option<toml::Value>,
+    remote: Option<toml::Value>,
+}
+
+/// The sections this module reads, from a remotes file or from the
+/// configuration file (which has others).
+#[derive(Deserialize)]
 struct FileToml {
     allowed_jurisdictions: Option<Vec<String>>,
     #[serde(default)]
@@ -93,7 +103,7 @@ impl Remote {
 }
 
 /// The remotes file as read.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Remotes {
     /// Where it was read from (`None`: no file).
     pub path: Option<PathBuf>,
@@ -134,6 +144,12 @@ fn bad(path: &Path, what: String) -> Error {
 
 /// Parses the text of a remotes file read from `path`.
 pub fn parse(text: &str, path: &Path) -> Result<Remotes> {
+    toml::from_str::<StrictToml>(text).map_err(|e| bad(path, e.to_string()))?;
+    parse_section(text, path)
+}
+
+/// Parses the remotes of the configuration file's text read from `path`.
+pub fn parse_section(text: &str, path: &Path) -> Result<Remotes> {
     let f: FileToml = toml::from_str(text).map_err(|e| bad(path, e.to_string()))?;
     let allowed = f
         .allowed_jurisdictions
@@ -277,6 +293,40 @@ pub fn parse_rate(s: &str) -> std::result::Result<u64, String> {
 }
 
 impl Remotes {
+    /// The configuration file's remotes (`self`) and the remotes file's
+    /// together. A remote named in both, or two different
+    /// `allowed_jurisdictions`, is an error: which one holds would be a
+    /// guess.
+    pub fn merge(mut self, other: Remotes) -> Result<Remotes> {
+        let name = |p: &Option<PathBuf>| {
+            p.as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        let (mine, theirs) = (name(&self.path), name(&other.path));
+        for (n, r) in other.remotes {
+            if self.remotes.contains_key(&n) {
+                return Err(Error::Usage(format!(
+                    "remote {n:?} is defined in both {mine} and {theirs}: keep one"
+                )));
+            }
+            self.remotes.insert(n, r);
+        }
+        match (&self.allowed, other.allowed) {
+            (Some(a), Some(b)) if *a != b => return Err(Error::Usage(format!(
+                "allowed_jurisdictions differ between {mine} ({}) and {theirs} ({}): keep one list",
+                a.join(", "),
+                b.join(", ")
+            ))),
+            (None, b) => self.allowed = b,
+            _ => {}
+        }
+        if self.path.is_none() {
+            self.path = other.path;
+        }
+        Ok(self)
+    }
+
     /// The remote called `name`.
     pub fn get(&self, name: &str) -> Result<&Remote> {
         self.remotes.get(name).ok_or_else(|| {

@@ -1,6 +1,6 @@
 //! `snap init`
 
-use super::{kdf_params, password, Ctx};
+use super::{kdf_params, Ctx};
 use anyhow::Result;
 use snap::format::config::{ChunkerParams, Chunking};
 use snap::repo::NewKey;
@@ -36,11 +36,7 @@ fn parse_params(s: &str) -> std::result::Result<ChunkerParams, String> {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let pw = password(
-        "SNAP_PASSWORD",
-        "SNAP_PASSWORD_FILE",
-        "new repository password: ",
-    )?;
+    let pw = ctx.password("new repository password: ")?;
     if pw.is_empty() {
         anyhow::bail!("refusing an empty password");
     }

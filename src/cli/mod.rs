@@ -80,6 +80,9 @@ pub struct Cli {
     /// No progress bars or notes; errors and warnings still go to stderr.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Configuration file: the repository, the password file, the sites and the schedule of `snap run` [default: SNAP_CONFIG, /etc/snap/snap.toml, ~/.config/snap/snap.toml].
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Seconds to wait for a conflicting lock (a prune, another push writing the index).
     #[arg(long, global = true, default_value_t = 1800)]
     lock_wait: u64,
@@ -152,9 +155,44 @@ pub struct Ctx {
     json: bool,
     quiet: bool,
     lock_wait: Duration,
+    /// The configuration file, when there is one.
+    config: Option<snap::config::Config>,
+    /// The file `--config` named, passed on to what `snap run` starts.
+    #[allow(dead_code)]
+    config_flag: Option<PathBuf>,
 }
 
 impl Ctx {
+    /// The repository password: SNAP_PASSWORD_FILE, SNAP_PASSWORD, the
+    /// configuration's password file, or the terminal.
+    fn password(&self, prompt: &str) -> Result<String> {
+        if std::env::var_os("SNAP_PASSWORD_FILE").is_none()
+            && std::env::var_os("SNAP_PASSWORD").is_none()
+        {
+            if let Some(f) = self.config.as_ref().and_then(|c| c.password_file.as_ref()) {
+                return read_password_file(f, "password_file of the configuration");
+            }
+        }
+        password("SNAP_PASSWORD", "SNAP_PASSWORD_FILE", prompt)
+    }
+
+    /// The time zone of the times printed: the configuration's, else the
+    /// policy file's, else TZ or the system's.
+    #[allow(dead_code)]
+    fn timezone(&self) -> chrono_tz::Tz {
+        if let Some(c) = &self.config {
+            return c.timezone;
+        }
+        snap::format::policy_file::find(None)
+            .ok()
+            .flatten()
+            .and_then(|(text, origin)| {
+                snap::format::policy_file::parse_section(&text, &origin).ok()
+            })
+            .map(|(_, tz)| tz)
+            .unwrap_or_else(snap::format::policy_file::default_timezone)
+    }
+
     fn open(&self, mode: Mode, command: &str) -> Result<Repository> {
         Ok(self.open_keeping_password(mode, command)?.0)
     }
@@ -162,11 +200,7 @@ impl Ctx {
     /// [`Ctx::open`], also returning the password it opened with (for a
     /// command that wraps the keys again, such as `key rotate`).
     fn open_keeping_password(&self, mode: Mode, command: &str) -> Result<(Repository, String)> {
-        let pw = password(
-            "SNAP_PASSWORD",
-            "SNAP_PASSWORD_FILE",
-            "repository password: ",
-        )?;
+        let pw = self.password("repository password: ")?;
         let quiet = self.quiet;
         let waiting = |what: &str| {
             if !quiet {
@@ -212,7 +246,7 @@ impl Ctx {
 
     /// The remotes file.
     fn remotes(&self) -> Result<snap::remote::Remotes> {
-        Ok(snap::remote::load(self.remotes_file.as_deref())?)
+        load_remotes(self.remotes_file.as_deref(), self.config.as_ref())
     }
 
     /// Refuses a command that only works on the local repository.
@@ -252,26 +286,39 @@ fn default_repo_path() -> PathBuf {
     base.join("snap/repo")
 }
 
+/// The remotes of the configuration and of the remotes file.
+fn load_remotes(
+    file: Option<&std::path::Path>,
+    config: Option<&snap::config::Config>,
+) -> Result<snap::remote::Remotes> {
+    let from_file = snap::remote::load(file)?;
+    Ok(match config {
+        Some(c) => c.remotes.clone().merge(from_file)?,
+        None => from_file,
+    })
+}
+
+/// Reads a password file; `what` says where its name came from.
+fn read_password_file(f: &std::path::Path, what: &str) -> Result<String> {
+    let s = std::fs::read_to_string(f)
+        .with_context(|| format!("reading the password file {} ({what})", f.display()))?;
+    let pw = s
+        .strip_suffix('\n')
+        .map(|x| x.strip_suffix('\r').unwrap_or(x))
+        .unwrap_or(&s);
+    if pw.is_empty() {
+        anyhow::bail!(
+            "the password file {} ({what}) is empty: put the password in it",
+            f.display()
+        );
+    }
+    Ok(pw.to_string())
+}
+
 /// Reads a password from `file_var`, `var`, or the terminal.
 fn password(var: &str, file_var: &str, prompt: &str) -> Result<String> {
     if let Some(f) = std::env::var_os(file_var) {
-        let s = std::fs::read_to_string(&f).with_context(|| {
-            format!(
-                "reading the password file {} ({file_var})",
-                PathBuf::from(&f).display()
-            )
-        })?;
-        let pw = s
-            .strip_suffix('\n')
-            .map(|x| x.strip_suffix('\r').unwrap_or(x))
-            .unwrap_or(&s);
-        if pw.is_empty() {
-            anyhow::bail!(
-                "the password file {} ({file_var}) is empty: put the password in it",
-                PathBuf::from(&f).display()
-            );
-        }
-        return Ok(pw.to_string());
+        return read_password_file(std::path::Path::new(&f), file_var);
     }
     if let Ok(p) = std::env::var(var) {
         return Ok(p);
@@ -358,17 +405,24 @@ pub fn stopping() -> bool {
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32> {
+    let config = snap::config::load(cli.config.as_deref()).map_err(|e| {
+        anyhow::anyhow!("{e} (--config /dev/null runs without a configuration file)")
+    })?;
     let remote = match &cli.remote {
         None => None,
         Some(name) => Some(
-            snap::remote::load(cli.remotes_file.as_deref())?
+            load_remotes(cli.remotes_file.as_deref(), config.as_ref())?
                 .get(name)?
                 .clone(),
         ),
     };
     let repo = match &remote {
         Some(r) => Location::parse(&r.url),
-        None => Location::parse(&cli.repo.unwrap_or_else(default_repo)),
+        None => Location::parse(
+            &cli.repo
+                .or_else(|| config.as_ref().and_then(|c| c.repository.clone()))
+                .unwrap_or_else(default_repo),
+        ),
     };
     let mut flags = std::collections::BTreeMap::new();
     if let Some(e) = cli.s3_endpoint {
@@ -388,10 +442,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         flags,
         cache: cli
             .cache_dir
+            .or_else(|| config.as_ref().and_then(|c| c.cache_dir.clone()))
             .unwrap_or_else(snap::repo::cache::default_base),
         json: cli.json,
         quiet: cli.quiet,
         lock_wait: Duration::from_secs(cli.lock_wait),
+        config,
+        config_flag: cli.config,
     };
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),
@@ -473,7 +530,12 @@ impl PolicyArgs {
         })
     }
 
-    fn policies(&self) -> Result<Vec<snap::format::policy::Policy>> {
+    /// The policies: `--policy-file`'s, else the configuration's (with
+    /// the policy file merged in), else the policy file's or the built-in.
+    fn policies(&self, ctx: &Ctx) -> Result<Vec<snap::format::policy::Policy>> {
+        if let (None, Some(c)) = (&self.policy_file, &ctx.config) {
+            return Ok(c.policies.clone());
+        }
         Ok(snap::format::policy_file::load(
             self.policy_file.as_deref(),
         )?)

@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let policies = a.clock.policies()?;
+    let policies = a.clock.policies(ctx)?;
     let now = a.clock.now()?;
     if !(0.0..=100.0).contains(&a.max_unused) {
         anyhow::bail!(

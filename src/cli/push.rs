@@ -83,9 +83,12 @@ fn ratio(s: &str) -> std::result::Result<f64, String> {
 /// The alert ratio of this push: the flag, else the policy file's for the
 /// site. A policy file that cannot be read costs the alert, never the
 /// backup: it is named in a warning.
-fn alert_ratio(a: &Args) -> Option<f64> {
+fn alert_ratio(ctx: &Ctx, a: &Args) -> Option<f64> {
     if a.alert_changed_ratio.is_some() {
         return a.alert_changed_ratio;
+    }
+    if let (None, Some(c)) = (&a.policy_file, &ctx.config) {
+        return c.alerts.for_site(a.site.as_deref());
     }
     match snap::format::policy_file::load_alerts(a.policy_file.as_deref()) {
         Ok(alerts) => alerts.for_site(a.site.as_deref()),
@@ -249,8 +252,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         force: a.force,
         parent,
         time,
-        host: a.host.clone().unwrap_or_else(snap::repo::lock::host_name),
-        alert_changed_ratio: if stream { None } else { alert_ratio(&a) },
+        host: a
+            .host
+            .clone()
+            .or_else(|| ctx.config.as_ref().and_then(|c| c.host.clone()))
+            .unwrap_or_else(snap::repo::lock::host_name),
+        alert_changed_ratio: if stream { None } else { alert_ratio(ctx, &a) },
     };
     let alert_ratio = opts.alert_changed_ratio;
     let progress = ctx.progress(None);

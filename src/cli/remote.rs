@@ -1,7 +1,7 @@
 //! `snap remote init NAME`, `snap remote list`, `snap replicate REMOTE`,
 //! `snap clone REMOTE`: the off-site copies of the plan.
 
-use super::{kdf_params, password, Ctx};
+use super::{kdf_params, Ctx};
 use anyhow::{Context, Result};
 use snap::location::Location;
 use snap::ops::replicate::{self, Filter, Summary};
@@ -293,11 +293,7 @@ pub fn clone_cmd(ctx: &Ctx, a: CloneArgs) -> Result<i32> {
         Some(r) => r.setting(v),
         None => std::env::var(v).ok(),
     };
-    let pw = password(
-        "SNAP_PASSWORD",
-        "SNAP_PASSWORD_FILE",
-        "repository password: ",
-    )?;
+    let pw = ctx.password("repository password: ")?;
     let src = loc
         .open(
             &ctx.cache,

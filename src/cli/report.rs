@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let policies = a.policy.policies()?;
+    let policies = a.policy.policies(ctx)?;
     let now = a.policy.now()?;
     let repo = ctx.open(Mode::Read, "report")?;
     let groups = report::report(&repo, &policies, a.site.as_deref(), now)?;

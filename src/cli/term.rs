@@ -143,9 +143,37 @@ fn push_char(out: &mut String, c: char, lossless: bool) {
     }
 }
 
+/// A snapshot's RFC 3339 time as people read it: in `tz`, to the second,
+/// with the zone's abbreviation (`2026-11-30 03:00:12 CET`). A time that
+/// does not parse is shown as it is.
+#[allow(dead_code)]
+pub fn human_time(t: &str, tz: chrono_tz::Tz) -> String {
+    match chrono::DateTime::parse_from_rfc3339(t) {
+        Ok(t) => t
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        Err(_) => escape_message(t),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_times_are_local_to_the_second() {
+        let tz: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+        assert_eq!(
+            human_time("2026-11-30T02:00:12.123456789+00:00", tz),
+            "2026-11-30 03:00:12 CET"
+        );
+        assert_eq!(
+            human_time("2026-07-01T00:00:00Z", tz),
+            "2026-07-01 02:00:00 CEST"
+        );
+        assert_eq!(human_time("garbage", tz), "garbage");
+    }
 
     #[test]
     fn escapes_what_a_terminal_would_obey_and_nothing_else() {

@@ -22,8 +22,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use toml::Spanned;
 
+/// The policy file's top level: nothing else is allowed in it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StrictToml {
+    timezone: Option<toml::Value>,
+    policy: Option<toml::Value>,
+    alerts: Option<toml::Value>,
+}
+
+/// The sections this module reads, from a policy file or from the
+/// configuration file (which has others).
+#[derive(Deserialize)]
 struct FileToml {
     timezone: Option<Spanned<String>>,
     #[serde(default)]
@@ -64,13 +75,32 @@ impl Alerts {
     }
 }
 
+/// Reads the sections of a policy file (`strict`: nothing else allowed)
+/// or of the configuration file.
+fn read(text: &str, origin: &str, strict: bool) -> Result<FileToml> {
+    let bad = |e: toml::de::Error| {
+        let line = e.span().map(|s| line_at(text, s.start)).unwrap_or(1);
+        Error::Usage(format!("{origin}, line {line}: {}", e.message()))
+    };
+    if strict {
+        toml::from_str::<StrictToml>(text).map_err(bad)?;
+    }
+    toml::from_str(text).map_err(bad)
+}
+
 /// Parses the `[alerts]` of a policy file's text.
 pub fn parse_alerts(text: &str, origin: &str) -> Result<Alerts> {
+    alerts_of(text, origin, true)
+}
+
+/// Parses the `[alerts]` of the configuration file's text.
+pub fn parse_alerts_section(text: &str, origin: &str) -> Result<Alerts> {
+    alerts_of(text, origin, false)
+}
+
+fn alerts_of(text: &str, origin: &str, strict: bool) -> Result<Alerts> {
     let bad = |line: usize, msg: String| Error::Usage(format!("{origin}, line {line}: {msg}"));
-    let f: FileToml = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_at(text, s.start)).unwrap_or(1);
-        bad(line, e.message().to_string())
-    })?;
+    let f = read(text, origin, strict)?;
     let Some(a) = f.alerts else {
         return Ok(Alerts::default());
     };
@@ -167,11 +197,17 @@ fn header_line(text: &str, name: &str) -> usize {
 
 /// Parses a policy file's text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Policy>> {
+    Ok(policies_of(text, origin, true)?.0)
+}
+
+/// Parses the policies and the time zone of the configuration file's text.
+pub fn parse_section(text: &str, origin: &str) -> Result<(Vec<Policy>, Tz)> {
+    policies_of(text, origin, false)
+}
+
+fn policies_of(text: &str, origin: &str, strict: bool) -> Result<(Vec<Policy>, Tz)> {
     let bad = |line: usize, msg: String| Error::Usage(format!("{origin}, line {line}: {msg}"));
-    let f: FileToml = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_at(text, s.start)).unwrap_or(1);
-        bad(line, e.message().to_string())
-    })?;
+    let f = read(text, origin, strict)?;
     let tz = match &f.timezone {
         Some(t) => parse_tz(t.get_ref(), "timezone").map_err(|m| bad(line_of_span(text, t), m))?,
         None => default_timezone(),
@@ -259,7 +295,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Policy>> {
             None => policies.push(policy),
         }
     }
-    Ok(policies)
+    Ok((policies, tz))
 }
 
 /// Where snap looks for the policy file, in order: `--policy-file`,
@@ -274,7 +310,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Vec<Policy>> {
 }
 
 /// The policy file's text and name, if there is one.
-fn find(explicit: Option<&Path>) -> Result<Option<(String, String)>> {
+pub fn find(explicit: Option<&Path>) -> Result<Option<(String, String)>> {
     // A file the user named must exist; the usual places may not.
     let named = explicit
         .map(Path::to_path_buf)

@@ -72,6 +72,8 @@ impl Repo {
             .env("SNAP_REMOTES_FILE", "/dev/null")
             // No policy file (policies, alerts) from the machine.
             .env("SNAP_POLICY_FILE", "/dev/null")
+            // No configuration file from the machine.
+            .env("SNAP_CONFIG", "/dev/null")
             .env("SNAP_PASSWORD", PASSWORD)
             .env("SNAP_KDF_MEMORY_KIB", "1024")
             .env("SNAP_INSECURE_KDF", "1")
