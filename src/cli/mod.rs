@@ -26,6 +26,7 @@ mod remote;
 mod repair;
 mod report;
 mod restore;
+mod run;
 mod signals;
 mod snapshots;
 mod state;
@@ -140,6 +141,8 @@ enum Command {
     Replicate(remote::ReplicateArgs),
     /// Rebuild a local repository (--repo) from a remote, after losing the local one.
     Clone(remote::CloneArgs),
+    /// Do what the configuration says is due now (pushes, replication, prune, report); silent when all is well.
+    Run(run::Args),
 }
 
 /// Global settings every subcommand can use.
@@ -473,11 +476,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Remote(a) => remote::run(&ctx, a),
         Command::Replicate(a) => remote::replicate_cmd(&ctx, a),
         Command::Clone(a) => remote::clone_cmd(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
     }
 }
 
 /// The exit code for an error (documented in the README).
 pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<run::AlreadyRunning>().is_some() {
+        return run::EXIT_ALREADY_RUNNING;
+    }
     match e.downcast_ref::<Error>() {
         Some(Error::NoRepository { .. } | Error::NotARepository { .. }) => 10,
         Some(Error::Locked { .. } | Error::LockLost { .. }) => 11,

@@ -8,7 +8,7 @@ use snap::repo::Mode;
 /// Apply a retention policy and reclaim the space of what is removed.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The policy: level1, level2, or one from the policy file.
+    /// The policy: level1, level2, one from the policy file or the configuration, or `all` (each group by the policy in charge of it).
     #[arg(long)]
     policy: String,
     /// Show what would be removed and freed; change nothing.

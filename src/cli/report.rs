@@ -15,15 +15,51 @@ pub struct Args {
     /// Only this site.
     #[arg(long, value_parser = super::push::non_empty)]
     site: Option<String>,
+    /// Print only what is wrong (nothing when every promise holds): for mail.
+    #[arg(long)]
+    problems_only: bool,
     #[command(flatten)]
     policy: super::PolicyArgs,
+}
+
+/// The pushes the configuration expects, for the report at `now`.
+pub fn expectations(ctx: &Ctx, now: chrono::DateTime<chrono::Utc>) -> Vec<report::Expect> {
+    let Some(c) = &ctx.config else {
+        return Vec::new();
+    };
+    let host = c.host.clone().unwrap_or_else(snap::repo::lock::host_name);
+    c.expected()
+        .into_iter()
+        .map(|e| {
+            let (since, deadline) = e.due(now, c);
+            report::Expect {
+                schedule: format!("{}, by {}", e.period, c.schedule.deadline.format("%H:%M")),
+                level: e.level,
+                kind: e.kind,
+                site: e.site,
+                paths: e.paths,
+                host: host.clone(),
+                since,
+                deadline,
+            }
+        })
+        .collect()
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let policies = a.policy.policies(ctx)?;
     let now = a.policy.now()?;
     let repo = ctx.open(Mode::Read, "report")?;
-    let groups = report::report(&repo, &policies, a.site.as_deref(), now)?;
+    let tz = ctx.timezone();
+    let show = |t: chrono::DateTime<chrono::Utc>| super::term::human_time(&t.to_rfc3339(), tz);
+    let expected = expectations(ctx, now);
+    let mut groups = report::report(&repo, &policies, a.site.as_deref(), now, &expected, &show)?;
+    if a.problems_only {
+        groups.retain(|g| g.status == Status::Missing);
+        for g in &mut groups {
+            g.checks.retain(|c| c.status == Status::Missing);
+        }
+    }
     let broken = groups.iter().any(|g| g.status == Status::Missing);
     // The restore points counted below are only those the storage shows:
     // a state that contradicts them fails the report.
@@ -39,18 +75,25 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if ctx.json {
         super::print_json(&groups)?;
     } else {
-        for g in &groups {
+        let labels: Vec<String> = groups
+            .iter()
+            .map(|g| super::escape_message(&g.group.to_string()))
+            .collect();
+        let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+        for (g, label) in groups.iter().zip(&labels) {
             let future = match g.future {
                 0 => String::new(),
                 n => format!(" ({n} more dated after now, not counted)"),
             };
             outln!(
-                "{}: {} point(s){future}, newest {}, policy {} — {:?}",
-                g.group,
+                "{label:<width$}  {:<7}  {:>3} point(s)  newest {:<23}  policy {}{future}",
+                format!("{:?}", g.status).to_uppercase(),
                 g.points,
-                g.newest.as_deref().unwrap_or("-"),
+                g.newest
+                    .as_deref()
+                    .map(|t| super::term::human_time(t, tz))
+                    .unwrap_or_else(|| "-".into()),
                 g.policy.as_deref().unwrap_or("none"),
-                g.status
             );
             for c in &g.checks {
                 outln!(
@@ -84,12 +127,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                     "last alert",
                     "ALERT",
                     a.snapshot,
-                    a.time,
+                    super::term::human_time(&a.time, tz),
                     what.join("; ")
                 );
             }
         }
-        if groups.is_empty() {
+        if groups.is_empty() && !a.problems_only {
             outln!("no snapshots");
         }
     }

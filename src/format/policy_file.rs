@@ -215,6 +215,12 @@ fn policies_of(text: &str, origin: &str, strict: bool) -> Result<(Vec<Policy>, T
     let mut policies = builtin_policies(tz);
     for (name, p) in f.policy {
         let line = header_line(text, &name);
+        if name == crate::ops::prune::ALL {
+            return Err(bad(
+                line,
+                "\"all\" names every policy at once (snap prune --policy all): give this policy another name".into(),
+            ));
+        }
         let level = *p.level.get_ref();
         let level_line = line_of_span(text, &p.level);
         if !(1..=2).contains(&level) {

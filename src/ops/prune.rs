@@ -176,12 +176,18 @@ pub struct PruneOptions {
     pub max_unused: f64,
 }
 
+/// The policy name that applies every policy to the groups it is in
+/// charge of, in one prune (`snap prune --policy all`, what `snap run`
+/// does): no user policy may take it.
+pub const ALL: &str = "all";
+
 /// Plans a prune; `repo` must be open exclusively.
 pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PrunePlan> {
-    let policy = opts
+    let all = opts.policy == ALL;
+    let asked = opts
         .policies
         .iter()
-        .find(|p| p.name == opts.policy)
+        .find(|p| p.name == opts.policy || all)
         .ok_or_else(|| {
             let names: Vec<&str> = opts.policies.iter().map(|p| p.name.as_str()).collect();
             Error::Usage(format!(
@@ -223,7 +229,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> 
     let mut keep_all: Vec<(SnapshotId, TreeId)> = Vec::new();
     for (key, snaps) in &groups {
         let in_charge = effective_policy(&opts.policies, key.level, key.site.as_deref());
-        let ours = in_charge.is_some_and(|p| p.name == policy.name)
+        let ours = in_charge.is_some_and(|p| all || p.name == asked.name)
             && opts
                 .site
                 .as_ref()
@@ -238,6 +244,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> 
             keep_all.extend(snaps.iter().map(|(id, s)| (*id, s.tree)));
             continue;
         }
+        let policy = in_charge.expect("a group is ours only with a policy in charge");
         let rules = match key.kind {
             Kind::Files => &policy.files,
             Kind::Db => &policy.db,
@@ -295,7 +302,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> 
     mark_used(repo, &keep_all, progress)?;
     let packs = plan_packs(repo, opts.max_unused)?;
     Ok(PrunePlan {
-        policy: policy.name.clone(),
+        policy: if all { ALL.into() } else { asked.name.clone() },
         now: opts.now.to_rfc3339(),
         groups: plans,
         other_groups: other,

@@ -56,12 +56,90 @@ pub struct Alert {
     pub suspicious: u64,
 }
 
-/// Builds the report. `site` limits it to one site.
+/// A push the configuration expects (see `snap::config::Expected`).
+#[derive(Clone, Debug)]
+pub struct Expect {
+    /// Plan level.
+    pub level: u8,
+    /// Files or db.
+    pub kind: Kind,
+    /// Site (None: global).
+    pub site: Option<String>,
+    /// Source paths as a push records them, or the dump's file name.
+    pub paths: Vec<String>,
+    /// The host that pushes it.
+    pub host: String,
+    /// Start of the current period: a push since then is this period's.
+    pub since: DateTime<Utc>,
+    /// When this period's push is late.
+    pub deadline: DateTime<Utc>,
+    /// How the period and the deadline are said (`weekly (sunday), by 06:00`).
+    pub schedule: String,
+}
+
+impl Expect {
+    fn matches(&self, k: &GroupKey) -> bool {
+        k.level == self.level && k.kind == self.kind && k.site == self.site && k.paths == self.paths
+    }
+
+    /// The check of this period's push, given the group's newest restore
+    /// point not dated after now.
+    fn check(
+        &self,
+        newest: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        show: &dyn Fn(DateTime<Utc>) -> String,
+    ) -> Check {
+        let done = newest.is_some_and(|t| t >= self.since);
+        let (status, detail) = if done {
+            (Status::Ok, format!("pushed since {}", show(self.since)))
+        } else if newest.is_none() {
+            (
+                Status::Missing,
+                format!(
+                    "no snapshot at all: the configuration expects one, {}",
+                    self.schedule
+                ),
+            )
+        } else if now >= self.deadline {
+            (
+                Status::Missing,
+                format!(
+                    "due since {}, none by the deadline {}",
+                    show(self.since),
+                    show(self.deadline)
+                ),
+            )
+        } else {
+            (
+                Status::Pending,
+                format!(
+                    "due since {}, deadline {}",
+                    show(self.since),
+                    show(self.deadline)
+                ),
+            )
+        };
+        Check {
+            promise: "scheduled push".into(),
+            status,
+            points: usize::from(done),
+            detail,
+        }
+    }
+}
+
+/// Builds the report. `site` limits it to one site. `expected` are the
+/// pushes the configuration expects: a group it names that has no snapshot
+/// is reported MISSING, and each gets a check of its current period's push
+/// (`show` writes the times of its details).
 pub fn report(
     repo: &Repository,
     policies: &[Policy],
     site: Option<&str>,
     now: DateTime<Utc>,
+    expected: &[Expect],
+    show: &dyn Fn(DateTime<Utc>) -> String,
 ) -> Result<Vec<GroupReport>> {
     let protected = repo.protected()?;
     let mut groups: BTreeMap<GroupKey, Vec<Candidate>> = BTreeMap::new();
@@ -109,7 +187,7 @@ pub fn report(
     for (key, snaps) in groups {
         let fut = future.get(&key).copied().unwrap_or(0);
         let policy = effective_policy(policies, key.level, key.site.as_deref());
-        let checks = match policy {
+        let mut checks = match policy {
             Some(p) => {
                 let rules = match key.kind {
                     Kind::Files => &p.files,
@@ -119,13 +197,15 @@ pub fn report(
             }
             None => Vec::new(),
         };
-        let status = if checks.iter().any(|c| c.status == Status::Missing) {
-            Status::Missing
-        } else if checks.iter().any(|c| c.status == Status::Pending) {
-            Status::Pending
-        } else {
-            Status::Ok
-        };
+        if let Some(e) = expected.iter().find(|e| e.matches(&key)) {
+            let newest_point = snaps
+                .iter()
+                .filter(|c| c.time.to_utc() <= now)
+                .map(|c| c.time.to_utc())
+                .max();
+            checks.push(e.check(newest_point, now, show));
+        }
+        let status = worst(&checks);
         out.push(GroupReport {
             last_alert: alerts.remove(&key),
             newest: newest.get(&key).cloned(),
@@ -137,5 +217,44 @@ pub fn report(
             status,
         });
     }
+    // What the configuration expects and no snapshot stands for.
+    for e in expected {
+        if site.is_some_and(|x| e.site.as_deref() != Some(x)) {
+            continue;
+        }
+        if out.iter().any(|g| e.matches(&g.group)) {
+            continue;
+        }
+        let checks = vec![e.check(None, now, show)];
+        let group = GroupKey {
+            level: e.level,
+            kind: e.kind,
+            site: e.site.clone(),
+            host: e.host.clone(),
+            paths: e.paths.clone(),
+        };
+        out.push(GroupReport {
+            policy: effective_policy(policies, e.level, e.site.as_deref()).map(|p| p.name.clone()),
+            group,
+            points: 0,
+            newest: None,
+            future: 0,
+            status: worst(&checks),
+            checks,
+            last_alert: None,
+        });
+    }
+    out.sort_by(|a, b| a.group.cmp(&b.group));
     Ok(out)
+}
+
+/// The worst status of some checks.
+fn worst(checks: &[Check]) -> Status {
+    if checks.iter().any(|c| c.status == Status::Missing) {
+        Status::Missing
+    } else if checks.iter().any(|c| c.status == Status::Pending) {
+        Status::Pending
+    } else {
+        Status::Ok
+    }
 }
