@@ -462,6 +462,31 @@ pub struct PruneStats {
     pub bytes_written: u64,
 }
 
+/// Deletes snapshot files, under the exclusive lock: step 2 of a prune, and
+/// `snap forget`. A command whose lock was lost stops before each deletion
+/// (others may be running on the packs it would free). The state says the
+/// snapshots are being removed before the first goes, and that they are gone
+/// after the last, so an interruption leaves no finding and a rerun finishes.
+/// Returns how many were deleted.
+pub fn remove_snapshots(repo: &Repository, ids: &[SnapshotId]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    repo.record_state(&Change {
+        removing: ids.to_vec(),
+        ..Change::default()
+    })?;
+    for id in ids {
+        repo.check_lock()?;
+        repo.backend.remove(FileType::Snapshot, &id.to_hex())?;
+    }
+    repo.record_state(&Change {
+        removed: ids.to_vec(),
+        ..Change::default()
+    })?;
+    Ok(ids.len() as u64)
+}
+
 /// Carries out a plan; `repo` must be open exclusively, as for [`plan`].
 pub fn execute(repo: &Repository, plan: &PrunePlan, progress: &dyn Progress) -> Result<PruneStats> {
     let mut stats = PruneStats::default();
@@ -484,27 +509,8 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, progress: &dyn Progress) -> 
         stats.packs_written = w.packs;
         stats.bytes_written = w.stored_bytes;
     }
-    // 2. The snapshots the policy removes. A prune whose lock was lost stops
-    // before each deletion: others may be running on the packs it would free.
-    // The state says they are being removed before the first goes, and that
-    // they are gone after the last, so an interruption leaves no finding.
-    if !plan.remove.is_empty() {
-        repo.record_state(&Change {
-            removing: plan.remove.clone(),
-            ..Change::default()
-        })?;
-    }
-    for id in &plan.remove {
-        repo.check_lock()?;
-        repo.backend.remove(FileType::Snapshot, &id.to_hex())?;
-        stats.snapshots_removed += 1;
-    }
-    if !plan.remove.is_empty() {
-        repo.record_state(&Change {
-            removed: plan.remove.clone(),
-            ..Change::default()
-        })?;
-    }
+    // 2. The snapshots the policy removes.
+    stats.snapshots_removed = remove_snapshots(repo, &plan.remove)?;
     // 3. Forget the packs in the index, durably, before the files go.
     let mut doomed = Vec::new();
     for id in plan.packs.delete.iter().chain(&plan.packs.repack) {

@@ -1,0 +1,223 @@
+//! Removing things on purpose: `snap forget` by id and `--site S --all`
+//! (then prune reclaims the space). Through the real binary; the
+//! interrupted forget through the storage fault injector.
+
+mod common;
+
+use common::*;
+use snap::backend::faulty::{Fault, Faults, FaultyBackend, Op};
+use snap::backend::local::LocalBackend;
+use snap::backend::Backend;
+use snap::ops::forget::{self, Selection};
+use snap::repo::{Mode, Repository};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A site directory with `len` bytes of its own (incompressible) and a file
+/// every site shares.
+fn site(repo: &Repo, name: &str, seed: u64, len: usize) -> PathBuf {
+    let d = repo.dir(name);
+    fs::create_dir_all(d.join("wp-content")).unwrap();
+    fs::write(d.join("wp-content/own.bin"), noise(seed, len)).unwrap();
+    fs::write(d.join("shared.php"), noise(999, 100_000)).unwrap();
+    d
+}
+
+fn push_site(repo: &Repo, name: &str, dir: &Path, extra: &[&str]) -> String {
+    let mut a = vec!["--site", name];
+    a.extend_from_slice(extra);
+    str_of(&repo.push(dir, &a), "id")
+}
+
+fn ids(repo: &Repo) -> Vec<String> {
+    repo.snapshots(&[])
+        .iter()
+        .map(|s| str_of(s, "id"))
+        .collect()
+}
+
+fn pack_bytes(repo: &Repo) -> u64 {
+    repo.packs().iter().map(|(_, n)| n).sum()
+}
+
+#[test]
+fn forget_by_id_removes_exactly_those_and_dry_run_nothing() {
+    let repo = Repo::new();
+    let a = site(&repo, "a", 1, 50_000);
+    let b = site(&repo, "b", 2, 50_000);
+    let ids1 = [
+        push_site(&repo, "a", &a, &["--time", "2026-01-01T00:00:00Z"]),
+        push_site(&repo, "b", &b, &["--time", "2026-01-01T00:00:00Z"]),
+        push_site(&repo, "a", &a, &["--time", "2026-01-02T00:00:00Z"]),
+    ];
+    let before = ids(&repo);
+    assert_eq!(before.len(), 3);
+
+    // Dry run: the list, nothing changed.
+    let out = repo.ok(&["forget", "--dry-run", &ids1[0][..8], &ids1[1][..10]]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("would remove {}", &ids1[0][..8])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("would remove {}", &ids1[1][..8])),
+        "{text}"
+    );
+    assert!(text.contains("snap prune"), "{text}");
+    assert_eq!(ids(&repo), before, "a dry run removed something");
+
+    // One unknown id among good ones: named, nothing removed.
+    let out = repo.run(&["forget", &ids1[0][..8], "0000000000ff"]);
+    assert_code(&out, 1, "forget of an unknown id");
+    assert!(stderr(&out).contains("0000000000ff"), "{}", stderr(&out));
+    assert_eq!(ids(&repo), before, "a failed forget removed something");
+
+    let v = repo.json(&["forget", &ids1[0][..8], &ids1[1][..8]]);
+    assert_eq!(v["removed"], 2);
+    let listed: Vec<String> = v["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| str_of(s, "id"))
+        .collect();
+    assert_eq!(listed, [ids1[0].clone(), ids1[1].clone()]);
+    assert_eq!(ids(&repo), [ids1[2].clone()]);
+    repo.ok(&["check"]);
+
+    // Usage: --all needs --site, --site alone is not a selection.
+    assert_code(&repo.run(&["forget", "--all"]), 1, "--all alone");
+    let out = repo.run(&["forget", "--site", "a"]);
+    assert_code(&out, 1, "--site alone");
+    assert!(stderr(&out).contains("--all"), "{}", stderr(&out));
+    assert_eq!(ids(&repo), [ids1[2].clone()]);
+}
+
+#[test]
+fn protected_snapshots_go_only_with_force_and_their_marker_too() {
+    let repo = Repo::new();
+    let a = site(&repo, "a", 1, 50_000);
+    let id = push_site(&repo, "a", &a, &[]);
+    let other = push_site(&repo, "a", &a, &["--tag", "x"]);
+    repo.ok(&["protect", &id[..8]]);
+    let markers = || fs::read_dir(repo.path.join("protected")).unwrap().count();
+    assert_eq!(markers(), 1);
+
+    let out = repo.run(&["forget", &id[..8], &other[..8]]);
+    assert_code(&out, 1, "forget of a protected snapshot");
+    let e = stderr(&out);
+    assert!(e.contains(&id[..8]) && e.contains("--force"), "{e}");
+    assert!(
+        !e.contains(&other[..8]),
+        "only the protected one is named: {e}"
+    );
+    assert_eq!(ids(&repo).len(), 2, "nothing may go when one is refused");
+
+    let out = repo.ok(&["forget", "--force", &id[..8]]);
+    assert!(stdout(&out).contains("was protected"), "{}", stdout(&out));
+    assert_eq!(ids(&repo), [other]);
+    assert_eq!(markers(), 0, "the protection marker stayed");
+    repo.ok(&["check"]);
+}
+
+#[test]
+fn a_departed_site_goes_whole_and_prune_reclaims_its_data() {
+    let repo = Repo::new();
+    const OWN: usize = 3_000_000;
+    let gone = site(&repo, "departed", 1, OWN);
+    let stays = site(&repo, "stays", 2, 200_000);
+    push_site(&repo, "departed", &gone, &["--level", "2"]);
+    push_site(&repo, "departed", &gone, &["--level", "1"]);
+    fs::write(gone.join("wp-content/more.bin"), noise(3, OWN)).unwrap();
+    push_site(&repo, "departed", &gone, &["--level", "1"]);
+    let keep = push_site(&repo, "stays", &stays, &["--level", "1"]);
+    let report = stdout(&repo.ok(&["--json", "report"]));
+    assert!(report.contains("\"departed\""), "{report}");
+
+    // A typo names the sites there are, and removes nothing.
+    let out = repo.run(&["forget", "--site", "departd", "--all"]);
+    assert_code(&out, 1, "forget of an unknown site");
+    let e = stderr(&out);
+    assert!(
+        e.contains("departd") && e.contains("departed") && e.contains("stays"),
+        "{e}"
+    );
+    assert_eq!(ids(&repo).len(), 4);
+
+    let dry = repo.json(&["forget", "--site", "departed", "--all", "--dry-run"]);
+    assert_eq!(dry["snapshots"].as_array().unwrap().len(), 3);
+    assert_eq!(dry["removed"], 0);
+    assert_eq!(ids(&repo).len(), 4);
+
+    let out = repo.ok(&["forget", "--site", "departed", "--all"]);
+    assert!(
+        stdout(&out).contains("removed 3 snapshot(s)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(ids(&repo), [keep.clone()]);
+    let report = stdout(&repo.ok(&["--json", "report"]));
+    assert!(!report.contains("departed"), "{report}");
+
+    // Forget frees nothing by itself; prune does.
+    let before = pack_bytes(&repo);
+    repo.ok(&["prune", "--policy", "level1"]);
+    let after = pack_bytes(&repo);
+    println!("pack bytes: {before} before prune, {after} after");
+    assert!(
+        before - after >= 2 * OWN as u64 * 9 / 10,
+        "prune freed {} bytes, the departed site had {} of its own",
+        before - after,
+        2 * OWN
+    );
+    repo.ok(&["check", "--read-data"]);
+    let target = repo.dir("restored");
+    repo.ok(&["restore", &keep[..8], "--target", target.to_str().unwrap()]);
+    assert_same_tree(&stays, &target, &[]);
+}
+
+/// A forget whose storage fails at the Nth snapshot deletion (before or
+/// after the storage did it) leaves a repository `check` finds clean, and
+/// the same command run again finishes.
+#[test]
+fn an_interrupted_forget_leaves_no_finding_and_a_rerun_finishes() {
+    for (n, fault) in [(1, Fault::Eio), (2, Fault::Eio), (2, Fault::EioAfter)] {
+        let repo = Repo::new();
+        let a = site(&repo, "a", 1, 50_000);
+        for day in 1..=3 {
+            push_site(
+                &repo,
+                "a",
+                &a,
+                &["--time", &format!("2026-01-0{day}T00:00:00Z")],
+            );
+        }
+        let b = push_site(&repo, "b", &site(&repo, "b", 2, 50_000), &[]);
+        let faults = Faults::new();
+        let inner: Arc<dyn Backend> = Arc::new(LocalBackend::new(&repo.path));
+        let backend = Arc::new(FaultyBackend::new(inner, faults.clone()));
+        let r = Repository::open_with(
+            backend,
+            &repo.cache(),
+            PASSWORD.as_bytes(),
+            Mode::Exclusive,
+            "forget",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let plan = forget::plan(&r, &Selection::Site("a".into()), false).unwrap();
+        assert_eq!(plan.len(), 3);
+        faults.fail_nth(Op::Remove, n, fault);
+        let e = forget::execute(&r, &plan).expect_err("the fault fires");
+        println!("removal #{n} fails with {fault:?}: {e}");
+        drop(r);
+        let left = ids(&repo).len();
+        assert!(left > 1, "{fault:?} at #{n}: {left} left");
+        repo.ok(&["check"]);
+        repo.ok(&["forget", "--site", "a", "--all"]);
+        assert_eq!(ids(&repo), [b.clone()]);
+        repo.ok(&["check"]);
+    }
+}
