@@ -1,6 +1,9 @@
 //! Removing things on purpose: `snap forget` by id and `--site S --all`
-//! (then prune reclaims the space). Through the real binary; the
-//! interrupted forget through the storage fault injector.
+//! (then prune reclaims the space), and ad-hoc snapshots (level 0, with
+//! `--keep-for`) that no policy counts, the report ignores, replication
+//! leaves alone by default and prune removes once expired; forget on a
+//! remote. Through the real binary; the interrupted forget through the
+//! storage fault injector.
 
 mod common;
 
@@ -157,7 +160,7 @@ fn a_departed_site_goes_whole_and_prune_reclaims_its_data() {
         "{}",
         stdout(&out)
     );
-    assert_eq!(ids(&repo), [keep.clone()]);
+    assert_eq!(ids(&repo), std::slice::from_ref(&keep));
     let report = stdout(&repo.ok(&["--json", "report"]));
     assert!(!report.contains("departed"), "{report}");
 
@@ -217,7 +220,174 @@ fn an_interrupted_forget_leaves_no_finding_and_a_rerun_finishes() {
         assert!(left > 1, "{fault:?} at #{n}: {left} left");
         repo.ok(&["check"]);
         repo.ok(&["forget", "--site", "a", "--all"]);
-        assert_eq!(ids(&repo), [b.clone()]);
+        assert_eq!(ids(&repo), std::slice::from_ref(&b));
         repo.ok(&["check"]);
     }
+}
+
+#[test]
+fn adhoc_snapshots_need_an_expiry_and_stay_outside_the_plan() {
+    let repo = Repo::new();
+    let a = site(&repo, "a", 1, 200_000);
+    // Files stamped just before a push are read again by the next one:
+    // wait until the tree's times are past that margin.
+    let settled = std::time::SystemTime::now() + Duration::from_millis(200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::SystemTime::now() < settled {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock stands still"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = a.to_str().unwrap();
+    let out = repo.run(&["push", "--adhoc", "--site", "a", s]);
+    assert_code(&out, 1, "--adhoc without --keep-for");
+    assert!(stderr(&out).contains("--keep-for"), "{}", stderr(&out));
+    let out = repo.run(&["push", "--keep-for", "30d", "--site", "a", s]);
+    assert_code(&out, 1, "--keep-for without --adhoc");
+    assert!(stderr(&out).contains("--adhoc"), "{}", stderr(&out));
+    assert!(ids(&repo).is_empty());
+
+    let plan = push_site(&repo, "a", &a, &[]);
+    let adhoc = repo.push(&a, &["--site", "a", "--adhoc", "--keep-for", "30d"]);
+    let adhoc_id = str_of(&adhoc, "id");
+    assert_eq!(adhoc["level"], 0);
+    let time = chrono::DateTime::parse_from_rfc3339(&str_of(&adhoc, "time")).unwrap();
+    let at = |days: i64| {
+        (time.to_utc() + chrono::Duration::days(days))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let expires = at(30);
+    assert_eq!(adhoc["expires"], expires.as_str());
+    // It takes the level-1 push of the same paths as its parent.
+    assert_eq!(adhoc["parent"], plan.as_str());
+    assert_eq!(adhoc["summary"]["files_unchanged"], 2, "{adhoc}");
+    // --level 0 is the same thing.
+    let zero = repo.push(
+        &a,
+        &[
+            "--site",
+            "a",
+            "--level",
+            "0",
+            "--keep-for",
+            "36h",
+            "--time",
+            "2026-01-03T00:00:00Z",
+        ],
+    );
+    assert_eq!(zero["level"], 0);
+    assert_eq!(zero["expires"], "2026-01-04T12:00:00Z");
+    let zero_id = str_of(&zero, "id");
+    repo.ok(&["protect", &zero_id[..8]]);
+
+    let listed = repo.snapshots(&["--level", "0"]);
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1]["expires"], expires.as_str());
+    let text = stdout(&repo.ok(&["snapshots"]));
+    assert!(
+        text.contains("adhoc") && text.contains(&format!("expires {expires}")),
+        "{text}"
+    );
+
+    // The report sees only the level-1 group.
+    // (Exit 4: the level-1 group is fifteen days old by then.)
+    let report = parse_json(&repo.run(&["--json", "report", "--now", &at(15)]));
+    let groups = report.to_string();
+    assert!(groups.contains("\"level\":1"), "{groups}");
+    assert!(!groups.contains("\"level\":0"), "{groups}");
+
+    // Before the expiry prune keeps it; after, it goes, unless protected,
+    // although it is the newest (and only) of its group.
+    let v = repo.json(&["prune", "--policy", "level1", "--now", &at(15)]);
+    assert_eq!(v["plan"]["adhoc"]["expired"].as_array().unwrap().len(), 0);
+    let kept: Vec<String> = v["plan"]["adhoc"]["keep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| str_of(x, "id"))
+        .collect();
+    assert!(kept.contains(&adhoc_id) && kept.contains(&zero_id), "{v}");
+    assert!(ids(&repo).contains(&adhoc_id));
+
+    let out = repo.ok(&["prune", "--policy", "level1", "--now", &at(31)]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("expired ad-hoc: remove 1") && text.contains(&adhoc_id[..8]),
+        "{text}"
+    );
+    let left = ids(&repo);
+    assert!(
+        !left.contains(&adhoc_id),
+        "the expired ad-hoc snapshot stayed"
+    );
+    assert!(
+        left.contains(&zero_id),
+        "the protected ad-hoc snapshot went"
+    );
+    assert!(left.contains(&plan));
+    repo.ok(&["check", "--read-data"]);
+    let target = repo.dir("restored");
+    repo.ok(&[
+        "restore",
+        &zero_id[..8],
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_same_tree(&a, &target, &[]);
+}
+
+#[test]
+fn replication_leaves_adhoc_snapshots_home_unless_asked() {
+    let repo = Repo::new();
+    let offsite = repo.dir("offsite");
+    let remotes = repo.dir("remotes.toml");
+    let write_remotes = |levels: &str| {
+        fs::write(
+            &remotes,
+            format!(
+                "allowed_jurisdictions = [\"FR\"]\n[remote.offsite]\nurl = \"{}\"\njurisdiction = \"FR\"\n{levels}",
+                offsite.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_remotes("");
+    let run = |args: &[&str]| {
+        let out = repo
+            .cmd()
+            .env("SNAP_REMOTES_FILE", &remotes)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_success(&out, &format!("snap {}", args.join(" ")));
+        out
+    };
+    run(&["remote", "init", "offsite"]);
+    let a = site(&repo, "a", 1, 100_000);
+    let s = a.to_str().unwrap();
+    run(&["push", "--site", "a", "--adhoc", "--keep-for", "4w", s]);
+    run(&["push", "--site", "a", "--level", "2", s]);
+    run(&["replicate", "offsite"]);
+    let remote_levels = |run: &dyn Fn(&[&str]) -> std::process::Output| -> Vec<u64> {
+        let v = parse_json(&run(&["--json", "--remote", "offsite", "snapshots"]));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["level"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(remote_levels(&run), [2], "by default only level 2 goes");
+    write_remotes("levels = [0, 2]\n");
+    run(&["replicate", "offsite"]);
+    let mut got = remote_levels(&run);
+    got.sort();
+    assert_eq!(got, [0, 2], "levels = [0, 2] sends ad-hoc snapshots too");
+
+    // forget works on a remote as prune does; the local copy keeps its own.
+    run(&["--remote", "offsite", "forget", "--site", "a", "--all"]);
+    assert!(remote_levels(&run).is_empty());
+    run(&["--remote", "offsite", "check"]);
+    assert_eq!(ids(&repo).len(), 2);
 }

@@ -96,7 +96,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 .map(escape)
                 .unwrap_or_else(|| "global".into()),
             s.kind,
-            s.level,
+            super::snapshots::level_name(s.level),
             s.paths
                 .iter()
                 .map(|p| escape(p))

@@ -15,7 +15,7 @@ use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::format::pack::read_header;
 use crate::format::policy::{apply, Candidate, Policy};
-use crate::format::snapshot::{Kind, Snapshot};
+use crate::format::snapshot::{Kind, Snapshot, ADHOC};
 use crate::format::state::Change;
 use crate::format::tree::Content;
 use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
@@ -45,12 +45,16 @@ pub struct GroupKey {
 impl std::fmt::Display for GroupKey {
     /// `client-a db level2 (web1: client_a.sql)`, `global files level1 (web1: /var/www)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = if self.level == ADHOC {
+            "adhoc".to_string()
+        } else {
+            format!("level{}", self.level)
+        };
         write!(
             f,
-            "{} {} level{} ({}: {})",
+            "{} {} {level} ({}: {})",
             self.site.as_deref().unwrap_or("global"),
             self.kind,
-            self.level,
             self.host,
             self.paths.join(" ")
         )
@@ -71,12 +75,17 @@ impl GroupKey {
 }
 
 /// The policy in charge of a group: a user policy naming the site, else the
-/// policy named after the level (`level1`, `level2`).
+/// policy named after the level (`level1`, `level2`). None for ad-hoc
+/// snapshots (level 0), whatever the policies say: their own `expires`
+/// decides.
 pub fn effective_policy<'p>(
     policies: &'p [Policy],
     level: u8,
     site: Option<&str>,
 ) -> Option<&'p Policy> {
+    if level == ADHOC {
+        return None;
+    }
     policies
         .iter()
         .find(|p| {
@@ -142,6 +151,31 @@ pub struct PackPlan {
     pub unused_after: u64,
 }
 
+/// An ad-hoc snapshot (level 0) and what prune does with it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdhocSnapshot {
+    /// Snapshot id.
+    pub id: SnapshotId,
+    /// Its group (site, kind, host, paths).
+    pub group: GroupKey,
+    /// Its time.
+    pub time: String,
+    /// When it expires (None: it carries no readable expiry, and is kept).
+    pub expires: Option<String>,
+    /// Whether a protection marker keeps it.
+    pub protected: bool,
+}
+
+/// Ad-hoc snapshots: no policy is in charge of them; prune removes those
+/// whose expiry has passed (unless protected) and keeps the others.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AdhocPlan {
+    /// Expired ad-hoc snapshots, removed.
+    pub expired: Vec<AdhocSnapshot>,
+    /// Ad-hoc snapshots kept: not expired yet, or protected.
+    pub keep: Vec<AdhocSnapshot>,
+}
+
 /// The whole plan.
 #[derive(Clone, Debug, Serialize)]
 pub struct PrunePlan {
@@ -153,6 +187,8 @@ pub struct PrunePlan {
     pub groups: Vec<GroupPlan>,
     /// Groups left alone, with the policy in charge of them.
     pub other_groups: Vec<(GroupKey, String)>,
+    /// Ad-hoc snapshots ("expired ad-hoc" are removed), whatever the policy.
+    pub adhoc: AdhocPlan,
     /// Snapshot files to delete.
     pub remove: Vec<SnapshotId>,
     /// Packs.
@@ -221,7 +257,33 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> 
     let mut other = Vec::new();
     let mut remove = Vec::new();
     let mut keep_all: Vec<(SnapshotId, TreeId)> = Vec::new();
+    let mut adhoc = AdhocPlan::default();
     for (key, snaps) in &groups {
+        if key.level == ADHOC {
+            let ours = opts
+                .site
+                .as_ref()
+                .is_none_or(|s| key.site.as_ref() == Some(s));
+            for (id, s) in snaps {
+                let a = AdhocSnapshot {
+                    id: *id,
+                    group: key.clone(),
+                    time: s.time.clone(),
+                    expires: s.expires.clone(),
+                    protected: protected.contains(id),
+                };
+                if ours && !a.protected && s.expires_at().is_some_and(|e| e < opts.now) {
+                    remove.push(*id);
+                    adhoc.expired.push(a);
+                } else {
+                    keep_all.push((*id, s.tree));
+                    if ours {
+                        adhoc.keep.push(a);
+                    }
+                }
+            }
+            continue;
+        }
         let in_charge = effective_policy(&opts.policies, key.level, key.site.as_deref());
         let ours = in_charge.is_some_and(|p| p.name == policy.name)
             && opts
@@ -299,6 +361,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> 
         now: opts.now.to_rfc3339(),
         groups: plans,
         other_groups: other,
+        adhoc,
         remove,
         packs,
         indexed_first,
@@ -532,4 +595,29 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, progress: &dyn Progress) -> 
     }
     index.clear_marks()?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::policy::builtin_policies;
+
+    #[test]
+    fn no_policy_is_in_charge_of_adhoc_snapshots() {
+        let mut policies = builtin_policies(chrono_tz::UTC);
+        assert_eq!(
+            effective_policy(&policies, 1, Some("s")).map(|p| p.name.as_str()),
+            Some("level1")
+        );
+        // Even a policy of level 0 (which the policy file refuses) is not.
+        let mut zero = policies[0].clone();
+        zero.name = "level0".into();
+        zero.level = ADHOC;
+        policies.push(zero.clone());
+        zero.name = "s".into();
+        zero.sites = Some(vec!["s".into()]);
+        policies.push(zero);
+        assert!(effective_policy(&policies, ADHOC, Some("s")).is_none());
+        assert!(effective_policy(&policies, ADHOC, None).is_none());
+    }
 }
