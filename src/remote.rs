@@ -210,9 +210,9 @@ pub fn parse_section(text: &str, path: &Path) -> Result<Remotes> {
             );
         }
         let levels = r.levels.unwrap_or_else(|| vec![2]);
-        if levels.is_empty() || levels.iter().any(|l| !(1..=2).contains(l)) {
+        if levels.is_empty() || levels.iter().any(|l| *l > 2) {
             return Err(at(format!(
-                "levels = {levels:?}: the plan's levels are 1 and 2"
+                "levels = {levels:?}: the plan's levels are 1 and 2, and 0 for ad-hoc snapshots"
             )));
         }
         let limit_upload = match &r.limit_upload {

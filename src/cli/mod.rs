@@ -14,6 +14,7 @@ mod cat;
 mod check;
 mod diff;
 mod find;
+mod forget;
 mod init;
 mod key;
 mod log;
@@ -120,6 +121,8 @@ enum Command {
     Check(check::Args),
     /// Apply a retention policy (level1, level2, or the policy file's) and reclaim space.
     Prune(prune::Args),
+    /// Remove snapshots by id, or every snapshot of a site (--site S --all); prune then reclaims the space.
+    Forget(forget::Args),
     /// Compare the restore points with what the policies promise (exit 4 when one is broken).
     Report(report::Args),
     /// Keep a snapshot from every retention policy.
@@ -468,6 +471,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Check(a) => check::run(&ctx, a),
         Command::Repair(a) => repair::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
+        Command::Forget(a) => forget::run(&ctx, a),
         Command::Report(a) => report::run(&ctx, a),
         Command::Protect(a) => protect::run(&ctx, a, true),
         Command::Unprotect(a) => protect::run(&ctx, a, false),

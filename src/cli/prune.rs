@@ -77,6 +77,40 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             outln!("  remove {}  {}", r.id.short(), r.time);
         }
     }
+    let a_plan = &plan.adhoc;
+    if !a_plan.expired.is_empty() || !a_plan.keep.is_empty() {
+        outln!(
+            "expired ad-hoc: remove {}; ad-hoc kept: {}",
+            a_plan.expired.len(),
+            a_plan.keep.len()
+        );
+        for x in &a_plan.expired {
+            outln!(
+                "  remove {}  {}  expired {}  {}",
+                x.id.short(),
+                x.time,
+                x.expires.as_deref().unwrap_or("-"),
+                super::term::escape(&x.group.to_string())
+            );
+        }
+        for x in &a_plan.keep {
+            let why = if x.protected {
+                "protected".to_string()
+            } else {
+                match &x.expires {
+                    Some(e) => format!("expires {e}"),
+                    None => "no expiry recorded".into(),
+                }
+            };
+            outln!(
+                "  keep   {}  {}  {}  {}",
+                x.id.short(),
+                x.time,
+                why,
+                super::term::escape(&x.group.to_string())
+            );
+        }
+    }
     let p = &plan.packs;
     outln!(
         "{}{} snapshot(s); packs: {} to delete, {} to repack ({} copied); {} of {} freed, {} left unused",

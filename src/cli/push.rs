@@ -3,7 +3,7 @@
 
 use super::{Ctx, EXIT_INCOMPLETE};
 use anyhow::{Context, Result};
-use snap::format::snapshot::{Changes, Kind};
+use snap::format::snapshot::{Changes, Kind, ADHOC};
 use snap::ops::push::{PushOptions, PushOutcome, Pusher};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -20,9 +20,17 @@ pub struct Args {
     /// files or db [default: files for paths, db for --stdin and --from-command]
     #[arg(long, value_parser = super::parse_kind)]
     kind: Option<Kind>,
-    /// Backup plan level.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    /// Backup plan level: 1 or 2, or 0 for an ad-hoc snapshot (as --adhoc).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     level: u8,
+    /// An ad-hoc snapshot outside the plan (level 0), e.g. before an update:
+    /// no policy counts or removes it, the report ignores it, and prune
+    /// removes it once --keep-for has passed.
+    #[arg(long, conflicts_with = "level")]
+    adhoc: bool,
+    /// How long an ad-hoc snapshot is kept (36h, 30d, 4w); required with --adhoc.
+    #[arg(long, value_name = "DURATION", value_parser = keep_for)]
+    keep_for: Option<chrono::Duration>,
     /// Tag (repeatable).
     #[arg(long = "tag", value_parser = non_empty)]
     tags: Vec<String>,
@@ -99,6 +107,31 @@ fn alert_ratio(ctx: &Ctx, a: &Args) -> Option<f64> {
             );
             None
         }
+    }
+}
+
+fn keep_for(s: &str) -> std::result::Result<chrono::Duration, String> {
+    let secs = snap::format::policy::parse_duration(s)?;
+    if secs == 0 {
+        return Err(format!(
+            "{s:?} would expire at once: give how long to keep it, e.g. 30d"
+        ));
+    }
+    Ok(chrono::Duration::seconds(secs))
+}
+
+/// The level of the push and, for an ad-hoc one, how long it is kept.
+fn level_and_expiry(a: &Args) -> Result<(u8, Option<chrono::Duration>)> {
+    let level = if a.adhoc { ADHOC } else { a.level };
+    match (level == ADHOC, a.keep_for) {
+        (true, Some(d)) => Ok((level, Some(d))),
+        (true, None) => anyhow::bail!(
+            "an ad-hoc snapshot needs --keep-for DURATION (e.g. --keep-for 30d): no policy removes it, so it says itself when it may go"
+        ),
+        (false, Some(_)) => anyhow::bail!(
+            "--keep-for is for ad-hoc snapshots (--adhoc or --level 0); to keep a level-{level} snapshot beyond its policy, use `snap protect`"
+        ),
+        (false, None) => Ok((level, None)),
     }
 }
 
@@ -205,6 +238,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if !a.from_command && !a.command.is_empty() {
         anyhow::bail!("arguments after `--` are only for --from-command");
     }
+    let (level, keep_for) = level_and_expiry(&a)?;
     let name = match (stream, &a.name) {
         (true, Some(n)) => Some(n.clone()),
         (true, None) => {
@@ -246,7 +280,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             a.kind
                 .unwrap_or(if stream { Kind::Db } else { Kind::Files }),
         ),
-        level: a.level,
+        level,
+        keep_for,
         tags: a.tags.clone(),
         excludes: excludes.clone(),
         force: a.force,

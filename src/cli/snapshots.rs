@@ -12,6 +12,15 @@ pub struct Args {
     filter: FilterArgs,
 }
 
+/// A level as shown: its number, or `adhoc` for an ad-hoc snapshot.
+pub fn level_name(level: u8) -> String {
+    if level == snap::format::snapshot::ADHOC {
+        "adhoc".into()
+    } else {
+        level.to_string()
+    }
+}
+
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "snapshots")?;
     let set = repo.load_snapshots()?;
@@ -39,7 +48,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         return super::print_json(&v).map(|_| 0);
     }
     outln!(
-        "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>2}  {:>10}  paths",
+        "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>5}  {:>10}  paths",
         "id",
         "time",
         "host",
@@ -56,14 +65,17 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         if protected.contains(id) {
             flag.push_str(" (protected)");
         }
+        if let Some(e) = &s.expires {
+            flag.push_str(&format!(" (expires {})", escape(e)));
+        }
         outln!(
-            "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>2}  {:>10}  {}{}{}",
+            "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>5}  {:>10}  {}{}{}",
             id.short(),
             s.timestamp().format("%Y-%m-%d %H:%M:%S%:z"),
             escape(&s.host),
             s.site.as_deref().map(escape).unwrap_or_else(|| "-".into()),
             s.kind.to_string(),
-            s.level,
+            level_name(s.level),
             super::bytes(s.summary.bytes_total),
             s.paths
                 .iter()

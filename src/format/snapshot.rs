@@ -87,7 +87,8 @@ pub struct Snapshot {
     pub site: Option<String>,
     /// Files or db.
     pub kind: Kind,
-    /// Backup plan level (1 or 2).
+    /// Backup plan level: 1 or 2, or [`ADHOC`] for a snapshot outside the
+    /// plan.
     pub level: u8,
     /// Free tags.
     #[serde(default)]
@@ -123,7 +124,15 @@ pub struct Snapshot {
     /// What changed against the parent (a files push that had one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<Changes>,
+    /// When an ad-hoc snapshot (level 0) may go: RFC 3339 in UTC. Prune
+    /// removes it after that; no policy counts or removes it otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
+
+/// The level of an ad-hoc snapshot: outside the plan, kept until its
+/// `expires` whatever the policies say (format-spec.md §22.5).
+pub const ADHOC: u8 = 0;
 
 /// What a push changed against its parent (format-spec.md §11): entries
 /// that are not directories, counted as the push walked.
@@ -257,6 +266,7 @@ impl Snapshot {
             written: None,
             root: None,
             changes: None,
+            expires: None,
         }
     }
 
@@ -323,6 +333,18 @@ impl Snapshot {
         self.timestamp() > now
     }
 
+    /// Whether this is an ad-hoc snapshot, outside the plan.
+    pub fn is_adhoc(&self) -> bool {
+        self.level == ADHOC
+    }
+
+    /// When an ad-hoc snapshot expires. `None`: no `expires`, or one that
+    /// does not parse; such a snapshot never expires (in doubt, keep).
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        let e = self.expires.as_deref()?;
+        DateTime::parse_from_rfc3339(e).ok().map(|t| t.to_utc())
+    }
+
     /// The snapshot's place in the repository's order.
     pub fn order_key(&self, id: &SnapshotId) -> OrderKey {
         OrderKey {
@@ -359,6 +381,7 @@ mod tests {
             written: Some("2026-11-25T02:00:01.5Z".into()),
             root: None,
             changes: None,
+            expires: None,
         };
         let (id, bytes) = s.encode(&k);
         assert_eq!(Snapshot::decode(&id, &bytes, &k).unwrap(), s);

@@ -1,4 +1,4 @@
-//! Operations over an open repository: push, restore, ls/cat (read), check, repair, prune, report,
+//! Operations over an open repository: push, restore, ls/cat (read), check, repair, prune, forget, report,
 //! replicate, diff, log and find.
 
 pub mod cache;
@@ -6,6 +6,7 @@ pub mod changes;
 pub mod check;
 pub mod diff;
 pub mod find;
+pub mod forget;
 pub mod live;
 pub mod log;
 pub mod mount;

@@ -15,7 +15,7 @@ use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::format::pack::read_header;
 use crate::format::policy::{apply, Candidate, Policy};
-use crate::format::snapshot::{Kind, Snapshot};
+use crate::format::snapshot::{Kind, Snapshot, ADHOC};
 use crate::format::state::Change;
 use crate::format::tree::Content;
 use crate::id::{BlobRef, PackId, SnapshotId, TreeId};
@@ -45,12 +45,16 @@ pub struct GroupKey {
 impl std::fmt::Display for GroupKey {
     /// `client-a db level2 (web1: client_a.sql)`, `global files level1 (web1: /var/www)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = if self.level == ADHOC {
+            "adhoc".to_string()
+        } else {
+            format!("level{}", self.level)
+        };
         write!(
             f,
-            "{} {} level{} ({}: {})",
+            "{} {} {level} ({}: {})",
             self.site.as_deref().unwrap_or("global"),
             self.kind,
-            self.level,
             self.host,
             self.paths.join(" ")
         )
@@ -71,12 +75,17 @@ impl GroupKey {
 }
 
 /// The policy in charge of a group: a user policy naming the site, else the
-/// policy named after the level (`level1`, `level2`).
+/// policy named after the level (`level1`, `level2`). None for ad-hoc
+/// snapshots (level 0), whatever the policies say: their own `expires`
+/// decides.
 pub fn effective_policy<'p>(
     policies: &'p [Policy],
     level: u8,
     site: Option<&str>,
 ) -> Option<&'p Policy> {
+    if level == ADHOC {
+        return None;
+    }
     policies
         .iter()
         .find(|p| {
@@ -142,6 +151,31 @@ pub struct PackPlan {
     pub unused_after: u64,
 }
 
+/// An ad-hoc snapshot (level 0) and what prune does with it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdhocSnapshot {
+    /// Snapshot id.
+    pub id: SnapshotId,
+    /// Its group (site, kind, host, paths).
+    pub group: GroupKey,
+    /// Its time.
+    pub time: String,
+    /// When it expires (None: it carries no readable expiry, and is kept).
+    pub expires: Option<String>,
+    /// Whether a protection marker keeps it.
+    pub protected: bool,
+}
+
+/// Ad-hoc snapshots: no policy is in charge of them; prune removes those
+/// whose expiry has passed (unless protected) and keeps the others.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AdhocPlan {
+    /// Expired ad-hoc snapshots, removed.
+    pub expired: Vec<AdhocSnapshot>,
+    /// Ad-hoc snapshots kept: not expired yet, or protected.
+    pub keep: Vec<AdhocSnapshot>,
+}
+
 /// The whole plan.
 #[derive(Clone, Debug, Serialize)]
 pub struct PrunePlan {
@@ -153,6 +187,8 @@ pub struct PrunePlan {
     pub groups: Vec<GroupPlan>,
     /// Groups left alone, with the policy in charge of them.
     pub other_groups: Vec<(GroupKey, String)>,
+    /// Ad-hoc snapshots ("expired ad-hoc" are removed), whatever the policy.
+    pub adhoc: AdhocPlan,
     /// Snapshot files to delete.
     pub remove: Vec<SnapshotId>,
     /// Packs.
@@ -227,7 +263,33 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> 
     let mut other = Vec::new();
     let mut remove = Vec::new();
     let mut keep_all: Vec<(SnapshotId, TreeId)> = Vec::new();
+    let mut adhoc = AdhocPlan::default();
     for (key, snaps) in &groups {
+        if key.level == ADHOC {
+            let ours = opts
+                .site
+                .as_ref()
+                .is_none_or(|s| key.site.as_ref() == Some(s));
+            for (id, s) in snaps {
+                let a = AdhocSnapshot {
+                    id: *id,
+                    group: key.clone(),
+                    time: s.time.clone(),
+                    expires: s.expires.clone(),
+                    protected: protected.contains(id),
+                };
+                if ours && !a.protected && s.expires_at().is_some_and(|e| e < opts.now) {
+                    remove.push(*id);
+                    adhoc.expired.push(a);
+                } else {
+                    keep_all.push((*id, s.tree));
+                    if ours {
+                        adhoc.keep.push(a);
+                    }
+                }
+            }
+            continue;
+        }
         let in_charge = effective_policy(&opts.policies, key.level, key.site.as_deref());
         let ours = in_charge.is_some_and(|p| all || p.name == asked.name)
             && opts
@@ -306,6 +368,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> 
         now: opts.now.to_rfc3339(),
         groups: plans,
         other_groups: other,
+        adhoc,
         remove,
         packs,
         indexed_first,
@@ -469,6 +532,31 @@ pub struct PruneStats {
     pub bytes_written: u64,
 }
 
+/// Deletes snapshot files, under the exclusive lock: step 2 of a prune, and
+/// `snap forget`. A command whose lock was lost stops before each deletion
+/// (others may be running on the packs it would free). The state says the
+/// snapshots are being removed before the first goes, and that they are gone
+/// after the last, so an interruption leaves no finding and a rerun finishes.
+/// Returns how many were deleted.
+pub fn remove_snapshots(repo: &Repository, ids: &[SnapshotId]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    repo.record_state(&Change {
+        removing: ids.to_vec(),
+        ..Change::default()
+    })?;
+    for id in ids {
+        repo.check_lock()?;
+        repo.backend.remove(FileType::Snapshot, &id.to_hex())?;
+    }
+    repo.record_state(&Change {
+        removed: ids.to_vec(),
+        ..Change::default()
+    })?;
+    Ok(ids.len() as u64)
+}
+
 /// Carries out a plan; `repo` must be open exclusively, as for [`plan`].
 pub fn execute(repo: &Repository, plan: &PrunePlan, progress: &dyn Progress) -> Result<PruneStats> {
     let mut stats = PruneStats::default();
@@ -491,27 +579,8 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, progress: &dyn Progress) -> 
         stats.packs_written = w.packs;
         stats.bytes_written = w.stored_bytes;
     }
-    // 2. The snapshots the policy removes. A prune whose lock was lost stops
-    // before each deletion: others may be running on the packs it would free.
-    // The state says they are being removed before the first goes, and that
-    // they are gone after the last, so an interruption leaves no finding.
-    if !plan.remove.is_empty() {
-        repo.record_state(&Change {
-            removing: plan.remove.clone(),
-            ..Change::default()
-        })?;
-    }
-    for id in &plan.remove {
-        repo.check_lock()?;
-        repo.backend.remove(FileType::Snapshot, &id.to_hex())?;
-        stats.snapshots_removed += 1;
-    }
-    if !plan.remove.is_empty() {
-        repo.record_state(&Change {
-            removed: plan.remove.clone(),
-            ..Change::default()
-        })?;
-    }
+    // 2. The snapshots the policy removes.
+    stats.snapshots_removed = remove_snapshots(repo, &plan.remove)?;
     // 3. Forget the packs in the index, durably, before the files go.
     let mut doomed = Vec::new();
     for id in plan.packs.delete.iter().chain(&plan.packs.repack) {
@@ -533,4 +602,29 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, progress: &dyn Progress) -> 
     }
     index.clear_marks()?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::policy::builtin_policies;
+
+    #[test]
+    fn no_policy_is_in_charge_of_adhoc_snapshots() {
+        let mut policies = builtin_policies(chrono_tz::UTC);
+        assert_eq!(
+            effective_policy(&policies, 1, Some("s")).map(|p| p.name.as_str()),
+            Some("level1")
+        );
+        // Even a policy of level 0 (which the policy file refuses) is not.
+        let mut zero = policies[0].clone();
+        zero.name = "level0".into();
+        zero.level = ADHOC;
+        policies.push(zero.clone());
+        zero.name = "s".into();
+        zero.sites = Some(vec!["s".into()]);
+        policies.push(zero);
+        assert!(effective_policy(&policies, ADHOC, Some("s")).is_none());
+        assert!(effective_policy(&policies, ADHOC, None).is_none());
+    }
 }

@@ -61,8 +61,10 @@ pub struct PushOptions {
     pub site: Option<String>,
     /// Files or db.
     pub kind: Option<Kind>,
-    /// Plan level.
+    /// Plan level, or [`crate::format::snapshot::ADHOC`].
     pub level: u8,
+    /// For an ad-hoc snapshot: how long after its time it expires.
+    pub keep_for: Option<chrono::Duration>,
     /// Tags.
     pub tags: Vec<String>,
     /// Glob patterns of paths to leave out.
@@ -698,6 +700,10 @@ impl<'a> Pusher<'a> {
             written: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
             root: self.root.into_inner().expect("root"),
             changes: None,
+            expires: self
+                .opts
+                .keep_for
+                .map(|d| (time.to_utc() + d).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             summary: Summary {
                 files_new: c.new.load(Ordering::Relaxed),
                 files_changed: c.changed.load(Ordering::Relaxed),

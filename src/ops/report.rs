@@ -147,7 +147,8 @@ pub fn report(
     let mut future: BTreeMap<GroupKey, usize> = BTreeMap::new();
     let mut alerts: BTreeMap<GroupKey, Alert> = BTreeMap::new();
     for (id, s) in repo.snapshots()? {
-        if site.is_some_and(|x| s.site.as_deref() != Some(x)) {
+        // Ad-hoc snapshots are outside the plan: no promise counts them.
+        if s.is_adhoc() || site.is_some_and(|x| s.site.as_deref() != Some(x)) {
             continue;
         }
         let key = GroupKey::of(&s);
