@@ -553,12 +553,17 @@ fn report(ctx: &Ctx, o: &PushOutcome, replicated: &super::remote::AfterPush) -> 
         return Ok(());
     }
     let m = &s.summary;
+    // Each figure says what it is: "read" is what came from the source (an
+    // unchanged file is not read), "new data" the plaintext the repository
+    // did not hold yet (metadata included), "stored" what it took in packs.
     outln!(
-        "snapshot {} saved: {} files new, {} changed, {} unchanged; {} read, {} added ({} stored) in {:.2}s",
+        "snapshot {} saved {} files ({}): {} new, {} changed, {} unchanged; read {}; new data {}, stored after compression {}; {:.2}s",
         o.id.short(),
-        m.files_new,
-        m.files_changed,
-        m.files_unchanged,
+        super::count(m.files_new + m.files_changed + m.files_unchanged),
+        super::bytes(m.bytes_total),
+        super::count(m.files_new),
+        super::count(m.files_changed),
+        super::count(m.files_unchanged),
         super::bytes(m.bytes_read),
         super::bytes(m.bytes_added),
         super::bytes(m.bytes_stored),

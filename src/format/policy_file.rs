@@ -310,6 +310,23 @@ pub fn load(explicit: Option<&Path>) -> Result<Vec<Policy>> {
     }
 }
 
+/// The calendar's time zone: the policy file's `timezone` (found as
+/// [`load`] finds the file), else [`default_timezone`].
+pub fn load_timezone(explicit: Option<&Path>) -> Result<Tz> {
+    let Some((text, origin)) = find(explicit)? else {
+        return Ok(default_timezone());
+    };
+    let f: FileToml = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| line_at(&text, s.start)).unwrap_or(1);
+        Error::Usage(format!("{origin}, line {line}: {}", e.message()))
+    })?;
+    match &f.timezone {
+        Some(t) => parse_tz(t.get_ref(), "timezone")
+            .map_err(|m| Error::Usage(format!("{origin}, line {}: {m}", line_of_span(&text, t)))),
+        None => Ok(default_timezone()),
+    }
+}
+
 /// The policy file's text and name, if there is one.
 fn find(explicit: Option<&Path>) -> Result<Option<(String, String)>> {
     // A file the user named must exist; the usual places may not.
