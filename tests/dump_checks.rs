@@ -168,6 +168,14 @@ fn shrunk_dump_against_the_previous_one_of_its_group() {
     let out = dump(&repo, "e", "e.sql", &["--min-dump-ratio", "2"], &["true"]);
     assert_code(&out, 2, "a ratio above 1 is a usage error");
     assert!(stderr(&out).contains("from 0 to 1"), "{}", stderr(&out));
+    let out = repo.run(&[
+        "push",
+        "--min-dump-ratio",
+        "0.5",
+        repo.dir("big.sql").to_str().unwrap(),
+    ]);
+    assert_code(&out, 1, "--min-dump-ratio on a push of files");
+    assert!(stderr(&out).contains("for dumps"), "{}", stderr(&out));
 }
 
 #[test]

@@ -245,6 +245,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if a.from_command && a.command.is_empty() {
         anyhow::bail!("--from-command needs the command after `--`, e.g. snap push --from-command --name db.sql -- mysqldump client_a");
     }
+    if !stream && a.min_dump_ratio.is_some() {
+        anyhow::bail!("--min-dump-ratio is for dumps (--stdin, --from-command, --from-shell); a push of files is checked with --alert-changed-ratio");
+    }
     if !a.from_command && !a.command.is_empty() {
         anyhow::bail!("arguments after `--` are only for --from-command");
     }
