@@ -58,7 +58,9 @@ fn push_counts_new_changed_unchanged_and_force_rereads() {
     let out = repo.ok(&["push", &abs]);
     let text = stdout(&out);
     assert!(
-        text.contains(&format!("1 files new, 1 changed, {} unchanged", n - 1)),
+        text.contains(&format!("1 new, 1 changed, {} unchanged; read ", n - 1))
+            && text.contains("new data ")
+            && text.contains("stored after compression "),
         "{text}"
     );
     let third = repo.snapshots(&[]).pop().unwrap();

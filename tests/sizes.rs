@@ -158,7 +158,10 @@ fn a_lock_file_names_no_command() {
         }
         std::thread::yield_now();
     };
-    drop(child.stdin.take());
+    // A dump with content: an empty one would be flagged (exit 7).
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"CREATE TABLE t;\n").unwrap();
+    drop(stdin);
     assert!(child.wait().unwrap().success());
     let v: serde_json::Value = serde_json::from_slice(&lock).unwrap();
     assert_eq!(v["command"], "", "{v}");

@@ -31,6 +31,7 @@ mod run;
 mod signals;
 mod snapshots;
 mod state;
+mod stats;
 mod term;
 mod unlock;
 
@@ -125,6 +126,8 @@ enum Command {
     Forget(forget::Args),
     /// Compare the restore points with what the policies promise (exit 4 when one is broken).
     Report(report::Args),
+    /// Repository size by site, kind and level; deduplication and compression.
+    Stats(stats::Args),
     /// Keep a snapshot from every retention policy.
     Protect(protect::Args),
     /// Lift a protection.
@@ -473,6 +476,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Report(a) => report::run(&ctx, a),
+        Command::Stats(a) => stats::run(&ctx, a),
         Command::Protect(a) => protect::run(&ctx, a, true),
         Command::Unprotect(a) => protect::run(&ctx, a, false),
         Command::Unlock(a) => unlock::run(&ctx, a),
@@ -594,6 +598,19 @@ fn parse_kind(s: &str) -> std::result::Result<snap::format::snapshot::Kind, Stri
 }
 
 /// Human-readable byte count.
+/// A count with thousands separators: 3,054.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;

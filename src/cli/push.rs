@@ -1,9 +1,12 @@
 //! `snap push`: directories, a piped dump (`--stdin`), or a command's output
-//! (`--from-command -- CMD ARGS...`).
+//! (`--from-command -- CMD ARGS...`, or a shell pipeline run with pipefail,
+//! `--from-shell 'CMD | gzip'`). A dump that is empty or much smaller than
+//! the previous one of its group is saved and flagged (exit 7).
 
 use super::{Ctx, EXIT_INCOMPLETE};
 use anyhow::{Context, Result};
-use snap::format::snapshot::{Changes, Kind, ADHOC};
+use snap::format::policy_file::Alerts;
+use snap::format::snapshot::{Changes, DumpCheck, DumpReason, Kind, Snapshot, ADHOC};
 use snap::ops::push::{PushOptions, PushOutcome, Pusher};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -42,13 +45,20 @@ pub struct Args {
     #[arg(long = "exclude-file")]
     exclude_files: Vec<PathBuf>,
     /// Save standard input as one file named --name.
-    #[arg(long, conflicts_with = "from_command")]
+    #[arg(long, conflicts_with_all = ["from_command", "from_shell"])]
     stdin: bool,
     /// Run the command after `--` and save its output as one file named
-    /// --name; the snapshot is recorded only if the command exits 0.
-    #[arg(long)]
+    /// --name; the snapshot is recorded only if the command exits 0. A
+    /// pipeline belongs in --from-shell: `sh -c 'a | b'` reports only b's
+    /// status.
+    #[arg(long, conflicts_with = "from_shell")]
     from_command: bool,
-    /// File name for --stdin or --from-command (e.g. client_a.sql).
+    /// Run this shell pipeline with `bash -o pipefail -c` and save its
+    /// output as one file named --name; the snapshot is recorded only if
+    /// every stage exits 0.
+    #[arg(long, value_name = "PIPELINE", value_parser = non_empty)]
+    from_shell: Option<String>,
+    /// File name for --stdin, --from-command or --from-shell (e.g. client_a.sql).
     #[arg(long, value_parser = file_name)]
     name: Option<String>,
     /// Read every file again, even those unchanged since the parent snapshot.
@@ -68,6 +78,12 @@ pub struct Args {
     /// policy file's [alerts]].
     #[arg(long, value_name = "RATIO", value_parser = ratio)]
     alert_changed_ratio: Option<f64>,
+    /// A dump (kind db from --stdin, --from-command or --from-shell) smaller
+    /// than this share of the group's previous dump is saved but flagged,
+    /// exit 7; 0 flags only an empty dump [default: the policy file's
+    /// [alerts] min_dump_ratio, else 0.5].
+    #[arg(long, value_name = "RATIO", value_parser = dump_ratio)]
+    min_dump_ratio: Option<f64>,
     /// Policy file, for its [alerts] [default: SNAP_POLICY_FILE, /etc/snap/policies.toml, ~/.config/snap/policies.toml].
     #[arg(long)]
     policy_file: Option<PathBuf>,
@@ -78,6 +94,16 @@ pub struct Args {
 
 /// Exit code: saved, but the changes since the parent exceed the alert ratio.
 pub const EXIT_CHANGES_ALERT: i32 = 6;
+/// Exit code: saved, but the dump is empty or much smaller than the
+/// previous one of its group.
+pub const EXIT_SUSPICIOUS_DUMP: i32 = 7;
+
+fn dump_ratio(s: &str) -> std::result::Result<f64, String> {
+    let r = s
+        .parse::<f64>()
+        .map_err(|_| format!("{s:?} is not a number: give e.g. 0.5"))?;
+    snap::format::policy_file::check_min_dump_ratio(r)
+}
 
 fn ratio(s: &str) -> std::result::Result<f64, String> {
     match s.parse::<f64>() {
@@ -88,21 +114,19 @@ fn ratio(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-/// The alert ratio of this push: the flag, else the policy file's for the
-/// site. A policy file that cannot be read costs the alert, never the
-/// backup: it is named in a warning.
-fn alert_ratio(ctx: &Ctx, a: &Args) -> Option<f64> {
-    if a.alert_changed_ratio.is_some() {
-        return a.alert_changed_ratio;
-    }
+/// The early warning's thresholds (`[alerts]`): the configuration's,
+/// else the policy file's. A policy file that cannot be read costs the
+/// alert, never the backup: it is named in a warning, and `what` says what
+/// this push does without it.
+fn policy_alerts(ctx: &Ctx, a: &Args, what: &str) -> Option<Alerts> {
     if let (None, Some(c)) = (&a.policy_file, &ctx.config) {
-        return c.alerts.for_site(a.site.as_deref());
+        return Some(c.alerts.clone());
     }
     match snap::format::policy_file::load_alerts(a.policy_file.as_deref()) {
-        Ok(alerts) => alerts.for_site(a.site.as_deref()),
+        Ok(alerts) => Some(alerts),
         Err(e) => {
             eprintln!(
-                "snap: warning: no change alert for this push: {}",
+                "snap: warning: {what}: {}",
                 super::term::escape_message(&e.to_string())
             );
             None
@@ -133,6 +157,31 @@ fn level_and_expiry(a: &Args) -> Result<(u8, Option<chrono::Duration>)> {
         ),
         (false, None) => Ok((level, None)),
     }
+}
+
+/// The alert ratio of this push: the flag, else the configuration's or the
+/// policy file's for the site.
+fn alert_ratio(ctx: &Ctx, a: &Args) -> Option<f64> {
+    if a.alert_changed_ratio.is_some() {
+        return a.alert_changed_ratio;
+    }
+    policy_alerts(ctx, a, "no change alert for this push")
+        .and_then(|x| x.for_site(a.site.as_deref()))
+}
+
+/// The dump shrink threshold of this push: the flag, else the
+/// configuration's or the policy file's, else the default.
+fn min_dump_ratio(ctx: &Ctx, a: &Args) -> f64 {
+    if let Some(r) = a.min_dump_ratio {
+        return r;
+    }
+    policy_alerts(
+        ctx,
+        a,
+        "the dump is checked with the default --min-dump-ratio 0.5",
+    )
+    .unwrap_or_default()
+    .min_dump_ratio()
 }
 
 /// Refuses an empty value (or only blanks): an empty `--site` would make a
@@ -225,15 +274,18 @@ fn read_excludes(a: &Args) -> Result<Vec<String>> {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let stream = a.stdin || a.from_command;
+    let stream = a.stdin || a.from_command || a.from_shell.is_some();
     if stream && !a.paths.is_empty() {
-        anyhow::bail!("give either paths, or --stdin / --from-command, not both");
+        anyhow::bail!("give either paths, or --stdin / --from-command / --from-shell, not both");
     }
     if !stream && a.paths.is_empty() {
-        anyhow::bail!("nothing to push: give directories, or --stdin / --from-command -- CMD");
+        anyhow::bail!("nothing to push: give directories, or --stdin / --from-command -- CMD / --from-shell 'CMD | gzip'");
     }
     if a.from_command && a.command.is_empty() {
         anyhow::bail!("--from-command needs the command after `--`, e.g. snap push --from-command --name db.sql -- mysqldump client_a");
+    }
+    if !stream && a.min_dump_ratio.is_some() {
+        anyhow::bail!("--min-dump-ratio is for dumps (--stdin, --from-command, --from-shell); a push of files is checked with --alert-changed-ratio");
     }
     if !a.from_command && !a.command.is_empty() {
         anyhow::bail!("arguments after `--` are only for --from-command");
@@ -242,9 +294,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let name = match (stream, &a.name) {
         (true, Some(n)) => Some(n.clone()),
         (true, None) => {
-            anyhow::bail!("--stdin and --from-command need --name FILE (e.g. --name client_a.sql)")
+            anyhow::bail!("--stdin, --from-command and --from-shell need --name FILE (e.g. --name client_a.sql)")
         }
-        (false, Some(_)) => anyhow::bail!("--name is only for --stdin and --from-command"),
+        (false, Some(_)) => {
+            anyhow::bail!("--name is only for --stdin, --from-command and --from-shell")
+        }
         (false, None) => None,
     };
     let time = match &a.time {
@@ -293,40 +347,22 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .or_else(|| ctx.config.as_ref().and_then(|c| c.host.clone()))
             .unwrap_or_else(snap::repo::lock::host_name),
         alert_changed_ratio: if stream { None } else { alert_ratio(ctx, &a) },
+        min_dump_ratio: stream.then(|| min_dump_ratio(ctx, &a)),
     };
     let alert_ratio = opts.alert_changed_ratio;
     let progress = ctx.progress(None);
     let pusher = Pusher::new(&repo, opts, &progress)?;
     let outcome = if let Some(name) = name {
-        if a.from_command {
-            // Its own process group: a signal to snap ends the dump and
-            // everything it started (see signals.rs), nothing is orphaned.
-            let spawning = super::signals::spawning();
-            let mut cmd = Command::new(&a.command[0]);
-            cmd.args(&a.command[1..])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .process_group(0);
-            super::signals::unblock_in_child(&mut cmd);
-            let mut child = cmd
-                .spawn()
-                .with_context(|| format!("starting {:?}", a.command[0]))?;
-            super::signals::set_child_group(child.id() as i32);
-            drop(spawning);
-            let out = child.stdout.take().expect("stdout is piped");
-            let tree = pusher.save_stream(&name, out);
-            let status = child.wait().context("waiting for the command");
-            super::signals::set_child_group(0);
-            let status = status?;
-            let tree = tree?;
-            if !status.success() {
+        let command = match &a.from_shell {
+            Some(line) => Some(shell_command(line)?),
+            None => a.from_command.then(|| a.command.clone()),
+        };
+        if let Some(command) = command {
+            let tree = save_command_output(&pusher, &name, &command);
+            if tree.is_err() {
                 progress.finish();
-                anyhow::bail!(
-                    "{} exited with {status}; no snapshot was recorded (a failed dump is not a backup)",
-                    a.command.join(" ")
-                );
             }
-            pusher.commit(tree, vec![name], None, Some(a.command.clone()))?
+            pusher.commit(tree?, vec![name], None, Some(command))?
         } else {
             let tree = pusher.save_stream(&name, std::io::stdin())?;
             pusher.commit(tree, vec![name], None, None)?
@@ -379,8 +415,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if let Some(c) = &outcome.snapshot.changes {
         warn_changes(&outcome.id, c, alert_ratio);
     }
+    if let Some(d) = &outcome.snapshot.dump_check {
+        warn_dump(&outcome.id, &outcome.snapshot, d);
+    }
     Ok(if alert {
         EXIT_CHANGES_ALERT
+    } else if outcome.snapshot.dump_check.is_some() {
+        EXIT_SUSPICIOUS_DUMP
     } else if !replicated.ok() {
         super::remote::EXIT_REPLICATION_FAILED
     } else if outcome.snapshot.complete {
@@ -388,6 +429,113 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     } else {
         EXIT_INCOMPLETE
     })
+}
+
+/// The program `--from-shell` runs its pipeline with, and how: every stage's
+/// status counts (pipefail), not only the last one's.
+const SHELL: [&str; 3] = ["bash", "-o", "pipefail"];
+
+/// The command line of `--from-shell LINE`, once bash is known to be there.
+fn shell_command(line: &str) -> Result<Vec<String>> {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(SHELL[0]).is_file()));
+    if !found {
+        anyhow::bail!(
+            "--from-shell runs the pipeline with `bash -o pipefail -c`, and bash is not in PATH: install bash (apt-get install bash), or run a single command with --from-command"
+        );
+    }
+    let mut c: Vec<String> = SHELL.iter().map(|s| s.to_string()).collect();
+    c.extend(["-c".to_string(), line.to_string()]);
+    Ok(c)
+}
+
+/// The command as a user would type it: words with blanks or quotes are
+/// quoted, so the shell pipeline of `--from-shell` reads as one argument.
+fn command_text(command: &[String]) -> String {
+    command
+        .iter()
+        .map(|w| {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `command` and saves its standard output as the file `name`. An
+/// error when it cannot start or exits with a failure: a failed dump is not
+/// a backup, and no snapshot is recorded.
+fn save_command_output(
+    pusher: &Pusher,
+    name: &str,
+    command: &[String],
+) -> Result<snap::id::TreeId> {
+    // Its own process group: a signal to snap ends the dump and everything
+    // it started (see signals.rs), nothing is orphaned.
+    let spawning = super::signals::spawning();
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .process_group(0);
+    super::signals::unblock_in_child(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {:?}", command[0]))?;
+    super::signals::set_child_group(child.id() as i32);
+    drop(spawning);
+    let out = child.stdout.take().expect("stdout is piped");
+    let tree = pusher.save_stream(name, out);
+    let status = child.wait().context("waiting for the command");
+    super::signals::set_child_group(0);
+    let status = status?;
+    let tree = tree?;
+    if !status.success() {
+        anyhow::bail!(
+            "{} exited with {status}; no snapshot was recorded (a failed dump is not a backup)",
+            super::term::escape(&command_text(command))
+        );
+    }
+    Ok(tree)
+}
+
+/// The warning for a suspect dump, on stderr even with --quiet.
+fn warn_dump(id: &snap::id::SnapshotId, s: &Snapshot, d: &DumpCheck) {
+    let previous = match (d.previous, d.previous_bytes) {
+        (Some(p), Some(b)) => format!(
+            "the previous dump, snapshot {}, had {}",
+            p.short(),
+            bytes_exact(b)
+        ),
+        _ => "there is no previous dump to compare with".to_string(),
+    };
+    let what = match d.reason {
+        DumpReason::Empty => "is EMPTY".to_string(),
+        DumpReason::Shrunk => "is much SMALLER than the previous one".to_string(),
+    };
+    eprintln!(
+        "snap: warning: site {}: dump {} {what}: {}; {previous}. It is saved as snapshot {}, but it is probably not a restore point: check the dump command (exit code {EXIT_SUSPICIOUS_DUMP})",
+        super::term::escape(s.site.as_deref().unwrap_or("(global)")),
+        super::term::escape(&s.paths.join(" ")),
+        bytes_exact(d.bytes),
+        id.short(),
+    );
+}
+
+/// A size with its exact byte count when that is not already what is shown.
+fn bytes_exact(n: u64) -> String {
+    let b = super::bytes(n);
+    if n < 1024 {
+        b
+    } else {
+        format!("{b} ({n} bytes)")
+    }
 }
 
 /// Warnings about a push's changes, on stderr even with --quiet (cron mails
@@ -453,12 +601,17 @@ fn report(ctx: &Ctx, o: &PushOutcome, replicated: &super::remote::AfterPush) -> 
         return Ok(());
     }
     let m = &s.summary;
+    // Each figure says what it is: "read" is what came from the source (an
+    // unchanged file is not read), "new data" the plaintext the repository
+    // did not hold yet (metadata included), "stored" what it took in packs.
     outln!(
-        "snapshot {} saved: {} files new, {} changed, {} unchanged; {} read, {} added ({} stored) in {:.2}s",
+        "snapshot {} saved {} files ({}): {} new, {} changed, {} unchanged; read {}; new data {}, stored after compression {}; {:.2}s",
         o.id.short(),
-        m.files_new,
-        m.files_changed,
-        m.files_unchanged,
+        super::count(m.files_new + m.files_changed + m.files_unchanged),
+        super::bytes(m.bytes_total),
+        super::count(m.files_new),
+        super::count(m.files_changed),
+        super::count(m.files_unchanged),
         super::bytes(m.bytes_read),
         super::bytes(m.bytes_added),
         super::bytes(m.bytes_stored),

@@ -55,12 +55,16 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let expected = expectations(ctx, now);
     let mut groups = report::report(&repo, &policies, a.site.as_deref(), now, &expected, &show)?;
     if a.problems_only {
-        groups.retain(|g| g.status == Status::Missing);
+        groups.retain(|g| g.status == Status::Missing || g.dump_alert.is_some());
         for g in &mut groups {
             g.checks.retain(|c| c.status == Status::Missing);
         }
     }
-    let broken = groups.iter().any(|g| g.status == Status::Missing);
+    // A suspect newest dump breaks the promise as surely as a missing one:
+    // the newest restore point is probably not a restore point.
+    let broken = groups
+        .iter()
+        .any(|g| g.status == Status::Missing || g.dump_alert.is_some());
     // The restore points counted below are only those the storage shows:
     // a state that contradicts them fails the report.
     let findings = repo.state_findings()?;
@@ -129,6 +133,21 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                     a.snapshot,
                     super::term::human_time(&a.time, tz),
                     what.join("; ")
+                );
+            }
+            if let Some(d) = &g.dump_alert {
+                let previous = match d.previous_bytes {
+                    Some(b) => format!("previous {}", super::bytes(b)),
+                    None => "no previous dump".into(),
+                };
+                outln!(
+                    "    {:<18} {:<8} snapshot {} of {}: {}, {} ({previous})",
+                    "last dump",
+                    "SUSPECT",
+                    d.snapshot,
+                    d.time,
+                    super::bytes(d.bytes),
+                    d.reason
                 );
             }
         }

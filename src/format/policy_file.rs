@@ -46,6 +46,7 @@ struct FileToml {
 #[serde(deny_unknown_fields)]
 struct AlertsToml {
     changed_ratio: Option<Spanned<f64>>,
+    min_dump_ratio: Option<Spanned<f64>>,
     #[serde(default)]
     sites: BTreeMap<String, Spanned<f64>>,
 }
@@ -59,12 +60,33 @@ struct AlertsToml {
 /// [alerts.sites]
 /// boulangerie = 0.5         # a site that changes a lot by itself
 /// ```
+///
+/// `min_dump_ratio` (global) flags a dump smaller than that share of the
+/// previous dump of its group (default [`DEFAULT_MIN_DUMP_RATIO`]; 0 turns
+/// the shrink check off, never the check for an empty dump).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Alerts {
     /// For every push without a ratio of its own.
     pub changed_ratio: Option<f64>,
     /// Per site.
     pub sites: BTreeMap<String, f64>,
+    /// The dump shrink threshold, when configured.
+    pub min_dump_ratio: Option<f64>,
+}
+
+/// A dump under half the size of the previous one is flagged by default.
+pub const DEFAULT_MIN_DUMP_RATIO: f64 = 0.5;
+
+/// Checks a dump shrink threshold (`--min-dump-ratio`, `min_dump_ratio`):
+/// a share from 0 (no shrink check) to 1. The message says what to give.
+pub fn check_min_dump_ratio(r: f64) -> std::result::Result<f64, String> {
+    if r.is_finite() && (0.0..=1.0).contains(&r) {
+        Ok(r)
+    } else {
+        Err(format!(
+            "{r} is not a share from 0 to 1: give e.g. 0.5 to flag a dump under half the size of the previous one, or 0 to flag only empty dumps"
+        ))
+    }
 }
 
 impl Alerts {
@@ -72,6 +94,12 @@ impl Alerts {
     pub fn for_site(&self, site: Option<&str>) -> Option<f64> {
         site.and_then(|s| self.sites.get(s).copied())
             .or(self.changed_ratio)
+    }
+
+    /// The dump shrink threshold that applies: the configured one, else
+    /// [`DEFAULT_MIN_DUMP_RATIO`].
+    pub fn min_dump_ratio(&self) -> f64 {
+        self.min_dump_ratio.unwrap_or(DEFAULT_MIN_DUMP_RATIO)
     }
 }
 
@@ -119,6 +147,15 @@ fn alerts_of(text: &str, origin: &str, strict: bool) -> Result<Alerts> {
     let mut out = Alerts::default();
     if let Some(r) = &a.changed_ratio {
         out.changed_ratio = Some(check("alerts.changed_ratio".into(), r)?);
+    }
+    if let Some(r) = &a.min_dump_ratio {
+        let v = check_min_dump_ratio(*r.get_ref()).map_err(|m| {
+            bad(
+                line_of_span(text, r),
+                format!("alerts.min_dump_ratio = {m}"),
+            )
+        })?;
+        out.min_dump_ratio = Some(v);
     }
     for (site, r) in &a.sites {
         out.sites
@@ -315,6 +352,23 @@ pub fn load(explicit: Option<&Path>) -> Result<Vec<Policy>> {
     }
 }
 
+/// The calendar's time zone: the policy file's `timezone` (found as
+/// [`load`] finds the file), else [`default_timezone`].
+pub fn load_timezone(explicit: Option<&Path>) -> Result<Tz> {
+    let Some((text, origin)) = find(explicit)? else {
+        return Ok(default_timezone());
+    };
+    let f: FileToml = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| line_at(&text, s.start)).unwrap_or(1);
+        Error::Usage(format!("{origin}, line {line}: {}", e.message()))
+    })?;
+    match &f.timezone {
+        Some(t) => parse_tz(t.get_ref(), "timezone")
+            .map_err(|m| Error::Usage(format!("{origin}, line {}: {m}", line_of_span(&text, t)))),
+        None => Ok(default_timezone()),
+    }
+}
+
 /// The policy file's text and name, if there is one.
 pub fn find(explicit: Option<&Path>) -> Result<Option<(String, String)>> {
     // A file the user named must exist; the usual places may not.
@@ -359,6 +413,21 @@ mod tests {
         let e = parse_alerts("[alerts]\nchanged_ratio = -1.0\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
         assert!(parse_alerts("[alerts]\nchanged = 0.1\n", "t.toml").is_err());
+    }
+
+    #[test]
+    fn min_dump_ratio_default_zero_and_bounds() {
+        assert_eq!(Alerts::default().min_dump_ratio(), DEFAULT_MIN_DUMP_RATIO);
+        let a = parse_alerts("[alerts]\nmin_dump_ratio = 0.0\n", "t.toml").unwrap();
+        assert_eq!(a.min_dump_ratio(), 0.0);
+        let a = parse_alerts("[alerts]\nmin_dump_ratio = 0.3\n", "t.toml").unwrap();
+        assert_eq!(a.min_dump_ratio(), 0.3);
+        for bad in ["1.5", "-0.1", "nan"] {
+            let e = parse_alerts(&format!("[alerts]\n\nmin_dump_ratio = {bad}\n"), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("line 3") && e.contains("min_dump_ratio"), "{e}");
+        }
     }
 
     #[test]

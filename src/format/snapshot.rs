@@ -128,6 +128,65 @@ pub struct Snapshot {
     /// removes it after that; no policy counts or removes it otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
+    /// Set on a dump that was saved but looks wrong: empty, or much
+    /// smaller than the group's previous dump (format-spec.md §11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_check: Option<DumpCheck>,
+}
+
+/// Why a saved dump is suspect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpReason {
+    /// The dump holds no byte at all.
+    Empty,
+    /// The dump is smaller than the minimum ratio of the previous one.
+    Shrunk,
+}
+
+impl std::fmt::Display for DumpReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DumpReason::Empty => "empty",
+            DumpReason::Shrunk => "shrunk",
+        })
+    }
+}
+
+/// A suspect dump, against the previous dump of its group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpCheck {
+    /// Size of the saved dump.
+    pub bytes: u64,
+    /// Size of the previous dump of the group, if there is one.
+    #[serde(default)]
+    pub previous_bytes: Option<u64>,
+    /// The previous dump.
+    #[serde(default)]
+    pub previous: Option<SnapshotId>,
+    /// Why it is suspect.
+    pub reason: DumpReason,
+}
+
+impl DumpCheck {
+    /// Judges a dump of `bytes` against the group's previous dump (id and
+    /// size): empty always flags, smaller than `min_ratio` × the previous
+    /// size flags unless `min_ratio` is 0.
+    pub fn judge(bytes: u64, previous: Option<(SnapshotId, u64)>, min_ratio: f64) -> Option<Self> {
+        let reason = if bytes == 0 {
+            DumpReason::Empty
+        } else if previous.is_some_and(|(_, p)| (bytes as f64) < min_ratio * p as f64) {
+            DumpReason::Shrunk
+        } else {
+            return None;
+        };
+        Some(DumpCheck {
+            bytes,
+            previous_bytes: previous.map(|(_, b)| b),
+            previous: previous.map(|(id, _)| id),
+            reason,
+        })
+    }
 }
 
 /// The level of an ad-hoc snapshot: outside the plan, kept until its
@@ -267,6 +326,7 @@ impl Snapshot {
             root: None,
             changes: None,
             expires: None,
+            dump_check: None,
         }
     }
 
@@ -382,6 +442,7 @@ mod tests {
             root: None,
             changes: None,
             expires: None,
+            dump_check: None,
         };
         let (id, bytes) = s.encode(&k);
         assert_eq!(Snapshot::decode(&id, &bytes, &k).unwrap(), s);
@@ -430,5 +491,32 @@ mod tests {
         let bytes = k.seal(AAD, &serde_json::to_vec(&v).unwrap());
         let id = SnapshotId(*blake3::hash(&bytes).as_bytes());
         assert_eq!(Snapshot::decode(&id, &bytes, &k).unwrap(), s);
+    }
+
+    #[test]
+    fn dump_judged_against_the_previous_one() {
+        let prev = Some((SnapshotId([7; 32]), 100_000));
+        let empty = DumpCheck::judge(0, None, 0.5).unwrap();
+        assert_eq!((empty.reason, empty.previous), (DumpReason::Empty, None));
+        assert_eq!(
+            DumpCheck::judge(0, prev, 0.0).unwrap().reason,
+            DumpReason::Empty
+        );
+        let shrunk = DumpCheck::judge(20_000, prev, 0.5).unwrap();
+        assert_eq!(shrunk.reason, DumpReason::Shrunk);
+        assert_eq!(shrunk.previous_bytes, Some(100_000));
+        assert_eq!(shrunk.previous, Some(SnapshotId([7; 32])));
+        assert_eq!(DumpCheck::judge(20_000, prev, 0.1), None);
+        assert_eq!(DumpCheck::judge(20_000, prev, 0.0), None);
+        assert_eq!(
+            DumpCheck::judge(50_000, prev, 0.5),
+            None,
+            "exactly the ratio is fine"
+        );
+        assert_eq!(
+            DumpCheck::judge(20_000, None, 0.5),
+            None,
+            "a first dump has nothing to shrink from"
+        );
     }
 }

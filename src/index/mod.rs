@@ -46,6 +46,27 @@ pub struct PackUsage {
     pub unused_bytes: u64,
 }
 
+/// Blobs of one sort (file data, or trees and chunk lists) the index holds,
+/// one row per blob: a blob stored twice counts once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BlobSum {
+    /// Blobs.
+    pub blobs: u64,
+    /// Their plaintext bytes (before compression).
+    pub raw_bytes: u64,
+    /// Their sealed bytes in packs (compressed, encrypted).
+    pub sealed_bytes: u64,
+}
+
+/// What the index holds, summed in one pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BlobTotals {
+    /// File contents.
+    pub data: BlobSum,
+    /// Trees and chunk lists.
+    pub metadata: BlobSum,
+}
+
 /// Lookups and updates of blob locations.
 pub trait Index: Send + Sync {
     /// Where `b` is.
@@ -80,6 +101,9 @@ pub trait Index: Send + Sync {
     /// For every pack the index knows, how much of it is marked, in one pass
     /// over the index (nothing per blob is held in memory).
     fn usage(&self) -> Result<std::collections::HashMap<PackId, PackUsage>>;
+    /// Every blob row summed by sort, in one pass over the index (nothing
+    /// per blob is held in memory).
+    fn blob_totals(&self) -> Result<BlobTotals>;
     /// The blob rows that point into any of `packs`, in one pass over the
     /// index (for packs whose header cannot be read: missing or damaged).
     fn rows_in(

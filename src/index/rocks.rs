@@ -480,6 +480,31 @@ impl Index for RocksIndex {
         self.db.write(b).map_err(|e| err(&self.path, e))
     }
 
+    fn blob_totals(&self) -> Result<super::BlobTotals> {
+        let mut out = super::BlobTotals::default();
+        for kv in self.db.iterator_cf(self.cf(CF_BLOBS), IteratorMode::Start) {
+            let (k, v) = kv.map_err(|e| err(&self.path, e))?;
+            let damaged = |what: &str| Error::Index {
+                path: self.path.clone(),
+                why: format!("a blob {what} is damaged; run `snap repair index`"),
+            };
+            let loc = decode_location(&v).ok_or_else(|| damaged("entry"))?;
+            let kind = k
+                .first()
+                .and_then(|b| BlobKind::from_byte(*b))
+                .ok_or_else(|| damaged("key"))?;
+            let sum = if kind.is_metadata() {
+                &mut out.metadata
+            } else {
+                &mut out.data
+            };
+            sum.blobs += 1;
+            sum.raw_bytes += loc.raw_len as u64;
+            sum.sealed_bytes += loc.length as u64;
+        }
+        Ok(out)
+    }
+
     fn rows_in(
         &self,
         packs: &std::collections::HashSet<PackId>,

@@ -20,5 +20,6 @@ pub mod report;
 pub mod restore;
 pub mod select;
 pub mod sparse;
+pub mod stats;
 pub mod verify;
 pub mod walk;

@@ -23,13 +23,16 @@
 use crate::error::{Error, Result};
 use crate::format::blob;
 use crate::format::chunker::{Chunker, StreamChunker};
-use crate::format::snapshot::{Kind, PushError, RootMeta, Snapshot, Summary, SNAPSHOT_VERSION};
+use crate::format::snapshot::{
+    DumpCheck, Kind, PushError, RootMeta, Snapshot, Summary, SNAPSHOT_VERSION,
+};
 use crate::format::tree::{
     decode_records, encode_records, ends_group, split_groups, Content, ListRef, Node, NodeKind,
     Tree, INLINE_MAX,
 };
 use crate::id::{BlobKind, BlobRef, ChunkId, ListId, SnapshotId, TreeId};
 use crate::ops::changes::Tracker;
+use crate::ops::prune::GroupKey;
 use crate::ops::walk::MAX_DEPTH;
 use crate::progress::Progress;
 use crate::repo::writer::BlobWriter;
@@ -80,6 +83,10 @@ pub struct PushOptions {
     /// Mark the snapshot's changes as an alert when their ratio to the
     /// parent's entries exceeds this.
     pub alert_changed_ratio: Option<f64>,
+    /// For a dump (a stream of kind db): judge it against the previous dump
+    /// of its group with this shrink threshold (format-spec.md §11,
+    /// `dump_check`). `None`: no check.
+    pub min_dump_ratio: Option<f64>,
 }
 
 impl PushOptions {
@@ -704,6 +711,7 @@ impl<'a> Pusher<'a> {
                 .opts
                 .keep_for
                 .map(|d| (time.to_utc() + d).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            dump_check: None,
             summary: Summary {
                 files_new: c.new.load(Ordering::Relaxed),
                 files_changed: c.changed.load(Ordering::Relaxed),
@@ -728,9 +736,36 @@ impl<'a> Pusher<'a> {
                 c.alert = self.opts.alert_changed_ratio.is_some_and(|r| c.ratio() > r);
                 c
             });
+        if let Some(ratio) = self
+            .opts
+            .min_dump_ratio
+            .filter(|_| snapshot.kind == Kind::Db)
+        {
+            let previous = previous_dump(self.repo, &snapshot)?;
+            snapshot.dump_check = DumpCheck::judge(
+                snapshot.summary.bytes_total,
+                previous.map(|(id, s)| (id, s.summary.bytes_total)),
+                ratio,
+            );
+        }
         let id = self.repo.save_snapshot(&snapshot)?;
         Ok(PushOutcome { id, snapshot })
     }
+}
+
+/// The dump `s` follows: its parent, else the newest snapshot of its
+/// group not dated after it.
+fn previous_dump(repo: &Repository, s: &Snapshot) -> Result<Option<(SnapshotId, Snapshot)>> {
+    if let Some(id) = s.parent {
+        return Ok(Some((id, repo.load_snapshot(&id)?)));
+    }
+    let group = GroupKey::of(s);
+    let time = s.timestamp();
+    Ok(repo
+        .snapshots()?
+        .into_iter()
+        .rev()
+        .find(|(_, p)| p.timestamp() <= time && GroupKey::of(p) == group))
 }
 
 fn stamp_ns(secs: i64, nanos: u32) -> i64 {

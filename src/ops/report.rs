@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::format::policy::{check_promises, Candidate, Check, Policy, Status};
-use crate::format::snapshot::Kind;
+use crate::format::snapshot::{DumpReason, Kind};
 use crate::ops::prune::{effective_policy, GroupKey};
 use crate::repo::Repository;
 use chrono::{DateTime, Utc};
@@ -33,6 +33,28 @@ pub struct GroupReport {
     /// directories).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_alert: Option<Alert>,
+    /// Set when the group's newest snapshot (not dated after now) is a
+    /// dump saved but flagged as suspect: the newest restore point is
+    /// probably not one. A later healthy dump clears it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dump_alert: Option<DumpAlert>,
+}
+
+/// The newest dump of a group, flagged when it was pushed.
+#[derive(Clone, Debug, Serialize)]
+pub struct DumpAlert {
+    /// The snapshot.
+    pub snapshot: String,
+    /// Its time.
+    pub time: String,
+    /// What was found: empty, or shrunk.
+    pub reason: DumpReason,
+    /// Its size.
+    pub bytes: u64,
+    /// The size of the dump before it, if there was one.
+    pub previous_bytes: Option<u64>,
+    /// The dump before it (short id).
+    pub previous: Option<String>,
 }
 
 /// A push that raised the early warning.
@@ -146,6 +168,7 @@ pub fn report(
     let mut newest: BTreeMap<GroupKey, String> = BTreeMap::new();
     let mut future: BTreeMap<GroupKey, usize> = BTreeMap::new();
     let mut alerts: BTreeMap<GroupKey, Alert> = BTreeMap::new();
+    let mut dump_alerts: BTreeMap<GroupKey, DumpAlert> = BTreeMap::new();
     for (id, s) in repo.snapshots()? {
         // Ad-hoc snapshots are outside the plan: no promise counts them.
         if s.is_adhoc() || site.is_some_and(|x| s.site.as_deref() != Some(x)) {
@@ -156,6 +179,21 @@ pub fn report(
             *future.entry(key.clone()).or_default() += 1;
         } else {
             newest.insert(key.clone(), s.time.clone());
+            // Only the newest counts: a healthy dump after it clears it.
+            match &s.dump_check {
+                Some(d) => dump_alerts.insert(
+                    key.clone(),
+                    DumpAlert {
+                        snapshot: id.short(),
+                        time: s.time.clone(),
+                        reason: d.reason,
+                        bytes: d.bytes,
+                        previous_bytes: d.previous_bytes,
+                        previous: d.previous.map(|p| p.short()),
+                    },
+                ),
+                None => dump_alerts.remove(&key),
+            };
             // Snapshots come oldest first: the last one seen stays.
             if let Some(c) = s
                 .changes
@@ -209,6 +247,7 @@ pub fn report(
         let status = worst(&checks);
         out.push(GroupReport {
             last_alert: alerts.remove(&key),
+            dump_alert: dump_alerts.remove(&key),
             newest: newest.get(&key).cloned(),
             future: fut,
             group: key,
@@ -243,6 +282,7 @@ pub fn report(
             status: worst(&checks),
             checks,
             last_alert: None,
+            dump_alert: None,
         });
     }
     out.sort_by(|a, b| a.group.cmp(&b.group));

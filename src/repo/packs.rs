@@ -378,6 +378,9 @@ impl Index for NoIndex {
     fn is_marked(&self, _: &BlobRef) -> Result<bool> {
         Ok(false)
     }
+    fn blob_totals(&self) -> Result<crate::index::BlobTotals> {
+        Ok(Default::default())
+    }
     fn usage(&self) -> Result<std::collections::HashMap<PackId, crate::index::PackUsage>> {
         Ok(Default::default())
     }
