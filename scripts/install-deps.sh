@@ -3,7 +3,9 @@
 # Safe to run again and again: it only calls apt-get when something is absent.
 set -euo pipefail
 
-need=(libclang-dev clang pkg-config restic util-linux time)
+# mariadb-server and mariadb-client: tests/plan_run.rs starts its own
+# mariadbd on a private socket (the package's own service is not needed).
+need=(libclang-dev clang pkg-config restic util-linux time mariadb-server mariadb-client)
 missing=()
 for p in "${need[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -14,7 +14,7 @@
 //! timezone = "Europe/Paris"
 //!
 //! [schedule]
-//! level2_db = "sunday"        # weekly dumps: "daily", or a day of the week
+//! level2_db = "monday"        # weekly dumps: "daily", or a day of the week
 //! level2_files = 1            # monthly files: a day of the month (1-28), a weekday, or "daily"
 //! deadline = "06:00"          # by then, what is due today must have been pushed
 //!
@@ -177,7 +177,10 @@ impl Period {
 /// The schedule of `snap run` and the deadline `snap report` holds it to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Schedule {
-    /// Level-2 dumps (weekly on Sunday by default).
+    /// Level-2 dumps (weekly on Monday by default: a dump that fails is
+    /// caught up by the next run in the same ISO week, which the weekly
+    /// promise counts in; a Sunday's catch-up would land in the next week
+    /// and leave a week without a restore point).
     pub level2_db: Period,
     /// Level-2 files (monthly on the 1st by default).
     pub level2_files: Period,
@@ -188,7 +191,7 @@ pub struct Schedule {
 impl Default for Schedule {
     fn default() -> Self {
         Schedule {
-            level2_db: Period::Weekly(Weekday::Sun),
+            level2_db: Period::Weekly(Weekday::Mon),
             level2_files: Period::Monthly(1),
             deadline: NaiveTime::from_hms_opt(6, 0, 0).expect("valid"),
         }

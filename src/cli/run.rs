@@ -354,17 +354,7 @@ fn push_args(e: &Expected, a: &Args, now: chrono::DateTime<chrono::Utc>) -> Resu
         Kind::Db => {
             let dump = e.dump.as_ref().expect("a db push has its dump");
             let (command, name) = dump.resolve(e.site.as_deref())?;
-            v.extend([
-                "--name".into(),
-                name,
-                "--from-command".into(),
-                "--".into(),
-                "bash".into(),
-                "-o".into(),
-                "pipefail".into(),
-                "-c".into(),
-                command,
-            ]);
+            v.extend(["--name".into(), name, "--from-shell".into(), command]);
         }
     }
     Ok(v)

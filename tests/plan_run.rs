@@ -1,0 +1,523 @@
+//! The whole plan from one configuration: `snap run` over 60 simulated days
+//! for three sites with real MariaDB dumps (a private mariadbd on a socket
+//! in the test's directory) and a local off-site remote. It injects a site
+//! whose database name is wrong, a failing dump, an empty dump and a missed
+//! day, and checks the exit codes, that cron would mail nothing on good
+//! days, and what `snap report` says on each day.
+
+mod common;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const SITES: [&str; 3] = ["boulangerie", "fleuriste", "garage"];
+
+/// A MariaDB server of the test's own, stopped when dropped.
+struct Mariadb {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Mariadb {
+    /// Starts one in `dir`, or says why it cannot (no server installed).
+    fn start(dir: &Path) -> Option<Mariadb> {
+        let server = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file());
+        let Some(server) = server else {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "mariadbd is not installed: scripts/install-deps.sh installs mariadb-server"
+                );
+            }
+            eprintln!("SKIPPED: mariadbd is not installed (scripts/install-deps.sh installs mariadb-server)");
+            return None;
+        };
+        let data = dir.join("data");
+        let out = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--skip-test-db"])
+            .arg(format!("--datadir={}", data.display()))
+            .arg("--auth-root-authentication-method=socket")
+            .output()
+            .expect("mariadb-install-db runs");
+        assert_success(&out, "mariadb-install-db");
+        let socket = dir.join("sock");
+        let child = Command::new(server)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .arg(format!("--log-error={}", dir.join("error.log").display()))
+            .args([
+                "--skip-networking",
+                "--user=root",
+                "--innodb-buffer-pool-size=16M",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd starts");
+        let db = Mariadb { child, socket };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let ping = Command::new("mariadb-admin")
+                .arg(format!("--socket={}", db.socket.display()))
+                .arg("ping")
+                .output()
+                .expect("mariadb-admin runs");
+            if ping.status.success() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mariadbd did not answer within 60 s: {}",
+                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Some(db)
+    }
+
+    fn sql(&self, statements: &str) {
+        let out = Command::new("mariadb")
+            .arg(format!("--socket={}", self.socket.display()))
+            .args(["-e", statements])
+            .output()
+            .expect("mariadb runs");
+        assert_success(&out, statements);
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        // SAFETY: kill on the server's own pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// 03:00 in Paris on `day` days after 1 September 2026 (a Tuesday).
+fn at(day: i64, hour: u32) -> DateTime<Utc> {
+    let tz: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+    let date = NaiveDate::from_ymd_opt(2026, 9, 1).unwrap() + Duration::days(day);
+    tz.from_local_datetime(&date.and_hms_opt(hour, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn config_text(t: &Path, socket: &Path, garage_db: &str) -> String {
+    let www = t.join("www");
+    let flags = t.join("flags");
+    format!(
+        r#"timezone = "Europe/Paris"
+
+[schedule]      # level2_db = "monday" is the default
+level2_files = 1
+deadline = "06:00"
+
+[level1]
+dump = "mariadb-dump --socket={socket} --all-databases --single-transaction"
+
+[defaults]
+# A flag file makes a site's dump fail, or come out empty.
+dump = "if [ -e {flags}/fail-{{site}} ]; then echo 'simulated failure' >&2; exit 3; elif [ -e {flags}/empty-{{site}} ]; then true; else mariadb-dump --socket={socket} --single-transaction {{database}}; fi"
+
+[sites.boulangerie]
+paths = ["{www}/boulangerie"]
+wordpress = true
+
+[sites.fleuriste]
+paths = ["{www}/fleuriste"]
+databases = ["fleuriste"]
+
+[sites.garage]
+paths = ["{www}/garage"]
+databases = ["{garage_db}"]
+
+[remote.offsite]
+url = "{offsite}"
+"#,
+        socket = socket.display(),
+        flags = flags.display(),
+        www = www.display(),
+        offsite = t.join("offsite").display(),
+    )
+}
+
+/// What `snap report --json` says is broken: (group label, promise).
+fn broken(report: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for g in report.as_array().expect("a list of groups") {
+        let grp = &g["group"];
+        let label = format!(
+            "{} {} level{}",
+            grp["site"].as_str().unwrap_or("global"),
+            grp["kind"].as_str().unwrap(),
+            grp["level"]
+        );
+        for c in g["checks"].as_array().unwrap() {
+            if c["status"] == "MISSING" {
+                out.push(format!(
+                    "{label}: {}: {}",
+                    c["promise"].as_str().unwrap(),
+                    c["detail"].as_str().unwrap()
+                ));
+            }
+        }
+        if !g["dump_alert"].is_null() {
+            out.push(format!("{label}: suspect dump"));
+        }
+    }
+    out
+}
+
+#[test]
+fn sixty_days_of_snap_run_with_real_dumps() {
+    let repo = Repo::new();
+    let t = repo.tmp.path().to_path_buf();
+    let Some(db) = Mariadb::start(&{
+        let d = t.join("mdb");
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }) else {
+        return;
+    };
+    std::fs::create_dir_all(t.join("flags")).unwrap();
+    for site in SITES {
+        db.sql(&format!(
+            "CREATE DATABASE {site}; CREATE TABLE {site}.posts (id INT PRIMARY KEY, body TEXT);"
+        ));
+        let root = t.join("www").join(site);
+        std::fs::create_dir_all(root.join("wp-content/uploads")).unwrap();
+        std::fs::create_dir_all(root.join("stats")).unwrap();
+        std::fs::write(root.join("index.php"), format!("<?php // {site}\n")).unwrap();
+        std::fs::write(
+            root.join("wp-config.php"),
+            format!("<?php\ndefine( 'DB_NAME', '{site}' );\ndefine( 'DB_USER', '{site}' );\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("wp-content/uploads/logo.png"),
+            noise(site.len() as u64, 200_000),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("stats/visits.html"),
+            "visit statistics, never saved",
+        )
+        .unwrap();
+    }
+    let cfg = t.join("snap.toml");
+    // Day 0: garage's database is misspelled in the configuration.
+    std::fs::write(&cfg, config_text(&t, &db.socket, "garag")).unwrap();
+    let snap = |args: &[&str]| -> Output {
+        repo.cmd()
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .expect("snap runs")
+    };
+    assert_success(&snap(&["remote", "init", "offsite"]), "remote init");
+
+    let mondays: Vec<i64> = (0..60)
+        .filter(|&d| at(d, 3).with_timezone(&chrono_tz::Europe::Paris).weekday() == Weekday::Mon)
+        .collect();
+    let fail_day = mondays[1]; // 14 September: boulangerie's dump fails
+    let empty_day = mondays[2]; // 21 September: fleuriste's dump is empty
+    let missed_day = 45; // 16 October: the server was down at 03:00
+    let mut quiet_days = 0;
+    for day in 0..60i64 {
+        let now = at(day, 3).to_rfc3339();
+        // The sites live: a post a day, a page edited.
+        for site in SITES {
+            db.sql(&format!(
+                "INSERT INTO {site}.posts VALUES ({day}, 'day {day} of {site}');"
+            ));
+            let page = t.join("www").join(site).join("index.php");
+            let mut text = std::fs::read_to_string(&page).unwrap();
+            text.push_str(&format!("// day {day}\n"));
+            std::fs::write(&page, text).unwrap();
+        }
+        if day == 3 {
+            // The typo is fixed.
+            std::fs::write(&cfg, config_text(&t, &db.socket, "garage")).unwrap();
+        }
+        let flag = |name: &str, on: bool| {
+            let p = t.join("flags").join(name);
+            if on {
+                std::fs::write(&p, "").unwrap();
+            } else {
+                let _ = std::fs::remove_file(&p);
+            }
+        };
+        flag("fail-boulangerie", day == fail_day);
+        flag("empty-fleuriste", day == empty_day);
+        if day == missed_day {
+            // No run today: by the deadline, the report says what is missing.
+            let out = snap(&["report", "--now", &at(day, 7).to_rfc3339(), "--json"]);
+            assert_code(&out, 4, "report on the missed day");
+            let b = broken(&parse_json(&out));
+            for want in ["global files level1", "global db level1"] {
+                assert!(
+                    b.iter()
+                        .any(|x| x.starts_with(want) && x.contains("none by the deadline")),
+                    "day {day}: {want} should be missing: {b:#?}"
+                );
+            }
+            continue;
+        }
+        if day == empty_day + 1 {
+            // The operator read yesterday's mail and dumps again by hand.
+            let out = snap(&[
+                "push",
+                "--level",
+                "2",
+                "--site",
+                "fleuriste",
+                "--name",
+                "fleuriste.sql",
+                "--time",
+                &at(day, 2).to_rfc3339(),
+                "--from-shell",
+                &format!("mariadb-dump --socket={} fleuriste", db.socket.display()),
+            ]);
+            assert_success(&out, "the hand-made dump");
+        }
+        let out = snap(&["run", "--now", &now]);
+        let (o, e) = (stdout(&out), stderr(&out));
+        let code = out.status.code();
+        let report = snap(&["report", "--now", &now, "--json"]);
+        let b = broken(&parse_json(&report));
+        match day {
+            0..=2 => {
+                assert_eq!(
+                    code,
+                    Some(1),
+                    "day {day}: the misspelled database fails the run\n{o}{e}"
+                );
+                assert!(
+                    o.contains("garage db level2 (garag.sql)")
+                        && o.contains("Unknown database 'garag'"),
+                    "day {day}: the failure is named with mariadb-dump's reason:\n{o}"
+                );
+                assert!(
+                    o.contains("no snapshot at all"),
+                    "day {day}: the report part says garage has no dump:\n{o}"
+                );
+                assert_eq!(
+                    b.len(),
+                    1,
+                    "day {day}: only garage's dump is missing: {b:#?}"
+                );
+                assert!(
+                    b[0].starts_with("garage db level2") && b[0].contains("no snapshot at all"),
+                    "{b:#?}"
+                );
+            }
+            d if d == fail_day => {
+                assert_eq!(
+                    code,
+                    Some(1),
+                    "day {day}: the failing dump fails the run\n{o}{e}"
+                );
+                assert!(
+                    o.contains("boulangerie db level2 (boulangerie.sql) — exit 1")
+                        && o.contains("simulated failure"),
+                    "{o}"
+                );
+                let other_lines: Vec<&str> = o
+                    .lines()
+                    .filter(|l| !l.starts_with("    ") && !l.starts_with("snap run at"))
+                    .collect();
+                assert_eq!(
+                    other_lines.len(),
+                    1,
+                    "day {day}: one failure, one block:\n{o}"
+                );
+                // At 03:00 the weekly dump is still due today; at 07:00 it is late.
+                assert!(
+                    b.is_empty(),
+                    "day {day}: before the deadline nothing is broken yet: {b:#?}"
+                );
+                let late = snap(&["report", "--now", &at(day, 7).to_rfc3339(), "--json"]);
+                assert_code(&late, 4, "report after the deadline");
+                let lb = broken(&parse_json(&late));
+                assert!(
+                    lb.len() == 1
+                        && lb[0].starts_with("boulangerie db level2")
+                        && lb[0].contains("none by the deadline"),
+                    "day {day}: {lb:#?}"
+                );
+                let text = snap(&[
+                    "report",
+                    "--now",
+                    &at(day, 7).to_rfc3339(),
+                    "--problems-only",
+                ]);
+                assert_code(&text, 4, "report --problems-only");
+                assert_eq!(
+                    stdout(&text).lines().count(),
+                    2,
+                    "only the broken group and its check:\n{}",
+                    stdout(&text)
+                );
+                assert!(
+                    stdout(&text).contains("2026-09-14 06:00:00 CEST"),
+                    "the deadline in local time:\n{}",
+                    stdout(&text)
+                );
+            }
+            d if d == empty_day => {
+                assert_eq!(
+                    code,
+                    Some(7),
+                    "day {day}: the empty dump is saved but flagged\n{o}{e}"
+                );
+                assert!(
+                    o.contains("fleuriste db level2 (fleuriste.sql) — exit 7"),
+                    "{o}"
+                );
+                assert_eq!(
+                    b,
+                    vec!["fleuriste db level2: suspect dump".to_string()],
+                    "day {day}"
+                );
+            }
+            d if d > missed_day => {
+                // The missed pushes are caught up, but the restore points of
+                // 16 October do not exist: the daily dumps promised for 30
+                // days and the level-1 ladder's D-1 and D-2 say so, every
+                // day, and nothing else does.
+                assert_eq!(code, Some(4), "day {day}\n{o}{e}");
+                assert!(e.is_empty(), "day {day}: {e}");
+                let heads: Vec<&str> = o.lines().filter(|l| !l.starts_with("    ")).collect();
+                assert_eq!(heads.len(), 2, "day {day}: only the report's block:\n{o}");
+                assert!(heads[1].starts_with("report — exit 4"), "{o}");
+                assert!(
+                    b.iter()
+                        .any(|x| x.starts_with("global db level1: daily x30")
+                            && x.contains("none in 2026-10-16")),
+                    "day {day}: {b:#?}"
+                );
+                assert!(
+                    b.iter().all(|x| x.contains("2026-10-16")
+                        || (day <= missed_day + 2 && x.starts_with("global files level1: ladder"))),
+                    "day {day}: {b:#?}"
+                );
+            }
+            _ => {
+                assert_eq!(code, Some(0), "day {day}: a good day\n{o}{e}");
+                assert!(
+                    o.is_empty() && e.is_empty(),
+                    "day {day}: cron would mail this:\nstdout:\n{o}\nstderr:\n{e}"
+                );
+                assert!(b.is_empty(), "day {day}: {b:#?}");
+                quiet_days += 1;
+            }
+        }
+    }
+    assert!(quiet_days >= 39, "{quiet_days} quiet days");
+
+    // What was due was pushed: a level-1 files and db snapshot every day
+    // but the missed one (before prune thins them), the weekly dumps, the
+    // monthly files; the statistics never.
+    let snaps = repo.snapshots(&[]);
+    let count = |site: Option<&str>, kind: &str, level: u64| {
+        snaps
+            .iter()
+            .filter(|s| s["site"].as_str() == site && s["kind"] == kind && s["level"] == level)
+            .count()
+    };
+    assert!(
+        count(None, "db", 1) >= 29 && count(None, "db", 1) <= 31,
+        "level-1 dumps: {}",
+        count(None, "db", 1)
+    );
+    for site in SITES {
+        // Four weeks kept (a catch-up push can add one).
+        let n = count(Some(site), "db", 2);
+        assert!((4..=6).contains(&n), "{site}: {n} level-2 dumps");
+        assert!(count(Some(site), "files", 2) >= 2, "{site}: level-2 files");
+    }
+    let ls = ls_paths(&repo, &["latest", "--level", "1", "--kind", "files"]);
+    assert!(
+        ls.iter()
+            .any(|p| p.ends_with("wp-content/uploads/logo.png")),
+        "{ls:?}"
+    );
+    assert!(
+        !ls.iter().any(|p| p.contains("/stats")),
+        "statistics are never saved: {ls:?}"
+    );
+
+    // The newest dumps hold the last day's rows, and restore byte for byte.
+    let cat = repo.ok(&[
+        "cat",
+        "latest",
+        "--level",
+        "1",
+        "--kind",
+        "db",
+        "all-databases.sql",
+    ]);
+    let all = stdout(&cat);
+    for site in SITES {
+        assert!(
+            all.contains(&format!("day 59 of {site}")),
+            "{site}'s last post is in the level-1 dump"
+        );
+    }
+    let target = t.join("restored");
+    repo.ok(&[
+        "restore",
+        "latest",
+        "--level",
+        "2",
+        "--site",
+        "garage",
+        "--kind",
+        "db",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    let dump = std::fs::read_to_string(target.join("garage.sql")).unwrap();
+    assert!(
+        dump.contains("CREATE TABLE `posts`") && dump.contains("day 55 of garage"),
+        "the last Monday's garage dump"
+    );
+
+    // The off-site copy holds the level-2 snapshots and nothing else, and reads back whole.
+    let remote: serde_json::Value =
+        parse_json(&snap(&["--remote", "offsite", "snapshots", "--json"]));
+    let remote = remote.as_array().unwrap();
+    assert!(
+        !remote.is_empty() && remote.iter().all(|s| s["level"] == 2),
+        "{remote:#?}"
+    );
+    assert_success(
+        &snap(&["--remote", "offsite", "check", "--read-data"]),
+        "check of the remote",
+    );
+    assert_success(
+        &snap(&["check", "--read-data"]),
+        "check of the local repository",
+    );
+
+    // The last report names only the missed day's hole.
+    let out = snap(&[
+        "report",
+        "--now",
+        &at(59, 7).to_rfc3339(),
+        "--problems-only",
+    ]);
+    assert_code(&out, 4, "the last report");
+    let text = stdout(&out);
+    assert!(
+        text.lines().count() == 2 && text.contains("none in 2026-10-16"),
+        "{text}"
+    );
+}
