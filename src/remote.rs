@@ -313,11 +313,13 @@ impl Remotes {
             self.remotes.insert(n, r);
         }
         match (&self.allowed, other.allowed) {
-            (Some(a), Some(b)) if *a != b => return Err(Error::Usage(format!(
+            (Some(a), Some(b)) if *a != b => {
+                return Err(Error::Usage(format!(
                 "allowed_jurisdictions differ between {mine} ({}) and {theirs} ({}): keep one list",
                 a.join(", "),
                 b.join(", ")
-            ))),
+            )))
+            }
             (None, b) => self.allowed = b,
             _ => {}
         }

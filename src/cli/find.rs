@@ -24,7 +24,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut finder = Finder::new(&a.glob)?;
     let repo = ctx.open(Mode::Read, "find")?;
-    let mut snaps = select::list(&repo, &a.filter.filter())?;
+    let mut snaps = select::list_scoped(&repo, &a.filter.filter(ctx))?;
     snaps.reverse();
     let cache = ReadCache::new(super::READ_CACHE_BYTES);
     let mut json = Vec::new();

@@ -25,7 +25,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "log")?;
-    let snaps = select::list(&repo, &a.filter.filter())?;
+    let snaps = select::list_scoped(&repo, &a.filter.filter(ctx))?;
     let path = a.path.as_bytes();
     let mut lookup = Lookup::default();
     let cache = ReadCache::new(super::READ_CACHE_BYTES);
