@@ -1,6 +1,6 @@
 //! `snap find GLOB`
 
-use super::term::{escape, escape_bytes};
+use super::term::{escape, escape_bytes, human_time};
 use super::{Ctx, FilterArgs};
 use anyhow::Result;
 use snap::ops::cache::ReadCache;
@@ -29,6 +29,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let cache = ReadCache::new(super::READ_CACHE_BYTES);
     let mut json = Vec::new();
     let mut holding = 0;
+    let tz = ctx.timezone();
     for (id, s) in &snaps {
         let paths = finder.find(&repo, &cache, &s.tree)?;
         if paths.is_empty() {
@@ -56,7 +57,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         outln!(
             "{}  {}  {}  level {}  {}: {} path(s)",
             id.short(),
-            s.timestamp().format("%Y-%m-%d %H:%M:%S%:z"),
+            human_time(&s.time, tz),
             s.site.as_deref().map(escape).unwrap_or_else(|| "-".into()),
             s.level,
             s.kind,
