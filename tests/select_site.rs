@@ -380,6 +380,16 @@ fn snapshots_print_aligned_columns_in_local_time() {
             "a-rather-long-host-name",
         ],
     );
+    // Escaped before its width is taken.
+    repo.push(
+        &src,
+        &[
+            "--site",
+            "tab\there\x1b[2J",
+            "--time",
+            "2025-07-12T02:00:00Z",
+        ],
+    );
     let cfg = repo.dir("snap.toml");
     fs::write(&cfg, format!("timezone = \"{TZ}\"\n")).unwrap();
     // TZ says UTC; the configuration's zone wins.
@@ -391,13 +401,13 @@ fn snapshots_print_aligned_columns_in_local_time() {
         .ok(&["snapshots", "--config", cfg.to_str().unwrap()]),
     );
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(lines.len(), 6, "{text}");
     assert!(lines[1].contains("2025-01-10 03:00:00 CET"), "{text}");
     assert!(lines[2].contains("2025-07-10 04:00:00 CEST"), "{text}");
     assert!(!text.contains(".123"), "no fractions of a second: {text}");
     for column in ["time", "kind", "site", "host", "paths"] {
         let at = lines[0].find(column).unwrap();
-        for l in &lines[1..4] {
+        for l in &lines[1..5] {
             assert_eq!(
                 &l[at - 2..at],
                 "  ",
@@ -411,5 +421,7 @@ fn snapshots_print_aligned_columns_in_local_time() {
         }
     }
     assert!(lines[1].contains(&format!("  {long}  ")), "{text}");
-    assert_eq!(lines[4], "3 snapshot(s)");
+    assert!(lines[4].contains("  tab\\x09here\\x1b[2J  "), "{text}");
+    assert!(!text.contains('\x1b') && !text.contains('\t'), "{text}");
+    assert_eq!(lines[5], "4 snapshot(s)");
 }
