@@ -123,8 +123,13 @@ fn push_records_site_kind_level_tags_and_time() {
     for k in ["site", "kind", "level", "tags", "host", "time", "id"] {
         assert_eq!(listed[0][k], s[k], "{k}");
     }
-    let text = stdout(&repo.ok(&["snapshots"]));
-    assert!(text.contains("2026-03-01 02:30:00+01:00"), "{text}");
+    // Printed in the local zone, to the second.
+    let paris = InZone {
+        repo: &repo,
+        tz: "Europe/Paris",
+    };
+    let text = stdout(&paris.ok(&["snapshots"]));
+    assert!(text.contains("2026-03-01 02:30:00 CET"), "{text}");
     assert!(text.contains("[monthly,offsite]"), "{text}");
 
     let out = repo.run(&["push", "--time", "yesterday-ish", src.to_str().unwrap()]);

@@ -292,8 +292,13 @@ fn adhoc_snapshots_need_an_expiry_and_stay_outside_the_plan() {
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[1]["expires"], expires.as_str());
     let text = stdout(&repo.ok(&["snapshots"]));
+    // Shown in local time to the second (UTC here: no zone configured).
+    let local = chrono::DateTime::parse_from_rfc3339(&expires)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
     assert!(
-        text.contains("adhoc") && text.contains(&format!("expires {expires}")),
+        text.contains("adhoc") && text.contains(&format!("expires {local}")),
         "{text}"
     );
 

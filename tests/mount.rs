@@ -94,6 +94,8 @@ fn snap_command(repo: &Repo) -> Command {
         .env("SNAP_CACHE_DIR", repo.cache())
         .env("SNAP_REMOTES_FILE", "/dev/null")
         .env("SNAP_POLICY_FILE", "/dev/null")
+        // Directory names are local times.
+        .env("TZ", "Europe/Paris")
         .env("SNAP_PASSWORD", PASSWORD)
         .env("SNAP_KDF_MEMORY_KIB", "1024")
         .env("SNAP_INSECURE_KDF", "1")
@@ -215,7 +217,13 @@ fn a_mounted_snapshot_is_the_tree_that_was_pushed_and_cannot_be_written() {
     let by_time = only_entry(&mp.join("sites/client-a/files"));
     let name = by_time.file_name().unwrap().to_str().unwrap().to_string();
     assert!(
-        name.len() == 18 && name.ends_with('Z') && !name.contains(':'),
+        name.len() == 22
+            && (name.ends_with("+0100") || name.ends_with("+0200"))
+            && !name.contains(':'),
+        "a local time in Europe/Paris with its offset: {name}"
+    );
+    assert!(
+        name.as_bytes()[10] == b'T' && name[..10].bytes().filter(|&b| b == b'-').count() == 2,
         "{name}"
     );
     assert_same_tree(&src, &by_time, &[]);
@@ -299,7 +307,7 @@ fn a_push_while_mounted_appears_a_prune_does_not_wait_and_sigterm_unmounts() {
     wait_for("the new snapshot in sites/client-a/files", || {
         fs::read_dir(&files).map(|d| d.count()).unwrap_or(0) == 2
     });
-    assert!(files.join("2030-01-01T000000Z").is_dir());
+    assert!(files.join("2030-01-01T010000+0100").is_dir());
 
     // The mount holds no lock between reads: a prune runs at once.
     let out = snap_command(&repo)

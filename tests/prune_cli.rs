@@ -149,6 +149,10 @@ fn dry_run_changes_nothing_and_prints_the_plan() {
         "{text}"
     );
     assert!(text.contains("weekly 2026-W"), "reasons shown: {text}");
+    assert!(
+        text.contains("2026-02-23 03:00:00 CET") && !text.contains(".000"),
+        "times local, to the second: {text}"
+    );
     assert!(text.contains("to delete"), "pack plan shown: {text}");
     assert_eq!(repo.files(), before, "--dry-run changed the repository");
 

@@ -19,7 +19,8 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "cat")?;
-    let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter())?;
+    let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter(ctx))?;
+    ctx.using(&id, &snap);
     let path = select::snapshot_path(&repo, &snap, &id.short(), a.path.as_bytes())?;
     let node = read::find_node(&repo, &snap, &id.short(), &path)?.ok_or_else(|| {
         anyhow::anyhow!(

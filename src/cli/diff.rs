@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         anyhow::bail!("give two snapshots (snap diff OLD NEW [PATH]), or one and --live DIR");
     };
     let repo = ctx.open(Mode::Read, "diff")?;
-    let filter = a.filter.filter();
+    let filter = a.filter.filter(ctx);
     let (old_id, old) = select::resolve(&repo, &a.old, &filter)?;
     let (new_id, new) = select::resolve(&repo, new_spec, &filter)?;
     let cache = ReadCache::new(super::READ_CACHE_BYTES);
@@ -113,7 +113,7 @@ fn live(ctx: &Ctx, a: &Args, dir: &std::path::Path) -> Result<i32> {
         Err(e) => anyhow::bail!("--live {}: {e}", dir.display()),
     }
     let repo = ctx.open(Mode::Read, "diff")?;
-    let (id, snap) = select::resolve(&repo, &a.old, &a.filter.filter())?;
+    let (id, snap) = select::resolve(&repo, &a.old, &a.filter.filter(ctx))?;
     let cache = ReadCache::new(super::READ_CACHE_BYTES);
     let (root, base) = match &a.new {
         None => (snap.tree, Vec::new()),

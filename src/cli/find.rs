@@ -1,6 +1,6 @@
 //! `snap find GLOB`
 
-use super::term::{escape, escape_bytes};
+use super::term::{escape, escape_bytes, human_time};
 use super::{Ctx, FilterArgs};
 use anyhow::Result;
 use snap::ops::cache::ReadCache;
@@ -24,11 +24,12 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut finder = Finder::new(&a.glob)?;
     let repo = ctx.open(Mode::Read, "find")?;
-    let mut snaps = select::list(&repo, &a.filter.filter())?;
+    let mut snaps = select::list_scoped(&repo, &a.filter.filter(ctx))?;
     snaps.reverse();
     let cache = ReadCache::new(super::READ_CACHE_BYTES);
     let mut json = Vec::new();
     let mut holding = 0;
+    let tz = ctx.timezone();
     for (id, s) in &snaps {
         let paths = finder.find(&repo, &cache, &s.tree)?;
         if paths.is_empty() {
@@ -56,7 +57,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         outln!(
             "{}  {}  {}  level {}  {}: {} path(s)",
             id.short(),
-            s.timestamp().format("%Y-%m-%d %H:%M:%S%:z"),
+            human_time(&s.time, tz),
             s.site.as_deref().map(escape).unwrap_or_else(|| "-".into()),
             s.level,
             s.kind,

@@ -24,8 +24,11 @@ pub struct Args {
     filter: FilterArgs,
 }
 
-fn selection(a: &Args) -> Result<Selection> {
-    let f = a.filter.filter();
+fn selection(ctx: &Ctx, a: &Args) -> Result<Selection> {
+    let mut f = a.filter.filter(ctx);
+    // Removing is never by containment: `--site S` means S's own
+    // snapshots, not the global snapshots that hold S's directory.
+    f.site_paths.clear();
     if a.all {
         let Some(site) = f.site.clone() else {
             anyhow::bail!(
@@ -48,7 +51,7 @@ fn selection(a: &Args) -> Result<Selection> {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let what = selection(&a)?;
+    let what = selection(ctx, &a)?;
     let repo = ctx.open(Mode::Exclusive, "forget")?;
     let plan = forget::plan(&repo, &what, a.force)?;
     let removed = if a.dry_run {

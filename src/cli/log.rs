@@ -1,6 +1,6 @@
 //! `snap log PATH`
 
-use super::term::{escape, escape_bytes};
+use super::term::{escape, escape_bytes, human_time};
 use super::{Ctx, FilterArgs};
 use anyhow::Result;
 use snap::format::tree::NodeKind;
@@ -25,7 +25,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "log")?;
-    let snaps = select::list(&repo, &a.filter.filter())?;
+    let snaps = select::list_scoped(&repo, &a.filter.filter(ctx))?;
     let path = a.path.as_bytes();
     let mut lookup = Lookup::default();
     let cache = ReadCache::new(super::READ_CACHE_BYTES);
@@ -62,16 +62,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .collect();
         return super::print_json(&v).map(|_| 0);
     }
-    outln!(
-        "{:<8}  {:<25}  {:<12}  {:>2}  {:<5}  {:<7}  {:>10}  status",
-        "id",
-        "time",
-        "site",
-        "lv",
-        "kind",
-        "entry",
-        "size"
-    );
+    let tz = ctx.timezone();
+    let mut table = vec![[
+        "id", "time", "site", "lv", "kind", "entry", "size", "status",
+    ]
+    .map(String::from)
+    .to_vec()];
     for r in &shown {
         let s = by_id[&r.id];
         let (entry, size) = match &r.node {
@@ -84,17 +80,22 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 },
             ),
         };
-        outln!(
-            "{:<8}  {:<25}  {:<12}  {:>2}  {:<5}  {:<7}  {:>10}  {}",
+        table.push(vec![
             r.id.short(),
-            s.timestamp().format("%Y-%m-%d %H:%M:%S%:z"),
+            human_time(&s.time, tz),
             s.site.as_deref().map(escape).unwrap_or_else(|| "-".into()),
-            s.level,
+            s.level.to_string(),
             s.kind.to_string(),
-            entry,
+            entry.to_string(),
             size,
-            r.status.text()
-        );
+            r.status.text().to_string(),
+        ]);
+    }
+    for line in super::term::table(
+        &table,
+        &[false, false, false, true, false, false, true, false],
+    ) {
+        outln!("{line}");
     }
     let changes = rows
         .iter()

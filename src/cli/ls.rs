@@ -41,7 +41,9 @@ fn mode_text(kind: snap::format::tree::NodeKind, mode: u32) -> String {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "ls")?;
-    let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter())?;
+    let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter(ctx))?;
+    ctx.using(&id, &snap);
+    let tz = ctx.timezone();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut items = Vec::new();
     let mut werr = None;
@@ -62,7 +64,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 l.uid,
                 l.gid,
                 l.size,
-                l.mtime,
+                super::term::human_time(&l.mtime, tz),
                 super::term::escape_bytes(&l.raw_path),
                 target
             ) {

@@ -187,7 +187,6 @@ impl Ctx {
 
     /// The time zone of the times printed: the configuration's, else the
     /// policy file's, else TZ or the system's.
-    #[allow(dead_code)]
     fn timezone(&self) -> chrono_tz::Tz {
         if let Some(c) = &self.config {
             return c.timezone;
@@ -272,6 +271,26 @@ impl Ctx {
 
     fn write_mode(&self) -> Mode {
         Mode::Write
+    }
+
+    /// Says on stderr which snapshot a command is about to read, unless
+    /// `--quiet`: `snap: using snapshot 1a2b3c4d (global files level1,
+    /// 2026-11-29 03:00:12 CET)`.
+    fn using(&self, id: &snap::id::SnapshotId, s: &snap::format::snapshot::Snapshot) {
+        if self.quiet {
+            return;
+        }
+        eprintln!(
+            "snap: using snapshot {} ({} {} level{}, {})",
+            id.short(),
+            s.site
+                .as_deref()
+                .map(term::escape)
+                .unwrap_or_else(|| "global".into()),
+            s.kind,
+            s.level,
+            term::human_time(&s.time, self.timezone())
+        );
     }
 
     fn progress(&self, total_files: Option<u64>) -> term::TermProgress {
@@ -560,9 +579,12 @@ impl PolicyArgs {
 /// Shared snapshot filter flags.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct FilterArgs {
-    /// Only snapshots of this site.
+    /// Only snapshots of this site: its own, and the global snapshots holding its paths (as the configuration names them), seen as the site's directory.
     #[arg(long, value_parser = push::non_empty)]
     site: Option<String>,
+    /// Only global (site-less) snapshots.
+    #[arg(long, conflicts_with = "site")]
+    global: bool,
     /// Only this kind (files or db).
     #[arg(long, value_parser = parse_kind)]
     kind: Option<snap::format::snapshot::Kind>,
@@ -578,9 +600,24 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn filter(&self) -> snap::ops::select::Filter {
+    /// The filter, with the site's paths from the configuration.
+    fn filter(&self, ctx: &Ctx) -> snap::ops::select::Filter {
+        let site_paths = match (&self.site, &ctx.config) {
+            (Some(name), Some(c)) => c
+                .site(name)
+                .map(|s| {
+                    s.paths
+                        .iter()
+                        .map(|p| snap::config::recorded_path(p))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         snap::ops::select::Filter {
             site: self.site.clone(),
+            site_paths,
+            global: self.global,
             kind: self.kind,
             level: self.level,
             tags: self.tags.clone(),

@@ -131,7 +131,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let repo = ctx.open(Mode::Read, "mount")?;
     let warn: Arc<dyn Fn(String) + Send + Sync> =
         Arc::new(|m: String| eprintln!("snap: warning: {}", term::escape_message(&m)));
-    let views = Views::new(repo, ctx.cache.clone(), warn.clone())?;
+    let views = Views::new(repo, ctx.cache.clone(), ctx.timezone(), warn.clone())?;
     // SAFETY: getuid and getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let fs = SnapFs::new(views, a.cache_mib.max(16) << 20, uid, gid, warn);

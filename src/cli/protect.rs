@@ -19,7 +19,7 @@ pub fn run(ctx: &Ctx, a: Args, protect: bool) -> Result<i32> {
         if protect { Mode::Read } else { Mode::Exclusive },
         "protect",
     )?;
-    let (id, _) = select::resolve(&repo, &a.snapshot, &a.filter.filter())?;
+    let (id, _) = select::resolve(&repo, &a.snapshot, &a.filter.filter(ctx))?;
     let changed = if protect {
         repo.protect(&id)?
     } else {

@@ -1,5 +1,6 @@
 //! `snap prune --policy NAME`
 
+use super::term::human_time;
 use super::Ctx;
 use anyhow::Result;
 use snap::ops::prune::{self, PruneOptions};
@@ -58,23 +59,32 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if ctx.quiet {
         return Ok(0);
     }
+    let tz = ctx.timezone();
     for g in &plan.groups {
         outln!(
             "{}: keep {}, remove {}",
-            g.group,
+            super::term::escape_message(&g.group.to_string()),
             g.keep.len(),
             g.remove.len()
         );
+        let mut rows: Vec<Vec<String>> = Vec::new();
         for kept in &g.keep {
-            outln!(
-                "  keep   {}  {}  {}",
+            rows.push(vec![
+                "  keep  ".into(),
                 kept.id.short(),
-                kept.time,
-                kept.reasons.join(", ")
-            );
+                human_time(&kept.time, tz),
+                kept.reasons.join(", "),
+            ]);
         }
         for r in &g.remove {
-            outln!("  remove {}  {}", r.id.short(), r.time);
+            rows.push(vec![
+                "  remove".into(),
+                r.id.short(),
+                human_time(&r.time, tz),
+            ]);
+        }
+        for line in super::term::table(&rows, &[]) {
+            outln!("{line}");
         }
     }
     let a_plan = &plan.adhoc;

@@ -52,7 +52,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         }
     }
     let repo = ctx.open(Mode::Read, "restore")?;
-    let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter())?;
+    let (id, snap) = select::resolve(&repo, &a.snapshot, &a.filter.filter(ctx))?;
+    ctx.using(&id, &snap);
     let includes: Vec<Vec<u8>> = a
         .includes
         .iter()

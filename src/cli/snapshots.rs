@@ -1,6 +1,6 @@
 //! `snap snapshots`
 
-use super::term::{escape, escape_message};
+use super::term::{escape, escape_message, human_time, table};
 use super::{Ctx, FilterArgs};
 use anyhow::Result;
 use snap::repo::Mode;
@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         );
     }
     let protected = repo.protected()?;
-    let f = a.filter.filter();
+    let f = a.filter.filter(ctx);
     let snaps: Vec<_> = set.ok.into_iter().filter(|(_, s)| f.matches(s)).collect();
     if ctx.json {
         let v: Vec<serde_json::Value> = snaps
@@ -47,55 +47,48 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .collect();
         return super::print_json(&v).map(|_| 0);
     }
-    outln!(
-        "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>5}  {:>10}  paths",
-        "id",
-        "time",
-        "host",
-        "site",
-        "kind",
-        "lv",
-        "size"
-    );
+    let tz = ctx.timezone();
+    let mut rows = vec![
+        ["id", "time", "lv", "kind", "site", "host", "size", "paths"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for (id, s) in &snaps {
-        let mut flag = String::new();
+        let mut paths = s
+            .paths
+            .iter()
+            .map(|p| escape(p))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !s.tags.is_empty() {
+            let tags: Vec<String> = s.tags.iter().map(|t| escape(t)).collect();
+            paths.push_str(&format!(" [{}]", tags.join(",")));
+        }
         if !s.complete {
-            flag.push_str(" (incomplete)");
+            paths.push_str(" (incomplete)");
         }
         if protected.contains(id) {
-            flag.push_str(" (protected)");
+            paths.push_str(" (protected)");
         }
         if let Some(e) = &s.expires {
-            flag.push_str(&format!(" (expires {})", escape(e)));
+            paths.push_str(&format!(" (expires {})", human_time(e, tz)));
         }
-        outln!(
-            "{:<8}  {:<25}  {:<12}  {:<12}  {:<5}  {:>5}  {:>10}  {}{}{}",
+        rows.push(vec![
             id.short(),
-            s.timestamp().format("%Y-%m-%d %H:%M:%S%:z"),
-            escape(&s.host),
-            s.site.as_deref().map(escape).unwrap_or_else(|| "-".into()),
-            s.kind.to_string(),
+            human_time(&s.time, tz),
             level_name(s.level),
+            s.kind.to_string(),
+            s.site.as_deref().map(escape).unwrap_or_else(|| "-".into()),
+            escape(&s.host),
             super::bytes(s.summary.bytes_total),
-            s.paths
-                .iter()
-                .map(|p| escape(p))
-                .collect::<Vec<_>>()
-                .join(" "),
-            if s.tags.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " [{}]",
-                    s.tags
-                        .iter()
-                        .map(|t| escape(t))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )
-            },
-            flag
-        );
+            paths,
+        ]);
+    }
+    for line in table(
+        &rows,
+        &[false, false, true, false, false, false, true, false],
+    ) {
+        outln!("{line}");
     }
     outln!("{} snapshot(s)", snaps.len());
     Ok(0)

@@ -146,7 +146,6 @@ fn push_char(out: &mut String, c: char, lossless: bool) {
 /// A snapshot's RFC 3339 time as people read it: in `tz`, to the second,
 /// with the zone's abbreviation (`2026-11-30 03:00:12 CET`). A time that
 /// does not parse is shown as it is.
-#[allow(dead_code)]
 pub fn human_time(t: &str, tz: chrono_tz::Tz) -> String {
     match chrono::DateTime::parse_from_rfc3339(t) {
         Ok(t) => t
@@ -157,9 +156,60 @@ pub fn human_time(t: &str, tz: chrono_tz::Tz) -> String {
     }
 }
 
+/// Rows as aligned columns, two spaces apart: each column as wide as its
+/// widest cell (in characters, cells already escaped), numbers
+/// (`right[i]`) aligned right; the last column is not padded.
+pub fn table(rows: &[Vec<String>], right: &[bool]) -> Vec<String> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; cols];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|r| {
+            let mut line = String::new();
+            for (i, c) in r.iter().enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let pad = widths[i] - c.chars().count();
+                if i + 1 == r.len() && !right.get(i).copied().unwrap_or(false) {
+                    line.push_str(c);
+                } else if right.get(i).copied().unwrap_or(false) {
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(c);
+                } else {
+                    line.push_str(c);
+                    line.push_str(&" ".repeat(pad));
+                }
+            }
+            line
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_align_whatever_the_cell_widths() {
+        let rows = vec![
+            vec!["id".into(), "site".into(), "size".into(), "paths".into()],
+            vec!["ab".into(), "é-long-site".into(), "1 B".into(), "/x".into()],
+            vec!["cd".into(), "s".into(), "10.0 KiB".into(), "/y /z".into()],
+        ];
+        assert_eq!(
+            table(&rows, &[false, false, true, false]),
+            [
+                "id  site             size  paths",
+                "ab  é-long-site       1 B  /x",
+                "cd  s            10.0 KiB  /y /z",
+            ]
+        );
+    }
 
     #[test]
     fn human_times_are_local_to_the_second() {

@@ -1,7 +1,18 @@
 //! Choosing snapshots: filters and `SNAPSHOT` arguments (an id prefix or `latest`).
+//!
+//! A site's snapshots are its own (`site = S`) and, when the site's paths
+//! are known (from the configuration), the global files snapshots that hold
+//! one of them: a global snapshot whose recorded source is the site's path
+//! or a parent directory of it, compared component by component. Such a
+//! snapshot is *scoped* ([`scope`]) before use: its root becomes the site's
+//! directory inside it and its source that path, so restore, ls, cat, diff,
+//! log and find see it exactly as they see a per-site snapshot of the same
+//! directory. A global snapshot whose tree turns out not to hold the site's
+//! directory (excluded, or created later) is passed over.
 
 use crate::error::{Error, Result};
-use crate::format::snapshot::{Kind, Snapshot};
+use crate::format::snapshot::{Kind, RootMeta, Snapshot};
+use crate::format::tree::NodeKind;
 use crate::id::SnapshotId;
 use crate::ops::read::{components, find_node};
 use crate::repo::Repository;
@@ -11,6 +22,11 @@ use crate::repo::Repository;
 pub struct Filter {
     /// Only this site.
     pub site: Option<String>,
+    /// The paths of `site` (absolute, as pushes record them), when known:
+    /// global snapshots holding one of them are the site's too.
+    pub site_paths: Vec<String>,
+    /// Only global (site-less) snapshots.
+    pub global: bool,
     /// Only this kind.
     pub kind: Option<Kind>,
     /// Only this level.
@@ -24,10 +40,15 @@ pub struct Filter {
 impl Filter {
     /// Whether `s` passes.
     pub fn matches(&self, s: &Snapshot) -> bool {
-        self.site
-            .as_ref()
-            .is_none_or(|x| s.site.as_ref() == Some(x))
-            && self.kind.is_none_or(|k| s.kind == k)
+        let site = match (&self.site, self.global) {
+            (_, true) => s.site.is_none(),
+            (None, false) => true,
+            (Some(x), false) => {
+                s.site.as_ref() == Some(x)
+                    || (s.site.is_none() && !held_paths(s, &self.site_paths).is_empty())
+            }
+        };
+        site && self.kind.is_none_or(|k| s.kind == k)
             && self.level.is_none_or(|l| s.level == l)
             && self.host.as_ref().is_none_or(|h| &s.host == h)
             && self.tags.iter().all(|t| s.tags.contains(t))
@@ -56,12 +77,125 @@ pub fn latest(
     }
 }
 
-/// Resolves a `SNAPSHOT` argument.
+/// The paths of `site_paths` that the global files snapshot `s` holds: each
+/// equal to one of its sources or under one, compared by components.
+pub fn held_paths<'a>(s: &Snapshot, site_paths: &'a [String]) -> Vec<&'a str> {
+    if s.site.is_some() || s.kind != Kind::Files || s.command.is_some() {
+        return Vec::new();
+    }
+    site_paths
+        .iter()
+        .filter(|p| {
+            let want = components(p.as_bytes());
+            s.paths.iter().any(|src| {
+                let src = components(src.as_bytes());
+                !src.is_empty() && want.starts_with(&src)
+            })
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+/// `snap` as the site of `f` sees it. A global snapshot holding the site's
+/// paths (see [`held_paths`]) becomes the site's directory: its root tree is
+/// that directory's, its source that path (with several held paths, their
+/// closest common directory when it is inside one source, else the first).
+/// `None` when the directory is not in its tree or is not a directory there.
+/// Any other snapshot is returned as it is.
+pub fn scope(
+    repo: &Repository,
+    id: &SnapshotId,
+    snap: Snapshot,
+    f: &Filter,
+) -> Result<Option<Snapshot>> {
+    if f.global || f.site.is_none() {
+        return Ok(Some(snap));
+    }
+    let held = held_paths(&snap, &f.site_paths);
+    if held.is_empty() {
+        return Ok(Some(snap));
+    }
+    let mut dir = common_dir(&held);
+    if source_candidates(&snap, dir.as_bytes()).is_empty() {
+        // Held under different sources: no one directory of the snapshot
+        // holds them all; the first stands for the site.
+        dir = held[0].to_string();
+    }
+    let mut found = None;
+    for at in source_candidates(&snap, dir.as_bytes()) {
+        if components(&at).is_empty() {
+            // The site's directory was pushed alone: the snapshot is it.
+            return Ok(Some(snap));
+        }
+        match find_node(repo, &snap, &id.short(), &at) {
+            Ok(n) => {
+                found = n;
+                break;
+            }
+            Err(Error::NoSuchPath { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(node) = found else {
+        return Ok(None);
+    };
+    let Some(tree) = node.subtree.filter(|_| node.kind == NodeKind::Dir) else {
+        return Ok(None);
+    };
+    Ok(Some(Snapshot {
+        tree,
+        paths: vec![dir],
+        root: Some(RootMeta {
+            mode: node.mode & 0o7777,
+            uid: node.uid,
+            gid: node.gid,
+            mtime: node.mtime,
+            mtime_ns: node.mtime_ns,
+        }),
+        ..snap
+    }))
+}
+
+/// The closest directory holding every one of `paths` (absolute).
+fn common_dir(paths: &[&str]) -> String {
+    let mut common: Vec<&[u8]> = components(paths[0].as_bytes());
+    for p in &paths[1..] {
+        let c = components(p.as_bytes());
+        let same = common.iter().zip(&c).take_while(|(a, b)| a == b).count();
+        common.truncate(same);
+    }
+    String::from_utf8(join(&common)).expect("components of UTF-8 strings split at '/'")
+}
+
+/// [`list`] with every snapshot [`scope`]d: global snapshots that do not
+/// hold the site's directory are left out.
+pub fn list_scoped(repo: &Repository, f: &Filter) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    let mut out = Vec::new();
+    for (id, s) in list(repo, f)? {
+        if let Some(s) = scope(repo, &id, s, f)? {
+            out.push((id, s));
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves a `SNAPSHOT` argument, [`scope`]d to the filter's site. With
+/// `latest`, the newest snapshot passing `f` (see [`latest`]) whose scope
+/// holds the site; an id names one snapshot whatever the filters, and a
+/// global one holding the site's paths is scoped too.
 pub fn resolve(repo: &Repository, spec: &str, f: &Filter) -> Result<(SnapshotId, Snapshot)> {
     if spec == "latest" {
-        return latest(list(repo, f)?, chrono::Utc::now()).ok_or_else(|| {
-            Error::Snapshot("no snapshot matches the filters; see `snap snapshots`".into())
-        });
+        let mut snaps = list(repo, f)?;
+        let now = chrono::Utc::now();
+        while let Some((id, s)) = latest(snaps.clone(), now) {
+            if let Some(scoped) = scope(repo, &id, s, f)? {
+                return Ok((id, scoped));
+            }
+            snaps.retain(|(i, _)| *i != id);
+        }
+        return Err(Error::Snapshot(
+            "no snapshot matches the filters; see `snap snapshots`".into(),
+        ));
     }
     let spec_l = spec.to_ascii_lowercase();
     if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -75,7 +209,11 @@ pub fn resolve(repo: &Repository, spec: &str, f: &Filter) -> Result<(SnapshotId,
         .filter(|id| id.to_hex().starts_with(&spec_l))
         .collect();
     match ids.as_slice() {
-        [one] => Ok((*one, repo.load_snapshot(one)?)),
+        [one] => {
+            let snap = repo.load_snapshot(one)?;
+            let scoped = scope(repo, one, snap.clone(), f)?;
+            Ok((*one, scoped.unwrap_or(snap)))
+        }
         [] => Err(Error::Snapshot(format!(
             "no snapshot id starts with {spec:?}; see `snap snapshots`"
         ))),
@@ -181,6 +319,64 @@ mod tests {
             ["/www/site2"]
         );
         assert_eq!(cands(&["/etc/hosts"], "/etc/hosts"), ["/", "/hosts"]);
+    }
+
+    #[test]
+    fn a_site_is_held_by_global_files_snapshots_of_it_or_a_parent() {
+        let site = vec!["/var/www/boulangerie".to_string()];
+        let held = |paths: &[&str]| held_paths(&snap(paths), &site).len();
+        assert_eq!(held(&["/var/www"]), 1);
+        assert_eq!(held(&["/var/www/"]), 1);
+        assert_eq!(held(&["/var"]), 1);
+        assert_eq!(held(&["/var/www/boulangerie"]), 1);
+        assert_eq!(held(&["/etc", "/var/www/boulangerie"]), 1);
+        assert_eq!(held(&["/var/ww"]), 0, "components, not string prefixes");
+        assert_eq!(held(&["/var/www/boulangerie/wp-content"]), 0);
+        assert_eq!(held(&["/var/www/fleuriste"]), 0);
+        assert_eq!(held(&["/"]), 0);
+        let mut own = snap(&["/var/www"]);
+        own.site = Some("fleuriste".into());
+        assert!(
+            held_paths(&own, &site).is_empty(),
+            "a site's snapshot is its own"
+        );
+        let mut db = snap(&["/var/www"]);
+        db.kind = Kind::Db;
+        assert!(held_paths(&db, &site).is_empty());
+    }
+
+    #[test]
+    fn the_site_filter_takes_global_snapshots_holding_the_site() {
+        let mut f = Filter {
+            site: Some("boulangerie".into()),
+            site_paths: vec!["/var/www/boulangerie".into()],
+            ..Filter::default()
+        };
+        let global = snap(&["/var/www"]);
+        let mut own = snap(&["/var/www/boulangerie"]);
+        own.site = Some("boulangerie".into());
+        let mut other = snap(&["/var/www/fleuriste"]);
+        other.site = Some("fleuriste".into());
+        assert!(f.matches(&global) && f.matches(&own) && !f.matches(&other));
+        assert!(!f.matches(&snap(&["/srv"])));
+        f.site_paths.clear();
+        assert!(!f.matches(&global), "without the site's paths, as before");
+        let g = Filter {
+            global: true,
+            ..Filter::default()
+        };
+        assert!(g.matches(&global) && !g.matches(&own));
+        f.level = Some(2);
+        f.site_paths = vec!["/var/www/boulangerie".into()];
+        assert!(!f.matches(&global), "the other filters still apply");
+    }
+
+    #[test]
+    fn several_site_paths_scope_to_their_common_directory() {
+        assert_eq!(common_dir(&["/var/www/a"]), "/var/www/a");
+        assert_eq!(common_dir(&["/var/www/a/x", "/var/www/a/y"]), "/var/www/a");
+        assert_eq!(common_dir(&["/var/www/ab", "/var/www/a"]), "/var/www");
+        assert_eq!(common_dir(&["/srv/a", "/var/b"]), "/");
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! latest/<site>/<kind>/…              the newest snapshot of that site and kind
 //! ```
 //!
-//! `<time>` is the snapshot's time in UTC as `2026-11-30T031500Z`: sortable
-//! as text, no `:` (friendlier to shells, scp and Windows shares). Two
+//! `<time>` is the snapshot's local time in the configured zone, with its
+//! UTC offset, as `2026-11-30T041500+0100`: no `:` (friendlier to shells,
+//! scp and Windows shares), and sortable as text except within the hour
+//! that repeats when clocks go back (the offset tells those apart). Two
 //! snapshots that would get the same name in one directory both get their
-//! short id appended (`2026-11-30T031500Z_5a32ddcf`). A site name that is
+//! short id appended (`2026-11-30T041500+0100_5a32ddcf`). A site name that is
 //! not a valid file name (`/`, NUL, `.`, `..`) has those characters written
 //! as `%XX`, as is `%` itself.
 
@@ -64,11 +66,11 @@ pub struct Catalog {
     dirs: HashMap<Dir, Vec<(String, Child)>>,
 }
 
-/// `2026-11-30T031500Z`: a snapshot's time in UTC.
-pub fn time_name(s: &Snapshot) -> String {
+/// `2026-11-30T041500+0100`: a snapshot's time in `tz`, to the second.
+pub fn time_name(s: &Snapshot, tz: chrono_tz::Tz) -> String {
     s.timestamp()
-        .to_utc()
-        .format("%Y-%m-%dT%H%M%SZ")
+        .with_timezone(&tz)
+        .format("%Y-%m-%dT%H%M%S%z")
         .to_string()
 }
 
@@ -139,10 +141,11 @@ fn unique(wanted: Vec<(SnapshotId, String)>) -> Vec<(String, Child)> {
 impl Catalog {
     /// Places `snaps` (oldest first, as [`crate::repo::Repository::snapshots`]
     /// gives them); `latest/` skips snapshots dated after `now`, as `latest`
-    /// does everywhere.
+    /// does everywhere. Times are named in `tz`.
     pub fn build(
         snaps: &[(SnapshotId, Arc<Snapshot>)],
         now: chrono::DateTime<chrono::Utc>,
+        tz: chrono_tz::Tz,
     ) -> Self {
         let mut by_site_kind: BTreeMap<(String, Kind), Vec<(SnapshotId, String)>> = BTreeMap::new();
         let mut by_level: BTreeMap<u8, Vec<(SnapshotId, String)>> = BTreeMap::new();
@@ -151,7 +154,7 @@ impl Catalog {
         let mut future: BTreeMap<(String, Kind), SnapshotId> = BTreeMap::new();
         for (id, s) in snaps {
             let site = site_name(s);
-            let time = time_name(s);
+            let time = time_name(s, tz);
             by_site_kind
                 .entry((site.clone(), s.kind))
                 .or_default()
@@ -318,7 +321,7 @@ mod tests {
                 snap("2027-11-30T03:15:00Z", Some("client-a"), Kind::Files, 2),
             ),
         ];
-        let cat = Catalog::build(&snaps, now);
+        let cat = Catalog::build(&snaps, now, chrono_tz::UTC);
         assert_eq!(
             names(&cat, &Dir::Root),
             ["ids", "latest", "levels", "sites"]
@@ -327,23 +330,26 @@ mod tests {
         assert_eq!(
             names(&cat, &Dir::SiteKind("client-a".into(), Kind::Files)),
             [
-                "2026-11-29T021500Z",
-                "2026-11-30T031500Z",
-                "2027-11-30T031500Z"
+                "2026-11-29T021500+0000",
+                "2026-11-30T031500+0000",
+                "2027-11-30T031500+0000"
             ]
         );
         // Same time, same group: both get their short id.
         assert_eq!(
             names(&cat, &Dir::SiteKind("_global".into(), Kind::Db)),
-            ["2026-11-30T031500Z_03030303", "2026-11-30T031500Z_04040404"]
+            [
+                "2026-11-30T031500+0000_03030303",
+                "2026-11-30T031500+0000_04040404"
+            ]
         );
         assert_eq!(names(&cat, &Dir::Levels), ["1", "2"]);
         assert_eq!(
             names(&cat, &Dir::Level(2)),
             [
-                "2026-11-29T021500Z_client-a_files",
-                "2026-11-30T031500Z_client-a_files",
-                "2027-11-30T031500Z_client-a_files"
+                "2026-11-29T021500+0000_client-a_files",
+                "2026-11-30T031500+0000_client-a_files",
+                "2027-11-30T031500+0000_client-a_files"
             ]
         );
         assert_eq!(names(&cat, &Dir::Ids).len(), 5);
@@ -360,6 +366,17 @@ mod tests {
         assert_eq!(cat.lookup(&Dir::Ids, b"zz"), None);
         assert_eq!(cat.lookup(&Dir::Sites, b"nope"), None);
         assert!(cat.list(&Dir::Site("gone".into())).is_empty());
+    }
+
+    #[test]
+    fn times_are_named_in_the_configured_zone() {
+        let paris: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+        let at = |t: &str| time_name(&snap(t, None, Kind::Files, 1), paris);
+        assert_eq!(at("2026-11-30T03:15:00.5Z"), "2026-11-30T041500+0100");
+        assert_eq!(at("2026-07-01T03:15:00Z"), "2026-07-01T051500+0200");
+        // The hour that repeats when clocks go back: distinct names.
+        assert_ne!(at("2026-10-25T00:30:00Z"), at("2026-10-25T01:30:00Z"));
+        assert_eq!(at("2026-10-25T00:30:00Z"), "2026-10-25T023000+0200");
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct Views {
     clock: Mutex<Clock>,
     /// The cache directory the repository was opened with.
     cache_base: PathBuf,
+    /// The zone snapshot times are named in.
+    tz: chrono_tz::Tz,
     warn: Arc<dyn Fn(String) + Send + Sync>,
 }
 
@@ -64,6 +66,7 @@ pub struct Views {
 fn view(
     repo: Repository,
     known: &HashMap<SnapshotId, Arc<Snapshot>>,
+    tz: chrono_tz::Tz,
     warn: &dyn Fn(String),
 ) -> Result<View> {
     let mut snaps = Vec::new();
@@ -83,7 +86,7 @@ fn view(
     snaps.sort_by_cached_key(|(id, s)| s.order_key(id));
     Ok(View {
         repo: Arc::new(repo),
-        catalog: Catalog::build(&snaps, chrono::Utc::now()),
+        catalog: Catalog::build(&snaps, chrono::Utc::now(), tz),
         since: SystemTime::now(),
         snapshots: snaps.into_iter().collect(),
         listed,
@@ -97,10 +100,11 @@ impl Views {
     pub fn new(
         mut repo: Repository,
         cache_base: PathBuf,
+        tz: chrono_tz::Tz,
         warn: Arc<dyn Fn(String) + Send + Sync>,
     ) -> Result<Views> {
         repo.release_lock();
-        let first = view(repo, &HashMap::new(), &*warn)?;
+        let first = view(repo, &HashMap::new(), tz, &*warn)?;
         let now = Instant::now();
         Ok(Views {
             current: RwLock::new(Arc::new(first)),
@@ -110,6 +114,7 @@ impl Views {
                 failing: false,
             }),
             cache_base,
+            tz,
             warn,
         })
     }
@@ -194,7 +199,7 @@ impl Views {
         )
         .and_then(|mut repo| {
             repo.release_lock();
-            view(repo, &cur.snapshots, &*self.warn)
+            view(repo, &cur.snapshots, self.tz, &*self.warn)
         });
         match opened {
             Ok(v) => {
