@@ -922,6 +922,30 @@ default_excludes = false
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../scripts/snap.example.toml");
+        // Its remote's credentials file is on the agency's machine, not here.
+        let text = text.replace("credentials_file = \"/etc/snap/offsite.credentials\"\n", "");
+        let c = parse(&text, Path::new("snap.example.toml")).unwrap();
+        assert_eq!(c.sites.len(), 3);
+        assert_eq!(c.schedule.level2_db, Period::Weekly(Weekday::Mon));
+        assert_eq!(c.alerts.changed_ratio, Some(0.25));
+        assert!(c.remotes.remotes.contains_key("offsite"));
+        assert!(c.policies.iter().any(|p| p.name == "garage"));
+        let g = c.site("garage").unwrap();
+        assert_eq!(
+            g.dumps.len(),
+            2,
+            "databases named win over wordpress = true"
+        );
+        let b = c.site("boulangerie").unwrap();
+        assert_eq!(
+            b.dumps[0].database,
+            Database::WpConfig(PathBuf::from("/var/www/boulangerie/wp-config.php"))
+        );
+    }
+
+    #[test]
     fn errors_name_the_line() {
         for (text, line, what) in [
             ("[sites.a]\npaths = [\"rel\"]\n", 0, "not an absolute path"),

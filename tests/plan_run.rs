@@ -521,3 +521,224 @@ fn sixty_days_of_snap_run_with_real_dumps() {
         "{text}"
     );
 }
+
+/// A configuration of one site whose dump is `dump`, in the repository's
+/// temporary directory.
+fn one_site_config(repo: &Repo, dump: &str) -> PathBuf {
+    let site = repo.dir("www/shop");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.php"), "<?php\n").unwrap();
+    let cfg = repo.dir("snap.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "timezone = \"Europe/Paris\"\n[defaults]\ndump = {dump:?}\n[sites.shop]\npaths = [{:?}]\ndatabases = [\"shop\"]\nlevels = [2]\n",
+            site.display().to_string()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn run_without_a_configuration_says_what_to_write() {
+    let repo = Repo::new();
+    // /dev/null is an empty configuration: no site, so only prune and report run.
+    let out = repo.run(&["run"]);
+    assert_success(&out, "run with SNAP_CONFIG=/dev/null");
+    assert_eq!((stdout(&out), stderr(&out)), (String::new(), String::new()));
+    let repo2 = Repo::new();
+    let out = repo2
+        .cmd()
+        .env_remove("SNAP_CONFIG")
+        .env("HOME", repo2.dir("home"))
+        .env("XDG_CONFIG_HOME", repo2.dir("xdg"))
+        .arg("run")
+        .output()
+        .unwrap();
+    if std::path::Path::new("/etc/snap/snap.toml").exists() {
+        eprintln!("SKIPPED the no-configuration message: this machine has /etc/snap/snap.toml");
+    } else {
+        assert_code(&out, 1, "run without any configuration file");
+        assert!(
+            stderr(&out).contains("/etc/snap/snap.toml"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn dry_run_lists_what_is_due_and_runs_nothing() {
+    let repo = Repo::new();
+    let cfg = one_site_config(&repo, "printf 'dump of {database}'");
+    let out = repo
+        .cmd()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["run", "--dry-run", "--now", "2026-11-30T03:00:00+01:00"])
+        .output()
+        .unwrap();
+    assert_success(&out, "run --dry-run");
+    let text = stdout(&out);
+    for want in [
+        "shop db level2 (shop.sql)",
+        "never pushed",
+        "--from-shell",
+        "shop files level2",
+        "prune --policy all",
+        "report --problems-only",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
+    assert!(repo.snapshots(&[]).is_empty(), "a dry run saves nothing");
+    // Done once, nothing is due again in the same period.
+    let out = repo
+        .cmd()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["run", "--now", "2026-11-30T03:00:00+01:00"])
+        .output()
+        .unwrap();
+    assert_success(&out, "run");
+    assert_eq!(stdout(&out), "", "{}", stderr(&out));
+    assert_eq!(repo.snapshots(&[]).len(), 2);
+    let out = repo
+        .cmd()
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "--json",
+            "run",
+            "--dry-run",
+            "--now",
+            "2026-11-30T04:00:00+01:00",
+        ])
+        .output()
+        .unwrap();
+    let v = parse_json(&out);
+    let labels: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        ["prune", "report"],
+        "only the maintenance steps are due again"
+    );
+}
+
+#[test]
+fn two_runs_never_overlap() {
+    use std::os::fd::AsRawFd;
+    let repo = Repo::new();
+    let cfg = one_site_config(&repo, "printf x");
+    std::fs::create_dir_all(repo.cache()).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(repo.cache().join("snap-run.lock"))
+        .unwrap();
+    // SAFETY: flock on an open descriptor; this test plays the other run.
+    assert_eq!(
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let out = repo
+        .cmd()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_code(&out, 11, "a second run");
+    assert!(
+        stderr(&out).contains("another snap run"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(repo.snapshots(&[]).is_empty(), "the second run did nothing");
+    drop(lock);
+    let out = repo
+        .cmd()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_success(&out, "the run once the lock is free");
+}
+
+#[test]
+fn a_signal_stops_the_run_and_its_dump_and_records_nothing() {
+    let repo = Repo::new();
+    let started = repo.dir("started");
+    let cfg = one_site_config(
+        &repo,
+        &format!("echo $$ > {}; exec sleep 300", started.display()),
+    );
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("snap"))
+        .env("SNAP_REPO", &repo.path)
+        .env("SNAP_CACHE_DIR", repo.cache())
+        .env("SNAP_PASSWORD", PASSWORD)
+        .env("SNAP_POLICY_FILE", "/dev/null")
+        .env("SNAP_REMOTES_FILE", "/dev/null")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let pid = loop {
+        if let Some(p) = std::fs::read_to_string(&started)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dump never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // SAFETY: signals the run we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "128 + SIGTERM");
+    // The dump (a grandchild) went with it.
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+    {
+        assert!(
+            std::time::Instant::now() < gone,
+            "the dump {pid} outlived the run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        repo.snapshots(&[]).is_empty(),
+        "a stopped dump is no snapshot"
+    );
+    assert_success(&repo.run(&["check"]), "check after the stop");
+    // The lock went with the process: the next run works.
+    let cfg = one_site_config(&repo, "printf 'dump of {database}'");
+    let out = repo
+        .cmd()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_success(&out, "the next run");
+    assert_eq!(repo.snapshots(&[]).len(), 2);
+}

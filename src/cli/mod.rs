@@ -15,6 +15,7 @@ mod check;
 mod diff;
 mod find;
 mod forget;
+mod generate;
 mod init;
 mod key;
 mod log;
@@ -147,6 +148,9 @@ enum Command {
     Replicate(remote::ReplicateArgs),
     /// Rebuild a local repository (--repo) from a remote, after losing the local one.
     Clone(remote::CloneArgs),
+    /// Shell completions and manual pages.
+    #[command(subcommand)]
+    Generate(generate::GenerateCommand),
     /// Do what the configuration says is due now (pushes, replication, prune, report); silent when all is well.
     Run(run::Args),
 }
@@ -504,6 +508,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Replicate(a) => remote::replicate_cmd(&ctx, a),
         Command::Clone(a) => remote::clone_cmd(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
+        Command::Generate(c) => generate::run(&ctx, c),
     }
 }
 
