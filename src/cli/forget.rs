@@ -52,6 +52,17 @@ fn selection(ctx: &Ctx, a: &Args) -> Result<Selection> {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let what = selection(ctx, &a)?;
+    if let (Selection::Site(site), Some(c)) = (&what, &ctx.config) {
+        if c.site(site).is_some() {
+            // Said even with --quiet: the next report would say MISSING.
+            eprintln!(
+                "snap: warning: site {:?} is still in {}: remove its [sites.{}] there too, or snap run pushes it again and snap report says it is MISSING",
+                escape(site),
+                c.origin.display(),
+                escape(site)
+            );
+        }
+    }
     let repo = ctx.open(Mode::Exclusive, "forget")?;
     let plan = forget::plan(&repo, &what, a.force)?;
     let removed = if a.dry_run {
@@ -91,9 +102,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         outln!(
             "{verb} {}  {}  {}  {}  {}  {}{}",
             f.id.short(),
-            s.timestamp()
-                .with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S%:z"),
+            super::term::human_time(&s.time, ctx.timezone()),
             s.site
                 .as_deref()
                 .map(escape)

@@ -15,7 +15,7 @@ pub struct Args {
     /// Only this site.
     #[arg(long, value_parser = super::push::non_empty)]
     site: Option<String>,
-    /// Print only what is wrong (nothing when every promise holds): for mail.
+    /// Print only what is wrong (nothing when every promise holds): for mail. `--quiet` does the same.
     #[arg(long)]
     problems_only: bool,
     #[command(flatten)]
@@ -54,7 +54,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let show = |t: chrono::DateTime<chrono::Utc>| super::term::human_time(&t.to_rfc3339(), tz);
     let expected = expectations(ctx, now);
     let mut groups = report::report(&repo, &policies, a.site.as_deref(), now, &expected, &show)?;
-    if a.problems_only {
+    let problems_only = a.problems_only || ctx.quiet;
+    if problems_only {
         groups.retain(|g| g.status == Status::Missing || g.dump_alert.is_some());
         for g in &mut groups {
             g.checks.retain(|c| c.status == Status::Missing);
@@ -151,7 +152,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 );
             }
         }
-        if groups.is_empty() && !a.problems_only {
+        if groups.is_empty() && !problems_only {
             outln!("no snapshots");
         }
     }
