@@ -41,7 +41,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::policy::Policy;
-use crate::format::policy_file::{self, Alerts};
+use crate::format::policy_file::{self, line_at, Alerts};
 use crate::format::snapshot::Kind;
 use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
@@ -497,11 +497,8 @@ pub fn find(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SNAP_CONFIG") {
         return Some(PathBuf::from(p));
     }
-    let config_home = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
     std::iter::once(PathBuf::from("/etc/snap/snap.toml"))
-        .chain(config_home.map(|c| c.join("snap/snap.toml")))
+        .chain(policy_file::config_home().map(|c| c.join("snap/snap.toml")))
         .find(|p| p.is_file())
 }
 
@@ -513,14 +510,6 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Config>> {
     };
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     parse(&text, &path).map(Some)
-}
-
-fn line_at(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 fn period(v: &toml::Value, what: &str) -> std::result::Result<Period, String> {

@@ -742,3 +742,74 @@ fn a_signal_stops_the_run_and_its_dump_and_records_nothing() {
     assert_success(&out, "the next run");
     assert_eq!(repo.snapshots(&[]).len(), 2);
 }
+
+#[test]
+fn the_configuration_merges_the_policy_and_remotes_files_and_refuses_a_name_in_both() {
+    let repo = Repo::new();
+    let cfg = repo.dir("snap.toml");
+    std::fs::write(
+        &cfg,
+        "timezone = \"Europe/Paris\"\n[policy.client-a]\nlevel = 2\nsites = [\"a\"]\ndb = { weekly = 8 }\n[remote.here]\nurl = \"/nonexistent/here\"\n",
+    )
+    .unwrap();
+    let policies = repo.dir("policies.toml");
+    std::fs::write(
+        &policies,
+        "[policy.client-b]\nlevel = 2\nsites = [\"b\"]\ndb = { weekly = 6 }\n",
+    )
+    .unwrap();
+    let remotes = repo.dir("remotes.toml");
+    std::fs::write(&remotes, "[remote.there]\nurl = \"/nonexistent/there\"\n").unwrap();
+    let snap = |args: &[&str]| {
+        repo.cmd()
+            .env("SNAP_POLICY_FILE", &policies)
+            .env("SNAP_REMOTES_FILE", &remotes)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for p in ["client-a", "client-b", "level1", "all"] {
+        assert_success(&snap(&["prune", "--policy", p, "--dry-run"]), p);
+    }
+    let out = snap(&["remote", "list"]);
+    assert_success(&out, "remote list");
+    assert!(
+        stdout(&out).contains("here") && stdout(&out).contains("there"),
+        "{}",
+        stdout(&out)
+    );
+    // The same policy in both files: which one holds would be a guess.
+    std::fs::write(
+        &policies,
+        "[policy.client-a]\nlevel = 2\nsites = [\"a\"]\ndb = { weekly = 2 }\n",
+    )
+    .unwrap();
+    let out = snap(&["snapshots"]);
+    assert_code(&out, 1, "a policy in both files");
+    assert!(
+        stderr(&out).contains("\"client-a\" is defined in both")
+            && stderr(&out).contains("policies.toml"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&policies, "").unwrap();
+    std::fs::write(&remotes, "[remote.here]\nurl = \"/elsewhere\"\n").unwrap();
+    let out = snap(&["remote", "list"]);
+    assert_code(&out, 1, "a remote in both files");
+    assert!(
+        stderr(&out).contains("\"here\" is defined in both"),
+        "{}",
+        stderr(&out)
+    );
+    // A policy named "all" would shadow prune --policy all.
+    std::fs::write(&cfg, "[policy.all]\nlevel = 2\nsites = [\"a\"]\n").unwrap();
+    let out = snap(&["snapshots"]);
+    assert_code(&out, 1, "a policy named all");
+    assert!(
+        stderr(&out).contains("snap.toml, line 1") && stderr(&out).contains("another name"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -97,6 +97,11 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     }
 }
 
+/// The policy name that applies every policy to the groups it is in
+/// charge of, in one prune (`snap prune --policy all`, what `snap run`
+/// does): no user policy may take it.
+pub const ALL: &str = "all";
+
 /// A named policy: rules per kind, for one plan level.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {

@@ -183,8 +183,16 @@ struct PolicyToml {
     db: Option<Spanned<Rules>>,
 }
 
+/// The user's configuration directory: `$XDG_CONFIG_HOME`, else
+/// `~/.config`.
+pub(crate) fn config_home() -> Option<std::path::PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))
+}
+
 /// The 1-based line of a byte offset.
-fn line_at(text: &str, offset: usize) -> usize {
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')
@@ -252,7 +260,7 @@ fn policies_of(text: &str, origin: &str, strict: bool) -> Result<(Vec<Policy>, T
     let mut policies = builtin_policies(tz);
     for (name, p) in f.policy {
         let line = header_line(text, &name);
-        if name == crate::ops::prune::ALL {
+        if name == crate::format::policy::ALL {
             return Err(bad(
                 line,
                 "\"all\" names every policy at once (snap prune --policy all): give this policy another name".into(),
@@ -379,11 +387,8 @@ pub fn find(explicit: Option<&Path>) -> Result<Option<(String, String)>> {
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
         return Ok(Some((text, p.display().to_string())));
     }
-    let config_home = std::env::var_os("XDG_CONFIG_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")));
     let usual = std::iter::once(std::path::PathBuf::from("/etc/snap/policies.toml"))
-        .chain(config_home.map(|c| c.join("snap/policies.toml")));
+        .chain(config_home().map(|c| c.join("snap/policies.toml")));
     for p in usual {
         match std::fs::read_to_string(&p) {
             Ok(text) => return Ok(Some((text, p.display().to_string()))),

@@ -212,10 +212,7 @@ pub struct PruneOptions {
     pub max_unused: f64,
 }
 
-/// The policy name that applies every policy to the groups it is in
-/// charge of, in one prune (`snap prune --policy all`, what `snap run`
-/// does): no user policy may take it.
-pub const ALL: &str = "all";
+pub use crate::format::policy::ALL;
 
 /// Plans a prune; `repo` must be open exclusively.
 pub fn plan(repo: &Repository, opts: &PruneOptions, progress: &dyn Progress) -> Result<PrunePlan> {
