@@ -393,3 +393,88 @@ fn walkdir(d: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn snap_run_on_a_full_disk_names_every_failure_and_the_next_run_catches_up() {
+    let Some((r, fs)) = repo_on_tmpfs(30) else {
+        return;
+    };
+    let src = r.dir("www/shop");
+    big_source(&src);
+    let dump = r.dir("shop.sql");
+    std::fs::write(&dump, noise(99, 3_000_000)).unwrap();
+    let cfg = r.dir("snap.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "timezone = \"Europe/Paris\"\n[defaults]\ndump = \"cat {}\"\n[sites.shop]\npaths = [{:?}]\ndatabases = [\"shop\"]\nlevels = [2]\n",
+            dump.display(),
+            src.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        r.cmd()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["run", "--now", "2026-11-30T03:00:00+01:00"])
+            .output()
+            .unwrap()
+    };
+    // Leave 4 MiB: the dump may fit, the files cannot.
+    let filler = fs.0.join("filler");
+    let free = free_bytes(&fs.0);
+    std::fs::write(&filler, vec![1u8; (free - 4 * 1024 * 1024) as usize]).unwrap();
+
+    let out = run();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_code(&out, 1, "snap run on a full disk");
+    assert!(
+        text.contains("shop files level2") && text.contains("No space left on device"),
+        "the failed push is named with its cause:\n{text}"
+    );
+    assert!(
+        text.contains("report — exit 4") && text.contains("no snapshot at all"),
+        "and the report says what is missing:\n{text}"
+    );
+    // Whatever was saved is whole.
+    assert_code(
+        &r.run(&["check", "--read-data"]),
+        0,
+        "check --read-data after the full night",
+    );
+    let saved_before = snapshot_count(&r);
+    assert!(saved_before <= 1, "the files push saved nothing");
+
+    std::fs::remove_file(&filler).unwrap();
+    let out = run();
+    assert_code(&out, 0, "the next run, with space back");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(snapshot_count(&r), 2, "the files and the dump");
+    let target = r.dir("out");
+    let restore = r.run(&[
+        "restore",
+        "latest",
+        "--site",
+        "shop",
+        "--kind",
+        "files",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_code(&restore, 0, "restore the site");
+    assert_same_tree(&src, &target, &[]);
+    let cat = r.run(&[
+        "cat", "latest", "--site", "shop", "--kind", "db", "shop.sql",
+    ]);
+    assert_code(&cat, 0, "cat the dump");
+    assert!(
+        cat.stdout == std::fs::read(&dump).unwrap(),
+        "the dump, byte for byte"
+    );
+    assert_code(&r.run(&["check", "--read-data"]), 0, "final check");
+}
