@@ -813,3 +813,74 @@ fn the_configuration_merges_the_policy_and_remotes_files_and_refuses_a_name_in_b
         stderr(&out)
     );
 }
+
+#[test]
+fn a_site_whose_wp_config_is_missing_fails_alone_and_the_others_are_saved() {
+    let repo = Repo::new();
+    let good = repo.dir("www/good");
+    let broken = repo.dir("www/broken");
+    std::fs::create_dir_all(&good).unwrap();
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(good.join("index.php"), "<?php\n").unwrap();
+    std::fs::write(
+        good.join("wp-config.php"),
+        "<?php define('DB_NAME', 'good_db');\n",
+    )
+    .unwrap();
+    std::fs::write(broken.join("index.php"), "<?php\n").unwrap();
+    let cfg = repo.dir("snap.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[defaults]\nlevels = [2]\nwordpress = true\ndump = \"printf 'dump of %s' {{database}}\"\n[sites.good]\npaths = [{:?}]\n[sites.broken]\npaths = [{:?}]\n",
+            good.display().to_string(),
+            broken.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = repo
+        .cmd()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_code(&out, 1, "one site cannot be dumped");
+    let text = stdout(&out);
+    let wp = broken.join("wp-config.php");
+    assert!(
+        text.contains("broken db level2") && text.contains(&wp.display().to_string()),
+        "the failing step names the missing wp-config.php:\n{text}"
+    );
+    // Everything else went on: the good site's dump and files, the broken
+    // site's files.
+    let snaps = repo.snapshots(&[]);
+    let labels: std::collections::BTreeSet<String> = snaps
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["site"].as_str().unwrap(),
+                s["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels.into_iter().collect::<Vec<_>>(),
+        ["broken files", "good db", "good files"]
+    );
+    let cat = repo.ok(&[
+        "cat",
+        "latest",
+        "--site",
+        "good",
+        "--kind",
+        "db",
+        "good_db.sql",
+    ]);
+    assert_eq!(
+        stdout(&cat),
+        "dump of good_db",
+        "the database name came from wp-config.php"
+    );
+}
