@@ -178,6 +178,8 @@ fn meaning(code: i32) -> &'static str {
 }
 
 /// The newest restore point (not dated after `now`) of every group.
+/// A suspect dump (empty, or much smaller than the one before) does not
+/// count: the next run dumps again, and a healthy dump clears the report.
 fn newest_by_group(
     ctx: &Ctx,
     now: chrono::DateTime<chrono::Utc>,
@@ -185,7 +187,7 @@ fn newest_by_group(
     let repo = ctx.open(Mode::Read, "run")?;
     let mut out: Vec<(GroupKey, chrono::DateTime<chrono::Utc>)> = Vec::new();
     for (_, s) in repo.snapshots()? {
-        if s.is_future(now) {
+        if s.is_future(now) || s.dump_check.is_some() {
             continue;
         }
         let t = s.timestamp().to_utc();
