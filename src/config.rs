@@ -243,39 +243,28 @@ impl Dump {
     /// substituted (the database shell-quoted in the command).
     pub fn resolve(&self, site: Option<&str>) -> Result<(String, String)> {
         let db = self.database_name()?;
-        let db_text = db.clone().unwrap_or_else(|| "all-databases".into());
-        let site_text = site.unwrap_or("global");
-        let command = self
-            .command
-            .replace("{database}", &shell_quote(&db_text))
-            .replace("{site}", &shell_quote(site_text));
-        let name = self
-            .name
-            .replace("{database}", &db_text)
-            .replace("{site}", site_text);
+        let command = fill(&self.command, db.as_deref(), site, shell_quote);
+        let name = fill(&self.name, db.as_deref(), site, str::to_string);
         Ok((command, name))
     }
 
-    /// How the dump is named before it runs (in plans and reports).
+    /// How the dump is named before it runs (in plans and reports): its
+    /// file name, or which wp-config.php could not give the database.
     pub fn label(&self, site: Option<&str>) -> String {
-        match &self.database {
-            Database::Named(n) => self
-                .name
-                .replace("{database}", n)
-                .replace("{site}", site.unwrap_or("global")),
-            Database::All => self
-                .name
-                .replace("{database}", "all-databases")
-                .replace("{site}", site.unwrap_or("global")),
-            Database::WpConfig(p) => match self.database_name() {
-                Ok(Some(n)) => self
-                    .name
-                    .replace("{database}", &n)
-                    .replace("{site}", site.unwrap_or("global")),
-                _ => format!("the database of {}", p.display()),
-            },
+        match (self.database_name(), &self.database) {
+            (Ok(db), _) => fill(&self.name, db.as_deref(), site, str::to_string),
+            (Err(_), Database::WpConfig(p)) => format!("the database of {}", p.display()),
+            (Err(_), _) => self.name.clone(),
         }
     }
+}
+
+/// `template` with `{database}` (`all-databases` for none) and `{site}`
+/// (`global` for none) replaced by `quote` of them.
+fn fill(template: &str, db: Option<&str>, site: Option<&str>, quote: fn(&str) -> String) -> String {
+    template
+        .replace("{database}", &quote(db.unwrap_or("all-databases")))
+        .replace("{site}", &quote(site.unwrap_or("global")))
 }
 
 /// The value of `define('DB_NAME', '…')` in a wp-config.php.
@@ -482,7 +471,7 @@ impl Config {
         out
     }
 
-    /// The configured site whose paths hold `path`, if any.
+    /// The configured site of this name.
     pub fn site(&self, name: &str) -> Option<&Site> {
         self.sites.iter().find(|s| s.name == name)
     }

@@ -170,9 +170,8 @@ pub struct Ctx {
     lock_wait: Duration,
     /// The configuration file, when there is one.
     config: Option<snap::config::Config>,
-    /// The file `--config` named, passed on to what `snap run` starts.
-    #[allow(dead_code)]
-    config_flag: Option<PathBuf>,
+    /// The time zone of the times printed, found once.
+    timezone: std::sync::OnceLock<chrono_tz::Tz>,
 }
 
 impl Ctx {
@@ -192,17 +191,11 @@ impl Ctx {
     /// The time zone of the times printed: the configuration's, else the
     /// policy file's, else TZ or the system's.
     fn timezone(&self) -> chrono_tz::Tz {
-        if let Some(c) = &self.config {
-            return c.timezone;
-        }
-        snap::format::policy_file::find(None)
-            .ok()
-            .flatten()
-            .and_then(|(text, origin)| {
-                snap::format::policy_file::parse_section(&text, &origin).ok()
-            })
-            .map(|(_, tz)| tz)
-            .unwrap_or_else(snap::format::policy_file::default_timezone)
+        *self.timezone.get_or_init(|| match &self.config {
+            Some(c) => c.timezone,
+            None => snap::format::policy_file::load_timezone(None)
+                .unwrap_or_else(|_| snap::format::policy_file::default_timezone()),
+        })
     }
 
     fn open(&self, mode: Mode, command: &str) -> Result<Repository> {
@@ -480,7 +473,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         quiet: cli.quiet,
         lock_wait: Duration::from_secs(cli.lock_wait),
         config,
-        config_flag: cli.config,
+        timezone: std::sync::OnceLock::new(),
     };
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),

@@ -449,25 +449,6 @@ fn shell_command(line: &str) -> Result<Vec<String>> {
     Ok(c)
 }
 
-/// The command as a user would type it: words with blanks or quotes are
-/// quoted, so the shell pipeline of `--from-shell` reads as one argument.
-fn command_text(command: &[String]) -> String {
-    command
-        .iter()
-        .map(|w| {
-            if !w.is_empty()
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-            {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Runs `command` and saves its standard output as the file `name`. An
 /// error when it cannot start or exits with a failure: a failed dump is not
 /// a backup, and no snapshot is recorded.
@@ -499,7 +480,13 @@ fn save_command_output(
     if !status.success() {
         anyhow::bail!(
             "{} exited with {status}; no snapshot was recorded (a failed dump is not a backup)",
-            super::term::escape(&command_text(command))
+            super::term::escape(
+                &command
+                    .iter()
+                    .map(|w| snap::config::shell_quote(w))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
         );
     }
     Ok(tree)

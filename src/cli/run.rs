@@ -11,6 +11,7 @@ use snap::config::{Config, Expected};
 use snap::format::snapshot::Kind;
 use snap::ops::prune::GroupKey;
 use snap::repo::Mode;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -183,19 +184,16 @@ fn meaning(code: i32) -> &'static str {
 fn newest_by_group(
     ctx: &Ctx,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<(GroupKey, chrono::DateTime<chrono::Utc>)>> {
+) -> Result<BTreeMap<GroupKey, chrono::DateTime<chrono::Utc>>> {
     let repo = ctx.open(Mode::Read, "run")?;
-    let mut out: Vec<(GroupKey, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    let mut out: BTreeMap<GroupKey, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
     for (_, s) in repo.snapshots()? {
         if s.is_future(now) || s.dump_check.is_some() {
             continue;
         }
         let t = s.timestamp().to_utc();
-        let k = GroupKey::of(&s);
-        match out.iter_mut().find(|(g, _)| *g == k) {
-            Some((_, newest)) => *newest = (*newest).max(t),
-            None => out.push((k, t)),
-        }
+        let newest = out.entry(GroupKey::of(&s)).or_insert(t);
+        *newest = (*newest).max(t);
     }
     Ok(out)
 }
@@ -228,7 +226,7 @@ fn plan(
     config: &Config,
     a: &Args,
     now: chrono::DateTime<chrono::Utc>,
-    newest: &[(GroupKey, chrono::DateTime<chrono::Utc>)],
+    newest: &BTreeMap<GroupKey, chrono::DateTime<chrono::Utc>>,
 ) -> Vec<Step> {
     let host = config
         .host
@@ -244,16 +242,14 @@ fn plan(
     for e in config.expected() {
         let (since, _) = e.due(now, config);
         let last = newest
-            .iter()
-            .filter(|(k, _)| {
-                k.level == e.level
-                    && k.kind == e.kind
-                    && k.site == e.site
-                    && k.paths == e.paths
-                    && k.host == host
+            .get(&GroupKey {
+                level: e.level,
+                kind: e.kind,
+                site: e.site.clone(),
+                host: host.clone(),
+                paths: e.paths.clone(),
             })
-            .map(|(_, t)| *t)
-            .max();
+            .copied();
         let why = match last {
             Some(t) if t >= since => continue,
             Some(t) => format!(

@@ -12,13 +12,12 @@ pub struct Args {
     filter: FilterArgs,
 }
 
-/// A level as shown: its number, or `adhoc` for an ad-hoc snapshot.
+/// A level as shown in a column: its number, or `adhoc` for an ad-hoc
+/// snapshot.
 pub fn level_name(level: u8) -> String {
-    if level == snap::format::snapshot::ADHOC {
-        "adhoc".into()
-    } else {
-        level.to_string()
-    }
+    snap::format::snapshot::level_name(level)
+        .trim_start_matches("level")
+        .to_string()
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {

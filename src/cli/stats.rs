@@ -2,7 +2,7 @@
 //! compression, from the snapshots' recorded figures, the index and the
 //! pack listing (no tree is read).
 
-use super::term::escape;
+use super::term::{escape, human_time};
 use super::Ctx;
 use anyhow::Result;
 use chrono_tz::Tz;
@@ -93,34 +93,15 @@ fn print_totals(st: &Stats) -> Result<()> {
     Ok(())
 }
 
-/// Prints rows of cells with each column as wide as its widest cell; the
-/// columns listed in `right` are right-aligned.
+/// Prints rows of cells as aligned columns; the columns listed in `right`
+/// are right-aligned.
 fn table(rows: &[Vec<String>], right: &[usize]) -> Result<()> {
     let cols = rows.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for r in rows {
-        let cells: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(c, v)| {
-                if right.contains(&c) {
-                    format!("{v:>w$}", w = widths[c])
-                } else {
-                    format!("{v:<w$}", w = widths[c])
-                }
-            })
-            .collect();
-        outln!("{}", cells.join("  ").trim_end());
+    let right: Vec<bool> = (0..cols).map(|c| right.contains(&c)).collect();
+    for line in super::term::table(rows, &right) {
+        outln!("{line}");
     }
     Ok(())
-}
-
-fn local(time: &str, tz: Tz) -> String {
-    chrono::DateTime::parse_from_rfc3339(time)
-        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|_| escape(time))
 }
 
 fn print_rows(rows: &[Row], tz: Tz) -> Result<()> {
@@ -145,7 +126,7 @@ fn print_rows(rows: &[Row], tz: Tz) -> Result<()> {
             r.snapshots.to_string(),
             r.newest_time
                 .as_deref()
-                .map_or_else(|| "-".into(), |t| local(t, tz)),
+                .map_or_else(|| "-".into(), |t| human_time(t, tz)),
             b(r.newest_bytes),
             b(r.added_bytes),
             b(r.stored_bytes),
@@ -169,7 +150,7 @@ fn print_snapshots(snaps: &[SnapshotRow], tz: Tz) -> Result<()> {
     for s in snaps {
         cells.push(vec![
             s.id.short(),
-            local(&s.time, tz),
+            human_time(&s.time, tz),
             s.site.as_deref().map_or_else(|| "(global)".into(), escape),
             s.level.to_string(),
             s.kind.to_string(),

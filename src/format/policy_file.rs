@@ -366,10 +366,7 @@ pub fn load_timezone(explicit: Option<&Path>) -> Result<Tz> {
     let Some((text, origin)) = find(explicit)? else {
         return Ok(default_timezone());
     };
-    let f: FileToml = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| line_at(&text, s.start)).unwrap_or(1);
-        Error::Usage(format!("{origin}, line {line}: {}", e.message()))
-    })?;
+    let f = read(&text, &origin, false)?;
     match &f.timezone {
         Some(t) => parse_tz(t.get_ref(), "timezone")
             .map_err(|m| Error::Usage(format!("{origin}, line {}: {m}", line_of_span(&text, t)))),

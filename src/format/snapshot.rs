@@ -193,6 +193,15 @@ impl DumpCheck {
 /// `expires` whatever the policies say (format-spec.md §22.5).
 pub const ADHOC: u8 = 0;
 
+/// A level as people read it: `level1`, `level2`, or `adhoc`.
+pub fn level_name(level: u8) -> String {
+    if level == ADHOC {
+        "adhoc".into()
+    } else {
+        format!("level{level}")
+    }
+}
+
 /// What a push changed against its parent (format-spec.md §11): entries
 /// that are not directories, counted as the push walked.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -45,11 +45,7 @@ pub struct GroupKey {
 impl std::fmt::Display for GroupKey {
     /// `client-a db level2 (web1: client_a.sql)`, `global files level1 (web1: /var/www)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let level = if self.level == ADHOC {
-            "adhoc".to_string()
-        } else {
-            format!("level{}", self.level)
-        };
+        let level = crate::format::snapshot::level_name(self.level);
         write!(
             f,
             "{} {} {level} ({}: {})",
