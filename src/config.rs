@@ -228,7 +228,8 @@ impl Dump {
             Database::Named(n) => Ok(Some(n.clone())),
             Database::All => Ok(None),
             Database::WpConfig(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+                // The site's own file: a hacked site may have made it huge.
+                let text = read_bounded(p, MAX_WP_CONFIG)?;
                 wp_db_name(&text).map(Some).ok_or_else(|| {
                     Error::Usage(format!(
                         "{}: no define('DB_NAME', '…') found: give the site's databases = [\"…\"] in the config instead of wordpress = true",
@@ -257,6 +258,37 @@ impl Dump {
             (Err(_), _) => self.name.clone(),
         }
     }
+}
+
+/// The most of a configuration file read: a larger one is a mistake
+/// (`--config /dev/zero`, a dump named by accident).
+pub const MAX_CONFIG: u64 = 4 << 20;
+
+/// The most of a wp-config.php read for its DB_NAME: WordPress's own is a
+/// few KiB, and the site's files are not to be trusted.
+pub const MAX_WP_CONFIG: u64 = 1 << 20;
+
+/// A text file of at most `max` bytes, refused (naming it) when longer.
+fn read_bounded(path: &Path, max: u64) -> Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > max {
+        return Err(Error::Usage(format!(
+            "{}: more than {} KiB, which no configuration or wp-config.php is: check the path",
+            path.display(),
+            max >> 10
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        Error::Usage(format!(
+            "{}: not UTF-8 text: check the path",
+            path.display()
+        ))
+    })
 }
 
 /// `template` with `{database}` (`all-databases` for none) and `{site}`
@@ -497,7 +529,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Option<Config>> {
     let Some(path) = find(explicit) else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = read_bounded(&path, MAX_CONFIG)?;
     parse(&text, &path).map(Some)
 }
 
@@ -810,6 +842,35 @@ mod tests {
         );
         assert_eq!(wp_db_name("// define('DB_NAME', 'no');"), None);
         assert_eq!(wp_db_name("$x = 1;"), None);
+    }
+
+    #[test]
+    fn huge_or_binary_files_are_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("snap-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("wp-config.php");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_WP_CONFIG + 1).unwrap();
+        let d = Dump {
+            database: Database::WpConfig(big.clone()),
+            command: "true".into(),
+            name: "{database}.sql".into(),
+        };
+        let e = d.database_name().unwrap_err().to_string();
+        assert!(e.contains("wp-config.php") && e.contains("1024 KiB"), "{e}");
+        assert_eq!(
+            d.label(Some("s")),
+            format!("the database of {}", big.display())
+        );
+        std::fs::write(&big, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(d
+            .database_name()
+            .unwrap_err()
+            .to_string()
+            .contains("not UTF-8"));
+        let e = load(Some(Path::new("/dev/zero"))).unwrap_err().to_string();
+        assert!(e.contains("/dev/zero") && e.contains("4096 KiB"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
