@@ -881,3 +881,150 @@ fn a_site_whose_wp_config_is_missing_fails_alone_and_the_others_are_saved() {
         "the database name came from wp-config.php"
     );
 }
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The pids of the processes whose command line holds `needle`.
+fn pids_with(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd)
+            .replace('\0', " ")
+            .contains(needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_run_killed_with_its_push_mid_dump_leaves_a_good_repository_and_the_next_run_finishes() {
+    let repo = Repo::new();
+    let data = repo.dir("shop.sql");
+    std::fs::write(&data, noise(7, 24_000_000)).unwrap();
+    let started = repo.dir("started");
+    // The dump sends its data, then hangs: the push has written packs of it.
+    let cfg = one_site_config(
+        &repo,
+        &format!(
+            "cat {}; echo $$ > {}; exec sleep 300",
+            data.display(),
+            started.display()
+        ),
+    );
+    let mut run = Command::new(assert_cmd::cargo::cargo_bin("snap"))
+        .env("SNAP_REPO", &repo.path)
+        .env("SNAP_CACHE_DIR", repo.cache())
+        .env("SNAP_PASSWORD", PASSWORD)
+        .env("SNAP_POLICY_FILE", "/dev/null")
+        .env("SNAP_REMOTES_FILE", "/dev/null")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let dump = loop {
+        if let Some(p) = std::fs::read_to_string(&started)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dump never got through its data"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The machine dies: the run, its push and the dump, all with SIGKILL.
+    let cfg_text = cfg.display().to_string();
+    let pushes: Vec<i32> = pids_with(&cfg_text)
+        .into_iter()
+        .filter(|&p| p != run.id() as i32)
+        .collect();
+    assert!(!pushes.is_empty(), "the run's push is running");
+    // SAFETY: signals the processes this test started.
+    unsafe {
+        libc::kill(run.id() as i32, libc::SIGKILL);
+        for p in &pushes {
+            libc::kill(*p, libc::SIGKILL);
+        }
+        libc::kill(dump, libc::SIGKILL);
+    }
+    run.wait().unwrap();
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pushes.iter().chain([&dump]).any(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    }) {
+        assert!(std::time::Instant::now() < gone, "killed processes linger");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let written: u64 = [repo.path.clone(), repo.cache()]
+        .iter()
+        .flat_map(|d| walk_files(d))
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    assert!(
+        written > 10_000_000,
+        "the push was killed after writing packs ({written} bytes)"
+    );
+    assert!(repo.snapshots(&[]).is_empty(), "nothing was reported saved");
+    assert_success(
+        &repo.run(&["check", "--read-data"]),
+        "check --read-data after the kill",
+    );
+
+    // The next night, with a dump that ends: both pushes are due and saved.
+    let cfg = one_site_config(&repo, &format!("cat {}", data.display()));
+    let out = repo
+        .cmd()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_success(&out, "the next run");
+    assert_eq!(stdout(&out), "", "{}", stderr(&out));
+    assert_eq!(repo.snapshots(&[]).len(), 2);
+    let cat = repo.ok(&[
+        "cat", "latest", "--site", "shop", "--kind", "db", "shop.sql",
+    ]);
+    assert!(
+        cat.stdout == std::fs::read(&data).unwrap(),
+        "the dump, byte for byte"
+    );
+    let target = repo.dir("out");
+    repo.ok(&[
+        "restore",
+        "latest",
+        "--site",
+        "shop",
+        "--kind",
+        "files",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_same_tree(&repo.dir("www/shop"), &target, &[]);
+    assert_success(&repo.run(&["check", "--read-data"]), "final check");
+}
