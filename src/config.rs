@@ -338,6 +338,15 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Words as a shell command line: each quoted when it needs to be.
+pub fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// One client site.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Site {
@@ -777,22 +786,19 @@ fn merge_policy_file(c: &mut Config) -> Result<()> {
     };
     let (theirs, _) = policy_file::parse_section(&text, &origin)?;
     let builtin = crate::format::policy::builtin_policies(c.timezone);
-    for p in theirs {
-        let is_default = builtin
+    // A policy as the built-in one of its name: not a definition of its own.
+    let is_builtin = |p: &Policy| {
+        builtin
             .iter()
-            .any(|b| b.name == p.name && b.files == p.files && b.db == p.db && b.sites == p.sites);
-        if is_default {
+            .any(|b| b.name == p.name && b.files == p.files && b.db == p.db && b.sites == p.sites)
+    };
+    for p in theirs {
+        if is_builtin(&p) {
             continue;
         }
         match c.policies.iter_mut().find(|x| x.name == p.name) {
             Some(mine) => {
-                let mine_default = builtin.iter().any(|b| {
-                    b.name == mine.name
-                        && b.files == mine.files
-                        && b.db == mine.db
-                        && b.sites == mine.sites
-                });
-                if !mine_default {
+                if !is_builtin(mine) {
                     return Err(Error::Usage(format!(
                         "policy {:?} is defined in both {} and {}: keep one",
                         p.name,

@@ -480,13 +480,7 @@ fn save_command_output(
     if !status.success() {
         anyhow::bail!(
             "{} exited with {status}; no snapshot was recorded (a failed dump is not a backup)",
-            super::term::escape(
-                &command
-                    .iter()
-                    .map(|w| snap::config::shell_quote(w))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
+            super::term::escape(&snap::config::shell_words(command))
         );
     }
     Ok(tree)

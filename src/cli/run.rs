@@ -115,13 +115,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                         "  {}  [{}]  snap {}",
                         s.label,
                         s.why,
-                        super::escape_message(
-                            &s.args
-                                .iter()
-                                .map(|x| snap::config::shell_quote(x))
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        )
+                        super::escape_message(&snap::config::shell_words(&s.args))
                     ),
                 }
             }
