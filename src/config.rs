@@ -784,7 +784,8 @@ fn merge_policy_file(c: &mut Config) -> Result<()> {
     let Some((text, origin)) = policy_file::find(None)? else {
         return Ok(());
     };
-    let (theirs, _) = policy_file::parse_section(&text, &origin)?;
+    // The policy file on its own terms: nothing but its sections in it.
+    let theirs = policy_file::parse(&text, &origin)?;
     let builtin = crate::format::policy::builtin_policies(c.timezone);
     // A policy as the built-in one of its name: not a definition of its own.
     let is_builtin = |p: &Policy| {
@@ -811,16 +812,29 @@ fn merge_policy_file(c: &mut Config) -> Result<()> {
             None => c.policies.push(p),
         }
     }
-    let a = policy_file::parse_alerts_section(&text, &origin)?;
-    if a.changed_ratio.is_some() {
-        if c.alerts.changed_ratio.is_some() {
-            return Err(Error::Usage(format!(
-                "alerts.changed_ratio is set in both {} and {}: keep one",
-                c.origin.display(),
-                origin
-            )));
+    let a = policy_file::parse_alerts(&text, &origin)?;
+    for (key, mine, theirs) in [
+        (
+            "changed_ratio",
+            &mut c.alerts.changed_ratio,
+            a.changed_ratio,
+        ),
+        (
+            "min_dump_ratio",
+            &mut c.alerts.min_dump_ratio,
+            a.min_dump_ratio,
+        ),
+    ] {
+        if theirs.is_some() {
+            if mine.is_some() {
+                return Err(Error::Usage(format!(
+                    "alerts.{key} is set in both {} and {}: keep one",
+                    c.origin.display(),
+                    origin
+                )));
+            }
+            *mine = theirs;
         }
-        c.alerts.changed_ratio = a.changed_ratio;
     }
     for (site, r) in a.sites {
         if c.alerts.sites.insert(site.clone(), r).is_some() {

@@ -791,6 +791,49 @@ fn the_configuration_merges_the_policy_and_remotes_files_and_refuses_a_name_in_b
         "{}",
         stderr(&out)
     );
+    // The policy file's alerts merge in, and one set in both is refused.
+    std::fs::write(&policies, "[alerts]\nmin_dump_ratio = 0.9\n").unwrap();
+    let dump = |extra: &[&str]| {
+        let mut c = repo.cmd();
+        c.env("SNAP_POLICY_FILE", &policies)
+            .env("SNAP_REMOTES_FILE", "/dev/null")
+            .arg("--config")
+            .arg(&cfg)
+            .args(["push", "--site", "a", "--name", "a.sql", "--from-shell"])
+            .args(extra);
+        c
+    };
+    assert_success(
+        &dump(&["printf 1234567890"]).output().unwrap(),
+        "first dump",
+    );
+    let out = dump(&["printf 12345678"]).output().unwrap();
+    assert_code(
+        &out,
+        7,
+        "80 % of the previous dump under the policy file's 0.9",
+    );
+    std::fs::write(
+        &cfg,
+        "[alerts]\nmin_dump_ratio = 0.5\n[remote.here]\nurl = \"/nonexistent/here\"\n",
+    )
+    .unwrap();
+    let out = snap(&["snapshots"]);
+    assert_code(&out, 1, "min_dump_ratio in both files");
+    assert!(
+        stderr(&out).contains("alerts.min_dump_ratio is set in both"),
+        "{}",
+        stderr(&out)
+    );
+    // The policy file is held to its own terms even beside a configuration.
+    std::fs::write(&policies, "[sites.x]\npaths = [\"/x\"]\n").unwrap();
+    let out = snap(&["snapshots"]);
+    assert_code(&out, 1, "a configuration section in the policy file");
+    assert!(
+        stderr(&out).contains("policies.toml, line 1") && stderr(&out).contains("unknown field"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::write(&policies, "").unwrap();
     std::fs::write(&remotes, "[remote.here]\nurl = \"/elsewhere\"\n").unwrap();
     let out = snap(&["remote", "list"]);
